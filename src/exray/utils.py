@@ -1,0 +1,59 @@
+"""Small shared helpers: seeding, thread budgets, version records."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def derive_seed(seed: int, *keys: int | str) -> int:
+    """A 63-bit seed derived from ``seed`` and a tuple of keys, stable across runs and platforms.
+
+    Used to give every independent random stream (a mask problem, a model of a zoo, …) its own seed
+    that depends only on *what* it is, never on the order in which streams are created.
+    """
+    words: list[int] = [int(seed) & 0xFFFFFFFF]
+    for key in keys:
+        if isinstance(key, str):
+            words.extend(key.encode("utf-8"))
+        else:
+            words.append(int(key) & 0xFFFFFFFF)
+    state = np.random.SeedSequence(words).generate_state(2, dtype=np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & ((1 << 63) - 1)
+
+
+def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A ``torch.Generator`` seeded with ``seed``."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def set_thread_budget(threads: int | None) -> None:
+    """Limit this process's intra-op threads (parallel workers split the machine's cores between them)."""
+    if threads is not None and threads > 0:
+        torch.set_num_threads(int(threads))
+        os.environ["OMP_NUM_THREADS"] = str(int(threads))
+
+
+def versions(extra: Sequence[str] = ()) -> dict[str, str]:
+    """Versions of exray and of the libraries that determine its numbers, for result records."""
+    from exray import __version__
+
+    record = {
+        "exray": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+    for name in extra:
+        try:
+            module = __import__(name)
+            record[name] = getattr(module, "__version__", "unknown")
+        except ImportError:
+            record[name] = "not installed"
+    return record
