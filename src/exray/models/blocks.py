@@ -1,0 +1,43 @@
+"""Building blocks shared by the registry architectures."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+def scaled(channels: int, width: float, minimum: int = 4) -> int:
+    """``channels`` scaled by the width multiplier, at least ``minimum``."""
+    return max(minimum, round(channels * width))
+
+
+class Normalize(nn.Module):
+    """Per-channel input standardisation: every exray model takes RGB images in [0, 1] (design §4)."""
+
+    def __init__(self, mean: Sequence[float] = (0.5, 0.5, 0.5), std: Sequence[float] = (0.25, 0.25, 0.25)):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class ConvBNReLU(nn.Sequential):
+    """Convolution → batch norm → ReLU; one "convolutional block" of a plain network."""
+
+    def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1):
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+        )
+
+
+class Classifier(nn.Sequential):
+    """Global average pooling → flatten → linear layer."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))

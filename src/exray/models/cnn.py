@@ -1,0 +1,38 @@
+"""A plain convolutional network: the cheapest registry model, for quick experiments and tests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from exray.models.blocks import Classifier, ConvBNReLU, Normalize, scaled
+from exray.models.registry import register_architecture
+
+
+class SimpleCNN(nn.Module):
+    """``features``: conv-BN-ReLU blocks, each stage but the last followed by 2×2 max-pooling."""
+
+    def __init__(self, num_classes: int, channels: Sequence[int], width: float):
+        super().__init__()
+        self.normalize = Normalize()
+        layers: list[nn.Module] = []
+        cin = 3
+        for i, c in enumerate(channels):
+            cout = scaled(c, width)
+            layers.append(ConvBNReLU(cin, cout))
+            if i < len(channels) - 1:
+                layers.append(nn.MaxPool2d(2))
+            cin = cout
+        self.features = nn.Sequential(*layers)
+        self.classifier = Classifier(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(self.normalize(x)))
+
+
+@register_architecture("cnn", summary="plain 4-block CNN")
+def cnn(num_classes: int, *, width: float = 1.0, channels: tuple[int, ...] = (32, 64, 128, 128)) -> SimpleCNN:
+    """Plain CNN with one conv block per entry of ``channels`` (scaled by ``width``)."""
+    return SimpleCNN(num_classes, tuple(channels), width)

@@ -1,0 +1,169 @@
+"""Model directories (design §4): ``config.json`` + ``model.safetensors``, rebuilt from the registry.
+
+A model file is untrusted input. exray never unpickles unless asked: the safe format holds only tensors
+(safetensors) and a JSON config naming a registry architecture. TrojAI's original directories hold a whole
+pickled module in ``model.pt``; loading one runs arbitrary code from the file, so it needs
+``trust_pickle=True`` (CLI: ``--trust-pickle``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from exray.errors import ConfigError, ModelLoadError, UntrustedModelError
+from exray.models.registry import build_model
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+PICKLE_FILE = "model.pt"
+GROUND_TRUTH_FILE = "ground_truth.csv"
+FORMAT = "exray-model/1"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model directory says about its model: architecture, classes, input size and metadata."""
+
+    architecture: str
+    num_classes: int | None
+    input_size: tuple[int, int, int] | None
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+def model_info(model: nn.Module) -> ModelInfo | None:
+    """The :class:`ModelInfo` attached by :func:`load_model`, or None for a model built elsewhere."""
+    return getattr(model, "exray_info", None)
+
+
+def save_model(
+    model: nn.Module,
+    directory: str | Path,
+    *,
+    input_size: tuple[int, int, int],
+    metadata: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (built by :func:`exray.models.build_model`) as a model directory.
+
+    ``config.json`` holds the architecture, its keyword arguments, the class count, the input size and any
+    ``metadata`` (ground truth, triggers, accuracy, seed, …); ``ground_truth.csv`` holds ``1``/``0`` when
+    ``metadata`` has a boolean ``"poisoned"``. The weights are written last, via a temporary file, so a
+    directory with ``model.safetensors`` is always complete.
+    """
+    arch = getattr(model, "exray_arch", None)
+    if arch is None:
+        raise ConfigError("save_model needs a model built by exray.models.build_model (no registry record)")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {"format": FORMAT, **arch, "input_size": list(input_size), **(metadata or {})}
+    (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    if isinstance(config.get("poisoned"), bool):
+        (directory / GROUND_TRUTH_FILE).write_text(f"{int(config['poisoned'])}\n")
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    tmp = directory / (WEIGHTS_FILE + ".tmp")
+    save_file(state, str(tmp), metadata={"format": FORMAT})
+    tmp.replace(directory / WEIGHTS_FILE)
+    return directory
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """The parsed ``config.json`` of a model directory (``ModelLoadError`` if missing or malformed)."""
+    path = Path(directory) / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelLoadError(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{path} must hold a JSON object")
+    return config
+
+
+def load_model(
+    path: str | Path, *, trust_pickle: bool = False, device: str | torch.device = "cpu"
+) -> nn.Module:
+    """Load a model directory (or a TrojAI ``model.pt`` file) as an eval-mode ``nn.Module``.
+
+    Safe by default: ``config.json`` + ``model.safetensors`` are rebuilt from the architecture registry.
+    A pickled ``model.pt`` is only loaded with ``trust_pickle=True``, because unpickling executes code
+    from the file. The returned model carries a :class:`ModelInfo` (see :func:`model_info`).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelLoadError(f"{path} does not exist")
+    directory = path if path.is_dir() else path.parent
+    if path.is_dir() and (path / WEIGHTS_FILE).exists():
+        model, info = _load_safetensors(path)
+    elif (path.is_dir() and (path / PICKLE_FILE).exists()) or (
+        path.is_file() and path.suffix in {".pt", ".pth"}
+    ):
+        model, info = _load_pickle(path / PICKLE_FILE if path.is_dir() else path, trust_pickle, directory)
+    else:
+        raise ModelLoadError(
+            f"{path} holds no model: expected {WEIGHTS_FILE} + {CONFIG_FILE} (exray) "
+            f"or {PICKLE_FILE} (TrojAI)"
+        )
+    model = model.to(device).eval()
+    model.exray_info = info
+    return model
+
+
+def _load_safetensors(directory: Path) -> tuple[nn.Module, ModelInfo]:
+    config = read_config(directory)
+    for key in ("architecture", "num_classes"):
+        if key not in config:
+            raise ModelLoadError(f"{directory / CONFIG_FILE} lacks the key {key!r}")
+    try:
+        model = build_model(
+            config["architecture"], int(config["num_classes"]), **config.get("arch_kwargs", {})
+        )
+    except ConfigError as err:
+        raise ModelLoadError(f"{directory}: cannot rebuild the model: {err}") from None
+    try:
+        state = load_file(str(directory / WEIGHTS_FILE))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ModelLoadError(f"{directory / WEIGHTS_FILE} is corrupt or unreadable: {err}") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ModelLoadError(
+            f"{directory / WEIGHTS_FILE} does not match {config['architecture']}: {err}"
+        ) from None
+    size = config.get("input_size")
+    return model, ModelInfo(
+        architecture=config["architecture"],
+        num_classes=int(config["num_classes"]),
+        input_size=tuple(int(s) for s in size) if size else None,
+        config=config,
+    )
+
+
+def _load_pickle(file: Path, trust_pickle: bool, directory: Path) -> tuple[nn.Module, ModelInfo]:
+    if not trust_pickle:
+        raise UntrustedModelError(
+            f"{file} is a pickled model: loading it executes code stored in the file. Load it only if you "
+            "trust its source, with trust_pickle=True (CLI: --trust-pickle)."
+        )
+    try:
+        model = torch.load(str(file), map_location="cpu", weights_only=False)
+    except Exception as err:  # unpickling can fail in arbitrary ways; all of them mean "cannot load"
+        raise ModelLoadError(f"{file} could not be unpickled: {type(err).__name__}: {err}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"{file} holds a {type(model).__name__}, not a whole torch.nn.Module")
+    config = read_config(directory) if (directory / CONFIG_FILE).exists() else {}
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    num_classes = config.get("num_classes") or (linears[-1].out_features if linears else None)
+    return model, ModelInfo(
+        architecture=str(config.get("model_architecture", type(model).__name__)),
+        num_classes=None if num_classes is None else int(num_classes),
+        input_size=None,
+        config=config,
+    )

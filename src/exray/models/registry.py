@@ -1,0 +1,89 @@
+"""Architecture registry: build any registered network from its name and keyword arguments.
+
+A model directory stores only ``architecture`` + ``arch_kwargs`` + weights (design §4); loading rebuilds the
+network from this registry, so no pickled code is ever executed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from exray.errors import ConfigError
+
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A registered architecture: its builder and the keyword arguments it accepts."""
+
+    name: str
+    builder: Builder
+    defaults: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+
+    def parameters(self) -> dict[str, Any]:
+        """Accepted keyword arguments (besides ``num_classes``) with their default values."""
+        signature = inspect.signature(self.builder)
+        params = {
+            name: p.default
+            for name, p in signature.parameters.items()
+            if name != "num_classes" and p.kind is p.KEYWORD_ONLY
+        }
+        params.update(self.defaults)
+        return params
+
+
+_REGISTRY: dict[str, Architecture] = {}
+
+
+def register_architecture(name: str, *, summary: str = "", **defaults: Any) -> Callable[[Builder], Builder]:
+    """Register ``builder(num_classes, *, **kwargs) -> nn.Module`` under ``name`` (with preset kwargs)."""
+
+    def decorate(builder: Builder) -> Builder:
+        if name in _REGISTRY:
+            raise ConfigError(f"architecture {name!r} is already registered")
+        _REGISTRY[name] = Architecture(
+            name, builder, dict(defaults), summary or (builder.__doc__ or "").strip()
+        )
+        return builder
+
+    return decorate
+
+
+def list_architectures() -> list[str]:
+    """Names of every registered architecture, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_architecture(name: str) -> Architecture:
+    """The registered :class:`Architecture` called ``name`` (``ConfigError`` listing the known ones)."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(list_architectures())
+        raise ConfigError(f"unknown architecture {name!r}; registered architectures: {known}") from None
+
+
+def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    """Build the registered architecture ``name`` for ``num_classes`` classes, in eval mode.
+
+    The model records how it was built (``model.exray_arch``) so that :func:`exray.models.save_model` can
+    write a ``config.json`` from which :func:`exray.load_model` rebuilds it.
+    """
+    arch = get_architecture(name)
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ConfigError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    accepted = arch.parameters()
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ConfigError(f"architecture {name!r} does not accept {unknown}; it accepts {sorted(accepted)}")
+    merged = {**arch.defaults, **kwargs}
+    model = arch.builder(num_classes, **merged)
+    model.exray_arch = {"architecture": name, "arch_kwargs": dict(kwargs), "num_classes": num_classes}
+    return model.eval()
