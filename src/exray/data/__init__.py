@@ -1,0 +1,1 @@
+"""Data: example-image loading (model-directory layouts, folders) and the TrojAI-like synthetic generator."""

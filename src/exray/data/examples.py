@@ -1,0 +1,79 @@
+"""Clean example images of a model directory, in every layout TrojAI and exray use (design §4).
+
+Layouts (looked up in this order inside a model directory, or the directory itself):
+``clean-example-data/``, ``clean_example_data/``, ``example_data/``. File naming:
+``class_{c}_example_{k}.png`` (label = c), or ``<name>.png|jpg`` next to ``<name>.json`` holding the label
+(an integer, or an object with a ``label``/``class``/``clean_label`` key).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from exray.data.images import IMAGE_SUFFIXES, read_images
+from exray.errors import InputError
+
+EXAMPLE_DIRS = ("clean-example-data", "clean_example_data", "example_data")
+_CLASS_NAME = re.compile(r"class_(\d+)_example_(\d+)$")
+_LABEL_KEYS = ("label", "class", "clean_label")
+
+
+def examples_dir(path: str | Path) -> Path:
+    """The folder holding the example images of the model directory ``path`` (or ``path`` itself)."""
+    path = Path(path)
+    for name in EXAMPLE_DIRS:
+        if (path / name).is_dir():
+            return path / name
+    if path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+        return path
+    raise InputError(f"{path} holds no example images (looked for {', '.join(EXAMPLE_DIRS)} or image files)")
+
+
+def _label_of(image: Path) -> tuple[int, str]:
+    match = _CLASS_NAME.search(image.stem)
+    if match:
+        return int(match.group(1)), f"{int(match.group(2)):09d}"
+    sidecar = image.with_suffix(".json")
+    if not sidecar.exists():
+        raise InputError(
+            f"cannot tell the class of {image.name}: not named class_<c>_example_<k> and no {sidecar.name}"
+        )
+    try:
+        value = json.loads(sidecar.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(f"{sidecar} is not valid JSON: {err}") from None
+    if isinstance(value, dict):
+        value = next((value[k] for k in _LABEL_KEYS if k in value), None)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{sidecar} does not hold an integer class label")
+    return value, image.stem
+
+
+def list_examples(path: str | Path) -> dict[int, list[Path]]:
+    """Example image files per class, each list in example order."""
+    folder = examples_dir(path)
+    found: dict[int, list[tuple[str, Path]]] = defaultdict(list)
+    for image in sorted(folder.iterdir()):
+        if image.suffix.lower() in IMAGE_SUFFIXES:
+            label, key = _label_of(image)
+            found[label].append((key, image))
+    return {label: [p for _, p in sorted(items)] for label, items in sorted(found.items())}
+
+
+def load_examples(path: str | Path, *, size: tuple[int, int] | None = None) -> dict[int, torch.Tensor]:
+    """Example images per class: ``{class: Tensor[N, 3, H, W]}``, float32 RGB in [0, 1].
+
+    ``size`` centre-crops every image (TrojAI's 256×256 examples feed a 224×224 model); without it all
+    images must have one size.
+    """
+    files = list_examples(path)
+    examples = {label: read_images(paths, size) for label, paths in files.items()}
+    shapes = {tuple(x.shape[1:]) for x in examples.values()}
+    if len(shapes) > 1:
+        raise InputError(f"example classes have different image sizes {sorted(shapes)}; pass size=(H, W)")
+    return examples

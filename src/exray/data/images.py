@@ -1,0 +1,55 @@
+"""Reading and writing images as float32 RGB tensors in [0, 1] (design §4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from exray.errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """One image file as a (3, H, W) float32 tensor in [0, 1]; grey and RGBA images become RGB."""
+    try:
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as err:
+        raise InputError(f"{path} is not a readable image: {err}") from None
+    return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def write_image(path: str | Path, image: torch.Tensor) -> None:
+    """Write a (3, H, W) tensor in [0, 1] as an 8-bit PNG (or any format its suffix names)."""
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise InputError(f"write_image needs a (3, H, W) tensor, got {tuple(image.shape)}")
+    array = image.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+    Image.fromarray(array).save(path)
+
+
+def center_crop(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Centre-crop (…, H, W) images to ``size`` (TrojAI crops 256×256 examples to 224×224, spec §1)."""
+    h, w = images.shape[-2:]
+    th, tw = size
+    if th > h or tw > w:
+        raise InputError(
+            f"cannot crop {h}×{w} images to {th}×{tw}: the images are smaller than the model input"
+        )
+    top, left = (h - th) // 2, (w - tw) // 2
+    return images[..., top : top + th, left : left + tw]
+
+
+def read_images(paths: list[Path], size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Several image files as one (N, 3, H, W) tensor; all must share a size unless ``size`` crops them."""
+    images = [read_image(p) for p in paths]
+    if size is not None:
+        images = [center_crop(img, size) for img in images]
+    shapes = {tuple(img.shape) for img in images}
+    if len(shapes) > 1:
+        detail = ", ".join(f"{p.name}: {tuple(i.shape[1:])}" for p, i in zip(paths, images))
+        raise InputError(f"images have different sizes ({detail}); pass a crop size to load them together")
+    return torch.stack(images)
