@@ -1,0 +1,33 @@
+"""EX-RAY core: symmetric feature differencing, M1/M2 comparison and decision policies (paper §3)."""
+
+from exray.differencing.config import MaskConfig
+from exray.differencing.masks import symmetric_mask
+from exray.differencing.optimizer import MaskProblem, MaskResult, optimize_masks
+from exray.differencing.policies import (
+    EXF_FILTER,
+    EXF_MASK,
+    OfficialPolicy,
+    PaperPolicy,
+    R3Policy,
+    resolve_policy,
+)
+from exray.differencing.verdict import TriggerCase, Verdict, compare_trigger, compare_triggers, derive_target
+
+__all__ = [
+    "EXF_FILTER",
+    "EXF_MASK",
+    "MaskConfig",
+    "MaskProblem",
+    "MaskResult",
+    "OfficialPolicy",
+    "PaperPolicy",
+    "R3Policy",
+    "TriggerCase",
+    "Verdict",
+    "compare_trigger",
+    "compare_triggers",
+    "derive_target",
+    "optimize_masks",
+    "resolve_policy",
+    "symmetric_mask",
+]

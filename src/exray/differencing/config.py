@@ -1,0 +1,59 @@
+"""Validated settings of the symmetric feature-differencing optimisation (spec §4.3–4.4)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from exray.errors import ConfigError
+
+LossForm = Literal["official", "paper"]
+Sides = Literal["both", "a_to_b", "b_to_a"]
+SIDES: tuple[str, ...] = ("both", "a_to_b", "b_to_a")
+
+
+@dataclass(frozen=True)
+class MaskConfig:
+    """How a mask is optimised. Defaults are the official EX-RAY code's (spec §4.3).
+
+    * ``loss="official"``: Σm plus a logit-difference barrier weighted ``barrier_weight`` (10) on each
+      side while that side's flip accuracy on the mini-batch is below its epoch-0 level.
+    * ``loss="paper"``: Σm + w·CE per side, with w = ``barrier_weight`` while the side's cross-entropy
+      exceeds ``alpha`` and 0 otherwise (paper eq. 4, α = 0.1, spec §4.4).
+    * ``patience``: stop a problem early once its best feasible mask has not shrunk by more than
+      ``min_improvement`` (in units of Σm) for this many epochs. ``None`` runs all ``epochs`` as the
+      official code does.
+    """
+
+    loss: LossForm = "official"
+    epochs: int = 400
+    batch_size: int = 10
+    lr: float = 5e-2
+    init_logit: float = 4.0
+    barrier_weight: float = 10.0
+    alpha: float = 0.1
+    patience: int | None = None
+    min_improvement: float = 1e-2
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("official", "paper"):
+            raise ConfigError(f"loss must be 'official' or 'paper', got {self.loss!r}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("lr", "barrier_weight", "alpha"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            raise ConfigError(f"patience must be None or a positive integer, got {self.patience!r}")
+        if self.min_improvement < 0:
+            raise ConfigError(f"min_improvement must be >= 0, got {self.min_improvement!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_sides(sides: str) -> None:
+    if sides not in SIDES:
+        raise ConfigError(f"sides must be one of {SIDES}, got {sides!r}")

@@ -1,0 +1,364 @@
+"""Verdicts: is a trigger natural (made of the features that separate V from T) or injected?
+
+Paper §3.2, spec §4.2 and §4.5. For a trigger t that flips victim class V to target T:
+
+* M1 = symmetric mask between clean V and clean T images (the natural V/T differences);
+* M2 = symmetric mask between V images and the same images stamped with t (the trigger's features);
+* overlaps I1 = Σmin(M1,M2)/ΣM1 and I2 = Σmin(M1,M2)/ΣM2, and four cross-check accuracies that swap
+  M1 onto the V/V+t pair and M2 onto the V/T pair;
+* a decision policy turns them into natural / injected.
+
+:func:`compare_triggers` judges many triggers of one model at once: all their M1 and M2 problems are
+optimised in one stacked pass (M1 problems shared by triggers of the same V/T pair are solved once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from exray.differencing.config import MaskConfig, Sides, check_sides
+from exray.differencing.masks import check_label, extract, make_cut, model_device
+from exray.differencing.optimizer import MaskProblem, MaskResult, mix, optimize_masks
+from exray.differencing.policies import ACCURACY_KEYS, Policy, resolve_policy
+from exray.errors import InputError
+from exray.models.layers import Backend, LayerCut
+from exray.utils import derive_seed
+
+
+def derive_target(predictions: torch.Tensor, victim_label: int) -> int:
+    """Target class of a trigger from the predictions on stamped victim images (spec §4.2).
+
+    The most frequent predicted label; if that is the victim itself, the second most frequent; −1 if the
+    stamped images are all still classified as the victim.
+    """
+    ranked = [label for label, _ in Counter(predictions.tolist()).most_common()]
+    ranked = [label for label in ranked if label != victim_label]
+    return ranked[0] if ranked else -1
+
+
+@dataclass
+class TriggerCase:
+    """One trigger to judge: clean victim images, clean target images and the stamped victim images.
+
+    ``stamped`` is paired row-for-row with ``victim`` when both have the same length. ``target_label=None``
+    derives the target from the stamped predictions.
+    """
+
+    victim: torch.Tensor
+    target: torch.Tensor
+    stamped: torch.Tensor
+    victim_label: int
+    target_label: int | None = None
+    kind: str = "patch"
+
+
+@dataclass
+class Verdict:
+    """EX-RAY's judgement of one trigger (design §2).
+
+    ``natural``: the trigger consists of V/T-distinguishing features. ``m1``/``m2``: per-channel masks in
+    [0, 1]. ``overlap`` = (I1, I2). ``cross_accuracy``: the four cross-check accuracies (see
+    :mod:`exray.differencing.policies`). ``reasons``: the policy rules that fired. ``trigger_success``:
+    fraction of stamped victim images classified as the target. ``derived_target``: the target re-derived
+    from the stamped predictions (−1: the trigger flips nothing).
+    """
+
+    natural: bool
+    victim_label: int
+    target_label: int
+    derived_target: int
+    kind: str
+    m1: torch.Tensor
+    m2: torch.Tensor
+    overlap: tuple[float, float]
+    cross_accuracy: dict[str, float]
+    policy: str
+    reasons: list[str]
+    sides: str
+    trigger_success: float
+    m1_flip_accuracy: tuple[float, float]
+    m2_flip_accuracy: tuple[float, float]
+    m1_feasible: bool
+    m2_feasible: bool
+    layer: str
+    seed: int
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def injected(self) -> bool:
+        return not self.natural
+
+    @property
+    def m1_size(self) -> float:
+        return float(self.m1.sum())
+
+    @property
+    def m2_size(self) -> float:
+        return float(self.m2.sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (masks as lists of floats)."""
+        data = asdict(self)
+        data["m1"] = [round(float(v), 6) for v in self.m1]
+        data["m2"] = [round(float(v), 6) for v in self.m2]
+        data["overlap"] = list(self.overlap)
+        data["m1_flip_accuracy"] = list(self.m1_flip_accuracy)
+        data["m2_flip_accuracy"] = list(self.m2_flip_accuracy)
+        return data
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Verdict:
+        data = dict(data)
+        data["m1"] = torch.tensor(data["m1"], dtype=torch.float32)
+        data["m2"] = torch.tensor(data["m2"], dtype=torch.float32)
+        for key in ("overlap", "m1_flip_accuracy", "m2_flip_accuracy"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+    def summary(self) -> str:
+        """One line for terminals and logs."""
+        word = "NATURAL" if self.natural else "INJECTED"
+        i1, i2 = self.overlap
+        why = "; ".join(self.reasons) if self.reasons else "no natural-trigger rule fired"
+        return (
+            f"{word}: {self.kind} trigger {self.victim_label}→{self.target_label} "
+            f"(success {self.trigger_success:.2f}) |M1|={self.m1_size:.1f} |M2|={self.m2_size:.1f} "
+            f"I1={i1:.2f} I2={i2:.2f} — {why}"
+        )
+
+
+def overlaps(m1: torch.Tensor, m2: torch.Tensor) -> tuple[float, float]:
+    """(I1, I2) = (Σmin(M1,M2)/ΣM1, Σmin(M1,M2)/ΣM2), spec §4.5."""
+    inter = torch.minimum(m1, m2).sum()
+    return float(inter / m1.sum().clamp(min=1e-12)), float(inter / m2.sum().clamp(min=1e-12))
+
+
+def _fingerprint(images: torch.Tensor) -> str:
+    return hashlib.sha1(images.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+@dataclass
+class _Prepared:
+    case: TriggerCase
+    target: int
+    derived: int
+    success: float
+    f_v: torch.Tensor
+    f_t: torch.Tensor
+    f_s: torch.Tensor
+    m1_key: tuple
+    notes: list[str]
+
+
+def compare_triggers(
+    model: nn.Module,
+    cases: list[TriggerCase],
+    *,
+    layer: str | None = None,
+    policy: str | Policy = "official",
+    sides: Sides = "both",
+    config: MaskConfig | None = None,
+    seed: int = 0,
+    backend: Backend = "auto",
+    progress: bool = False,
+) -> list[Verdict]:
+    """Judge every trigger in ``cases`` (one model); all mask problems are optimised together.
+
+    ``sides`` other than ``"both"`` computes one-sided M1 and M2 (the paper's baselines 7 and 8).
+    """
+    check_sides(sides)
+    if not cases:
+        return []
+    start = time.perf_counter()
+    device = model_device(model)
+    cut = make_cut(model, layer, cases[0].victim, backend)
+    cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def features(images: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        key = _fingerprint(images)
+        if key not in cache:
+            cache[key] = extract(cut, images, name)
+        return cache[key]
+
+    prepared = [_prepare(case, i, features) for i, case in enumerate(cases)]
+
+    problems: list[MaskProblem] = []
+    m1_index: dict[tuple, int] = {}
+    m2_index: list[int] = []
+    for prep in prepared:
+        case = prep.case
+        inputs = cut.needs_inputs
+        if prep.m1_key not in m1_index:
+            m1_index[prep.m1_key] = len(problems)
+            problems.append(
+                MaskProblem(
+                    a=prep.f_v,
+                    b=prep.f_t,
+                    label_a=case.victim_label,
+                    label_b=prep.target,
+                    paired=False,
+                    sides=sides,
+                    seed=derive_seed(seed, "M1", case.victim_label, prep.target),
+                    inputs_a=case.victim.to(device) if inputs else None,
+                    inputs_b=case.target.to(device) if inputs else None,
+                )
+            )
+        m2_index.append(len(problems))
+        problems.append(
+            MaskProblem(
+                a=prep.f_v,
+                b=prep.f_s,
+                label_a=case.victim_label,
+                label_b=prep.target,
+                paired=len(case.victim) == len(case.stamped),
+                sides=sides,
+                seed=derive_seed(seed, "M2", case.victim_label, prep.target),
+                inputs_a=case.victim.to(device) if inputs else None,
+                inputs_b=case.stamped.to(device) if inputs else None,
+            )
+        )
+    masks = optimize_masks(cut, problems, config, progress=progress)
+    elapsed = (time.perf_counter() - start) / len(cases)
+
+    verdicts = []
+    for prep, m2_at in zip(prepared, m2_index):
+        m1, m2 = masks[m1_index[prep.m1_key]], masks[m2_at]
+        accuracy = _cross_accuracies(cut, prep, m1, m2, device)
+        i1, i2 = overlaps(m1.values, m2.values)
+        chosen = resolve_policy(policy, prep.case.kind)
+        natural, reasons = chosen.decide(i1, i2, accuracy)
+        notes = list(prep.notes)
+        for mask, name in ((m1, "M1"), (m2, "M2")):
+            if not mask.feasible:
+                notes.append(f"{name} never met its flip constraints; the final mask is reported")
+        verdicts.append(
+            Verdict(
+                natural=natural,
+                victim_label=prep.case.victim_label,
+                target_label=prep.target,
+                derived_target=prep.derived,
+                kind=prep.case.kind,
+                m1=m1.values,
+                m2=m2.values,
+                overlap=(i1, i2),
+                cross_accuracy=accuracy,
+                policy=chosen.name,
+                reasons=reasons,
+                sides=sides,
+                trigger_success=prep.success,
+                m1_flip_accuracy=m1.flip_accuracy,
+                m2_flip_accuracy=m2.flip_accuracy,
+                m1_feasible=m1.feasible,
+                m2_feasible=m2.feasible,
+                layer=cut.layer,
+                seed=seed,
+                notes=notes,
+                seconds=elapsed,
+            )
+        )
+    return verdicts
+
+
+def _prepare(case: TriggerCase, index: int, features) -> _Prepared:
+    where = f"trigger {index}: "
+    if len(case.victim) == 0 or len(case.target) == 0 or len(case.stamped) == 0:
+        raise InputError(where + "victim, target and stamped image sets must all be non-empty")
+    shapes = {tuple(x.shape[1:]) for x in (case.victim, case.target, case.stamped) if x.ndim == 4}
+    if len(shapes) > 1:
+        raise InputError(where + f"victim, target and stamped images have different shapes {sorted(shapes)}")
+    f_v, logits_v = features(case.victim, "victim images")
+    f_t, _ = features(case.target, "target images")
+    f_s, logits_s = features(case.stamped, "stamped images")
+    num_classes = logits_v.shape[1]
+    check_label(case.victim_label, num_classes, "victim_label")
+    derived = derive_target(logits_s.argmax(1), case.victim_label)
+    notes = []
+    target = case.target_label
+    if target is None:
+        if derived < 0:
+            raise InputError(
+                where + "the stamped images are all classified as the victim: no target to derive"
+            )
+        target = derived
+    check_label(target, num_classes, "target_label")
+    if target == case.victim_label:
+        raise InputError(where + "victim and target labels are equal")
+    if derived != target:
+        notes.append(f"stamped images are mostly classified as {derived}, not the given target {target}")
+    success = float((logits_s.argmax(1) == target).float().mean())
+    m1_key = (target, id(f_v), id(f_t))
+    return _Prepared(case, target, derived, success, f_v, f_t, f_s, m1_key, notes)
+
+
+def _cross_accuracies(
+    cut: LayerCut, prep: _Prepared, m1: MaskResult, m2: MaskResult, device: torch.device
+) -> dict[str, float]:
+    """Swap M2 onto the V/T pair and M1 onto the V/V+t pair (spec §4.5), on every victim image."""
+    v, t = prep.case.victim_label, prep.target
+    n = len(prep.f_v)
+    idx_t = torch.arange(n) % len(prep.f_t)
+    idx_s = torch.arange(n) % len(prep.f_s)
+    f_v, f_t, f_s = prep.f_v, prep.f_t[idx_t], prep.f_s[idx_s]
+    x_v = prep.case.victim.to(device)
+    x_t = prep.case.target.to(device)[idx_t]
+    x_s = prep.case.stamped.to(device)[idx_s]
+    hooks = cut.needs_inputs
+
+    def accuracy(mask: MaskResult, keep, take, keep_x, label: int) -> float:
+        rows = mask.values.to(device).expand(len(keep), -1)
+        logits = cut.logits(mix(rows, keep, take), keep_x if hooks else None)
+        return float((logits.argmax(1) == label).float().mean())
+
+    values = (
+        accuracy(m2, f_v, f_t, x_v, t),  # acc1_1: V takes T's M2-channels → T
+        accuracy(m2, f_t, f_v, x_t, v),  # acc1_2: T takes V's M2-channels → V
+        accuracy(m1, f_v, f_s, x_v, t),  # acc2_1: V takes (V+t)'s M1-channels → T
+        accuracy(m1, f_s, f_v, x_s, v),  # acc2_2: V+t takes V's M1-channels → V
+    )
+    return dict(zip(ACCURACY_KEYS, values))
+
+
+def compare_trigger(
+    model: nn.Module,
+    *,
+    victim: torch.Tensor,
+    target: torch.Tensor,
+    stamped: torch.Tensor,
+    victim_label: int,
+    target_label: int | None = None,
+    layer: str | None = None,
+    policy: str | Policy = "official",
+    kind: str = "patch",
+    sides: Sides = "both",
+    config: MaskConfig | None = None,
+    seed: int = 0,
+    backend: Backend = "auto",
+    progress: bool = False,
+) -> Verdict:
+    """EX-RAY on explicit image sets (design §2): is the trigger that turned ``victim`` into ``stamped``
+    natural for the pair (``victim_label``, ``target_label``)? ``kind`` ("patch" or "filter") selects the
+    variant of the ``"official"`` policy."""
+    case = TriggerCase(victim, target, stamped, victim_label, target_label, kind)
+    return compare_triggers(
+        model,
+        [case],
+        layer=layer,
+        policy=policy,
+        sides=sides,
+        config=config,
+        seed=seed,
+        backend=backend,
+        progress=progress,
+    )[0]
