@@ -264,14 +264,18 @@ class _Solver:
 
     def run(self, progress: bool) -> list[MaskResult]:
         bar = tqdm(
-            range(self.config.epochs), desc=f"masks ×{len(self.problems)}", disable=not progress, leave=False
+            range(self.config.epochs),
+            desc=f"masks ×{len(self.problems)}",
+            disable=not progress,
+            leave=False,
+            mininterval=0.5,
         )
         with frozen(self.cut.model):
             for epoch in bar:
                 still_active = self._epoch(epoch)
                 if not still_active:
                     break
-                bar.set_postfix(active=still_active)
+                bar.set_postfix(active=still_active, refresh=False)
             return self._results()
 
     def _epoch(self, epoch: int) -> int:

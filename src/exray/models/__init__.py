@@ -1,6 +1,6 @@
 """Models: the architecture registry, safe model-directory I/O and layer access by module name."""
 
-from exray.models import cnn, densenet, inception, mobilenet, nin, resnet, vgg  # noqa: F401  (register)
+from exray.models import analytic, cnn, densenet, inception, mobilenet, nin, resnet, vgg  # noqa: F401  (register)
 from exray.models.layers import LayerCut, capture, default_layer, get_module
 from exray.models.registry import build_model, get_architecture, list_architectures, register_architecture
 

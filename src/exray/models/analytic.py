@@ -12,10 +12,13 @@ contains red"), the masks EX-RAY must find can be stated in advance.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
+
+from exray.errors import ConfigError
+from exray.models.registry import register_architecture
 
 COLOURS: dict[str, tuple[float, float, float]] = {
     "black": (0, 0, 0),
@@ -37,8 +40,11 @@ class ColourDetectorNet(nn.Module):
     class's constant logit.
     """
 
-    def __init__(self, votes: list[Mapping[str, float]], bias: list[float] | None = None):
+    def __init__(self, votes: Sequence[Mapping[str, float]], bias: Sequence[float] | None = None):
         super().__init__()
+        unknown = {name for colour_votes in votes for name in colour_votes} - set(COLOURS)
+        if unknown:
+            raise ConfigError(f"unknown colours {sorted(unknown)}; choose from {list(COLOURS)}")
         conv = nn.Conv2d(3, len(COLOURS), 1)
         with torch.no_grad():
             for i, colour in enumerate(COLOURS.values()):
@@ -59,6 +65,16 @@ class ColourDetectorNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.pool(self.detectors(x)))
+
+
+@register_architecture("colour_detectors", summary="hand-wired colour-detector network", analytic=True)
+def colour_detectors(
+    num_classes: int, *, votes: Sequence[Mapping[str, float]] = (), bias: Sequence[float] | None = None
+) -> ColourDetectorNet:
+    """:class:`ColourDetectorNet` with one ``votes`` mapping per class."""
+    if len(votes) != num_classes or (bias is not None and len(bias) != num_classes):
+        raise ConfigError(f"colour_detectors needs one votes mapping (and bias) per class ({num_classes})")
+    return ColourDetectorNet(votes, bias)
 
 
 def symbol_images(

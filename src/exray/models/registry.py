@@ -26,6 +26,7 @@ class Architecture:
     builder: Builder
     defaults: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
+    analytic: bool = False
 
     def parameters(self) -> dict[str, Any]:
         """Accepted keyword arguments (besides ``num_classes``) with their default values."""
@@ -42,23 +43,28 @@ class Architecture:
 _REGISTRY: dict[str, Architecture] = {}
 
 
-def register_architecture(name: str, *, summary: str = "", **defaults: Any) -> Callable[[Builder], Builder]:
-    """Register ``builder(num_classes, *, **kwargs) -> nn.Module`` under ``name`` (with preset kwargs)."""
+def register_architecture(
+    name: str, *, summary: str = "", analytic: bool = False, **defaults: Any
+) -> Callable[[Builder], Builder]:
+    """Register ``builder(num_classes, *, **kwargs) -> nn.Module`` under ``name`` (with preset kwargs).
+
+    ``analytic=True`` marks hand-wired networks (fixed weights, for tests and demonstrations) that are
+    not listed among the trainable architectures.
+    """
 
     def decorate(builder: Builder) -> Builder:
         if name in _REGISTRY:
             raise ConfigError(f"architecture {name!r} is already registered")
-        _REGISTRY[name] = Architecture(
-            name, builder, dict(defaults), summary or (builder.__doc__ or "").strip()
-        )
+        doc = summary or (builder.__doc__ or "").strip()
+        _REGISTRY[name] = Architecture(name, builder, dict(defaults), doc, analytic)
         return builder
 
     return decorate
 
 
-def list_architectures() -> list[str]:
-    """Names of every registered architecture, sorted."""
-    return sorted(_REGISTRY)
+def list_architectures(*, include_analytic: bool = False) -> list[str]:
+    """Names of the registered trainable architectures (and the hand-wired ones if asked), sorted."""
+    return sorted(name for name, arch in _REGISTRY.items() if include_analytic or not arch.analytic)
 
 
 def get_architecture(name: str) -> Architecture:
@@ -66,7 +72,7 @@ def get_architecture(name: str) -> Architecture:
     try:
         return _REGISTRY[name]
     except KeyError:
-        known = ", ".join(list_architectures())
+        known = ", ".join(list_architectures(include_analytic=True))
         raise ConfigError(f"unknown architecture {name!r}; registered architectures: {known}") from None
 
 
