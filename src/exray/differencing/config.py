@@ -8,6 +8,7 @@ from typing import Any, Literal
 from exray.errors import ConfigError
 
 LossForm = Literal["official", "paper"]
+Engine = Literal["batched", "reference"]
 Sides = Literal["both", "a_to_b", "b_to_a"]
 SIDES: tuple[str, ...] = ("both", "a_to_b", "b_to_a")
 
@@ -23,6 +24,9 @@ class MaskConfig:
     * ``patience``: stop a problem early once its best feasible mask has not shrunk by more than
       ``min_improvement`` (in units of Σm) for this many epochs. ``None`` runs all ``epochs`` as the
       official code does.
+    * ``engine="batched"`` optimises many problems in one stacked pass; ``"reference"`` runs each problem
+      alone through a transcription of the official loop (official symmetric loss only; for checking
+      and for measuring the batched engine against it).
     """
 
     loss: LossForm = "official"
@@ -34,6 +38,7 @@ class MaskConfig:
     alpha: float = 0.1
     patience: int | None = None
     min_improvement: float = 1e-2
+    engine: Engine = "batched"
 
     def __post_init__(self) -> None:
         if self.loss not in ("official", "paper"):
@@ -47,6 +52,10 @@ class MaskConfig:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise ConfigError(f"patience must be None or a positive integer, got {self.patience!r}")
+        if self.engine not in ("batched", "reference"):
+            raise ConfigError(f"engine must be 'batched' or 'reference', got {self.engine!r}")
+        if self.engine == "reference" and (self.loss != "official" or self.patience is not None):
+            raise ConfigError("the reference engine implements the official loss without early stopping only")
         if self.min_improvement < 0:
             raise ConfigError(f"min_improvement must be >= 0, got {self.min_improvement!r}")
 

@@ -154,10 +154,15 @@ def mix(mask: torch.Tensor, keep: torch.Tensor, take: torch.Tensor) -> torch.Ten
 def optimize_masks(
     cut: LayerCut, problems: list[MaskProblem], config: MaskConfig | None = None, *, progress: bool = False
 ) -> list[MaskResult]:
-    """Solve all ``problems`` together (one suffix pass per step for all of them)."""
+    """Solve all ``problems``: together, one suffix pass per step for all of them (``engine="batched"``),
+    or one at a time by the unbatched official loop (``engine="reference"``)."""
     config = config or MaskConfig()
     if not problems:
         return []
+    if config.engine == "reference":
+        from exray.differencing.reference import reference_masks
+
+        return reference_masks(cut, problems, config, progress=progress)
     return _Solver(cut, problems, config).run(progress)
 
 
@@ -380,32 +385,34 @@ class _Solver:
     def _results(self) -> list[MaskResult]:
         final = self.masks().detach()
         results = []
-        for k, p in enumerate(self.problems):
+        for k, problem in enumerate(self.problems):
             feasible = math.isfinite(self.best_size[k].item())
             values = self.best_mask[k] if feasible else final[k]
-            results.append(
-                MaskResult(
-                    values=values.cpu(),
-                    size=float(values.sum()),
-                    flip_accuracy=self._flip_accuracy(k, values),
-                    feasible=feasible,
-                    epochs_run=int(self.epochs_run[k]),
-                    label_a=p.label_a,
-                    label_b=p.label_b,
-                    sides=p.sides,
-                    seed=p.seed,
-                    history=self.history[k, : int(self.epochs_run[k])].clone(),
-                )
-            )
+            epochs = int(self.epochs_run[k])
+            results.append(make_result(self.cut, problem, values, feasible, self.history[k, :epochs]))
         return results
 
-    def _flip_accuracy(self, k: int, values: torch.Tensor) -> tuple[float, float]:
-        p = self.problems[k]
-        ia, ib = p.eval_pairs()
-        a, b = p.a[ia], p.b[ib]
-        mask = values.to(a.device).expand(len(ia), -1)
-        in_a = None if p.inputs_a is None else p.inputs_a[ia]
-        in_b = None if p.inputs_b is None else p.inputs_b[ib]
-        to_b = self.cut.logits(mix(mask, a, b), in_a).argmax(1) == p.label_b
-        to_a = self.cut.logits(mix(mask, b, a), in_b).argmax(1) == p.label_a
-        return float(to_b.float().mean()), float(to_a.float().mean())
+
+def make_result(
+    cut: LayerCut, problem: MaskProblem, values: torch.Tensor, feasible: bool, history: torch.Tensor
+) -> MaskResult:
+    """A :class:`MaskResult` for ``values``, with flip accuracies on all of the problem's evaluation pairs."""
+    ia, ib = problem.eval_pairs()
+    a, b = problem.a[ia], problem.b[ib]
+    mask = values.to(a.device).expand(len(ia), -1)
+    in_a = None if problem.inputs_a is None else problem.inputs_a[ia]
+    in_b = None if problem.inputs_b is None else problem.inputs_b[ib]
+    to_b = cut.logits(mix(mask, a, b), in_a).argmax(1) == problem.label_b
+    to_a = cut.logits(mix(mask, b, a), in_b).argmax(1) == problem.label_a
+    return MaskResult(
+        values=values.detach().cpu().clone(),
+        size=float(values.sum()),
+        flip_accuracy=(float(to_b.float().mean()), float(to_a.float().mean())),
+        feasible=feasible,
+        epochs_run=len(history),
+        label_a=problem.label_a,
+        label_b=problem.label_b,
+        sides=problem.sides,
+        seed=problem.seed,
+        history=history.detach().cpu().clone(),
+    )
