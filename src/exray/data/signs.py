@@ -1,0 +1,354 @@
+"""Traffic-sign-like foreground classes: shapes, colours, glyphs, and their RGBA templates (spec §7.3.1).
+
+A class is a :class:`SignClass`: a shape, a fill colour, an optional contrasting border and a central glyph
+of 1–3 parts (polygons, bars, arrows) in a contrasting colour. Classes are drawn per model from a seed by
+:func:`draw_classes`; ``confusion_pairs=k`` makes k pairs of classes share shape, fill, border and glyph
+colour and differ only in the glyph's geometry — the "natural confusion" of two blue octagons in TrojAI
+round-2 model #123 (EX-RAY paper, Fig. 2).
+
+Geometry lives in *shape coordinates*: the sign's bounding square is [-1, 1]², y pointing down.
+:func:`sign_template` rasterises a class once into a premultiplied RGBA tensor (anti-aliased by 4×
+supersampling); the generator in :mod:`exray.data.synth` warps these templates onto backgrounds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from skimage.draw import polygon as fill_polygon
+
+from exray.errors import ConfigError
+
+#: Sign colours (sRGB, 0–255). Names are what class descriptions store.
+PALETTE: dict[str, tuple[int, int, int]] = {
+    "red": (200, 30, 35),
+    "blue": (25, 70, 170),
+    "yellow": (245, 205, 30),
+    "white": (238, 238, 238),
+    "green": (25, 125, 65),
+    "black": (25, 25, 25),
+    "orange": (240, 125, 25),
+    "brown": (120, 70, 35),
+}
+
+SHAPES: tuple[str, ...] = (
+    "circle",
+    "triangle",
+    "inverted_triangle",
+    "square",
+    "diamond",
+    "octagon",
+    "pentagon",
+)
+
+GLYPH_KINDS: tuple[str, ...] = ("polygon", "bar", "arrow")
+
+_MIN_LUMA_CONTRAST = 0.3
+_BORDER_WIDTH = (0.04, 0.10)  # fraction of the sign's size (spec §7.3.1)
+_BORDER_PROB = 0.5
+_GLYPH_FILL = 0.8  # glyph disc radius as a fraction of the inner (border-free) in-radius
+
+
+def _luma(name: str) -> float:
+    r, g, b = (c / 255.0 for c in PALETTE[name])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrasting_colors(name: str) -> list[str]:
+    """Palette colours whose luma differs from ``name``'s by at least 0.3, in palette order."""
+    if name not in PALETTE:
+        raise ConfigError(f"unknown colour {name!r}; known: {sorted(PALETTE)}")
+    return [c for c in PALETTE if abs(_luma(c) - _luma(name)) >= _MIN_LUMA_CONTRAST]
+
+
+@dataclass(frozen=True)
+class ShapeGeometry:
+    """Outline of a sign shape in shape coordinates, with its incircle (every shape here is tangential,
+    so an inward border of width w is the outline scaled about the incentre by (r − w)/r)."""
+
+    vertices: np.ndarray  # (V, 2) float64, (x, y)
+    incenter: tuple[float, float]
+    inradius: float
+
+    @property
+    def area(self) -> float:
+        """Area of the outline in shape units (the bounding square has area 4)."""
+        return polygon_area(self.vertices)
+
+
+def polygon_area(vertices: np.ndarray) -> float:
+    """Absolute area of a simple polygon given as (V, 2) vertices (shoelace formula)."""
+    x, y = vertices[:, 0], vertices[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def _regular(n: int, radius: float, start_deg: float, center_y: float = 0.0) -> np.ndarray:
+    angles = np.deg2rad(start_deg + 360.0 * np.arange(n) / n)
+    return np.stack([radius * np.cos(angles), center_y + radius * np.sin(angles)], axis=1)
+
+
+def shape_geometry(shape: str) -> ShapeGeometry:
+    """The outline of ``shape``, fitted to the bounding square [-1, 1]²."""
+    if shape == "circle":
+        return ShapeGeometry(_regular(96, 1.0, 0.0), (0.0, 0.0), 1.0)
+    if shape == "square":
+        return ShapeGeometry(np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]]), (0.0, 0.0), 1.0)
+    if shape == "diamond":
+        return ShapeGeometry(
+            np.array([[0.0, -1.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]]), (0.0, 0.0), 1.0 / math.sqrt(2.0)
+        )
+    if shape == "octagon":
+        return ShapeGeometry(_regular(8, 1.0 / math.cos(math.pi / 8), 22.5), (0.0, 0.0), 1.0)
+    if shape == "pentagon":
+        radius = 1.0 / math.sin(math.radians(72.0))  # width 2R·sin72° = 2
+        inradius = radius * math.cos(math.radians(36.0))
+        shift = (radius - inradius) / 2.0  # centre the bounding box vertically
+        return ShapeGeometry(_regular(5, radius, -90.0, shift), (0.0, shift), inradius)
+    if shape in ("triangle", "inverted_triangle"):
+        half_h = math.sqrt(3.0) / 2.0
+        inradius = 1.0 / math.sqrt(3.0)
+        sign = 1.0 if shape == "triangle" else -1.0
+        verts = np.array([[0.0, -half_h], [1.0, half_h], [-1.0, half_h]]) * np.array([1.0, sign])
+        return ShapeGeometry(verts, (0.0, sign * (half_h - inradius)), inradius)
+    raise ConfigError(f"unknown sign shape {shape!r}; known: {list(SHAPES)}")
+
+
+@dataclass(frozen=True)
+class GlyphPart:
+    """One part of a sign's central glyph: a filled polygon in shape coordinates."""
+
+    kind: str
+    vertices: tuple[tuple[float, float], ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "vertices": [list(v) for v in self.vertices]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> GlyphPart:
+        _check_keys(data, {"kind", "vertices"}, "glyph part")
+        if data["kind"] not in GLYPH_KINDS:
+            raise ConfigError(f"unknown glyph kind {data['kind']!r}; known: {list(GLYPH_KINDS)}")
+        vertices = tuple((float(x), float(y)) for x, y in data["vertices"])
+        if len(vertices) < 3:
+            raise ConfigError(f"a glyph part needs at least 3 vertices, got {len(vertices)}")
+        return cls(str(data["kind"]), vertices)
+
+
+@dataclass(frozen=True)
+class SignClass:
+    """A sign class: everything needed to draw its foreground (serialisable to a plain JSON dict)."""
+
+    shape: str
+    fill: str
+    border: str | None
+    border_width: float
+    glyph_color: str
+    glyph: tuple[GlyphPart, ...]
+
+    def __post_init__(self) -> None:
+        shape_geometry(self.shape)  # validates the shape name
+        for colour in (self.fill, self.glyph_color, *([self.border] if self.border else [])):
+            if colour not in PALETTE:
+                raise ConfigError(f"unknown colour {colour!r}; known: {sorted(PALETTE)}")
+        if self.border is not None and not 0.0 < self.border_width < 0.5:
+            raise ConfigError(f"border_width must be in (0, 0.5), got {self.border_width}")
+        if not self.glyph:
+            raise ConfigError("a sign class needs at least one glyph part")
+
+    @property
+    def appearance(self) -> tuple[str, str, str | None, float, str]:
+        """Everything but the glyph geometry; confusion pairs share it."""
+        return (self.shape, self.fill, self.border, self.border_width, self.glyph_color)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "shape": self.shape,
+            "fill": self.fill,
+            "border": self.border,
+            "border_width": self.border_width,
+            "glyph_color": self.glyph_color,
+            "glyph": [part.to_dict() for part in self.glyph],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SignClass:
+        _check_keys(data, {"shape", "fill", "border", "border_width", "glyph_color", "glyph"}, "sign class")
+        return cls(
+            shape=str(data["shape"]),
+            fill=str(data["fill"]),
+            border=None if data["border"] is None else str(data["border"]),
+            border_width=float(data["border_width"]),
+            glyph_color=str(data["glyph_color"]),
+            glyph=tuple(GlyphPart.from_dict(p) for p in data["glyph"]),
+        )
+
+
+def _check_keys(data: Mapping[str, Any], expected: set[str], what: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a {what} must be a dict, got {type(data).__name__}")
+    missing, extra = expected - set(data), set(data) - expected
+    if missing or extra:
+        raise ConfigError(f"bad {what} keys: missing {sorted(missing)}, unexpected {sorted(extra)}")
+
+
+def _rotate(points: np.ndarray, angle: float) -> np.ndarray:
+    c, s = math.cos(angle), math.sin(angle)
+    return points @ np.array([[c, s], [-s, c]])
+
+
+def _glyph_part(kind: str, rng: np.random.Generator) -> np.ndarray:
+    """Vertices of one glyph part in the glyph's unit disc."""
+    if kind == "bar":
+        length = rng.uniform(1.0, 1.8)
+        half_t = rng.uniform(0.12, 0.22)
+        offset = rng.uniform(-1.0, 1.0, 2) * (1.0 - length / 2.0) / math.sqrt(2.0)
+        rect = np.array(
+            [[-length / 2, -half_t], [length / 2, -half_t], [length / 2, half_t], [-length / 2, half_t]]
+        )
+        return _rotate(rect, rng.uniform(0.0, math.pi)) + offset
+    if kind == "arrow":
+        length = rng.uniform(1.3, 1.8)
+        shaft = rng.uniform(0.1, 0.18)
+        head_w = rng.uniform(0.3, 0.45)
+        head_l = rng.uniform(0.4, 0.6)
+        tip, tail = length / 2.0, -length / 2.0
+        neck = tip - head_l
+        arrow = np.array(
+            [
+                [tail, -shaft],
+                [neck, -shaft],
+                [neck, -head_w],
+                [tip, 0.0],
+                [neck, head_w],
+                [neck, shaft],
+                [tail, shaft],
+            ]
+        )
+        return _rotate(arrow, rng.integers(0, 8) * math.pi / 4.0)
+    n = int(rng.integers(3, 7))
+    angles = np.sort(rng.uniform(0.0, 2.0 * math.pi, n))
+    radii = rng.uniform(0.5, 0.9, n)
+    offset = rng.uniform(-0.15, 0.15, 2)
+    return np.stack([radii * np.cos(angles), radii * np.sin(angles)], axis=1) + offset
+
+
+def draw_glyph(shape: str, border_width: float, rng: np.random.Generator) -> tuple[GlyphPart, ...]:
+    """A random glyph of 1–3 parts placed in the central disc of ``shape`` (spec §7.3.1)."""
+    geo = shape_geometry(shape)
+    radius = _GLYPH_FILL * (geo.inradius - 2.0 * border_width)
+    center = np.asarray(geo.incenter)
+    parts = []
+    for _ in range(int(rng.integers(1, 4))):
+        kind = GLYPH_KINDS[int(rng.integers(len(GLYPH_KINDS)))]
+        verts = center + radius * _glyph_part(kind, rng)
+        parts.append(GlyphPart(kind, tuple((float(x), float(y)) for x, y in verts)))
+    return tuple(parts)
+
+
+def draw_classes(num_classes: int, seed: int, confusion_pairs: int = 0) -> list[SignClass]:
+    """Draw ``num_classes`` sign classes for one model from ``seed`` (spec §7.3.1).
+
+    Every class gets its own (shape, fill colour) combination, except ``confusion_pairs`` pairs of classes
+    that share shape, fill, border and glyph colour and differ only in the glyph. Pair members sit at
+    random class indices; :func:`find_confusion_pairs` recovers them.
+    """
+    if num_classes < 1:
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+    if confusion_pairs < 0 or 2 * confusion_pairs > num_classes:
+        raise ConfigError(f"confusion_pairs must be in [0, num_classes // 2], got {confusion_pairs}")
+    combos = [(shape, fill) for shape in SHAPES for fill in PALETTE]
+    n_looks = num_classes - confusion_pairs
+    if n_looks > len(combos):
+        raise ConfigError(
+            f"{num_classes} classes with {confusion_pairs} confusion pairs need {n_looks} distinct "
+            f"shape/colour looks; only {len(combos)} exist"
+        )
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x5167]))
+    chosen = rng.choice(len(combos), size=n_looks, replace=False)
+    classes: list[SignClass] = []
+    for look, combo_idx in enumerate(chosen):
+        shape, fill = combos[int(combo_idx)]
+        options = contrasting_colors(fill)
+        border = options[int(rng.integers(len(options)))] if rng.random() < _BORDER_PROB else None
+        border_width = float(rng.uniform(*_BORDER_WIDTH)) if border is not None else 0.0
+        glyph_color = options[int(rng.integers(len(options)))]
+        members = 2 if look < confusion_pairs else 1
+        for _ in range(members):
+            glyph = draw_glyph(shape, border_width, rng)
+            classes.append(SignClass(shape, fill, border, border_width, glyph_color, glyph))
+    order = rng.permutation(num_classes)
+    return [classes[int(i)] for i in order]
+
+
+def find_confusion_pairs(classes: Sequence[SignClass]) -> list[tuple[int, int]]:
+    """Index pairs (i < j) of classes that look alike except for the glyph."""
+    return [
+        (i, j)
+        for i in range(len(classes))
+        for j in range(i + 1, len(classes))
+        if classes[i].appearance == classes[j].appearance
+    ]
+
+
+def classes_to_config(classes: Sequence[SignClass]) -> list[dict[str, Any]]:
+    """JSON-able list describing ``classes`` (goes into a model's config.json)."""
+    return [c.to_dict() for c in classes]
+
+
+def classes_from_config(config: Sequence[Mapping[str, Any]]) -> list[SignClass]:
+    """Inverse of :func:`classes_to_config`."""
+    return [SignClass.from_dict(c) for c in config]
+
+
+def template_margin(size: int) -> int:
+    """Transparent margin (pixels) around the sign in a template of side ``size``."""
+    return max(1, size // 32)
+
+
+def shape_to_template_scale(size: int) -> float:
+    """Factor k mapping shape coordinates to the template's normalised [-1, 1] coordinates."""
+    return (size - 2 * template_margin(size)) / size
+
+
+def sign_template(sign: SignClass, size: int, supersample: int = 4) -> torch.Tensor:
+    """Premultiplied RGBA template (4, size, size) float32 of ``sign``, anti-aliased by supersampling.
+
+    The shape's bounding square [-1, 1]² maps onto the template minus :func:`template_margin` pixels on
+    each side, so bilinear sampling fades to transparent at the edge.
+    """
+    if size < 8:
+        raise ConfigError(f"template size must be >= 8, got {size}")
+    hi = size * supersample
+    k = shape_to_template_scale(size)
+
+    def to_px(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        px = (points * k + 1.0) / 2.0 * hi - 0.5
+        return px[:, 1], px[:, 0]  # rows, cols
+
+    layer = np.zeros((hi, hi), dtype=np.uint8)  # 0 transparent, 1 fill, 2 border, 3 glyph
+    geo = shape_geometry(sign.shape)
+    outline = geo.vertices
+    rr, cc = fill_polygon(*to_px(outline), shape=layer.shape)
+    if sign.border is not None:
+        layer[rr, cc] = 2
+        center = np.asarray(geo.incenter)
+        inner_scale = (geo.inradius - 2.0 * sign.border_width) / geo.inradius
+        rr, cc = fill_polygon(*to_px(center + (outline - center) * inner_scale), shape=layer.shape)
+    layer[rr, cc] = 1
+    for part in sign.glyph:
+        rr, cc = fill_polygon(*to_px(np.asarray(part.vertices)), shape=layer.shape)
+        layer[rr, cc] = 3
+    colours = np.zeros((4, 4), dtype=np.float32)  # rows: layer index; cols: r, g, b, alpha
+    colours[1, :3] = PALETTE[sign.fill]
+    colours[2, :3] = PALETTE[sign.border] if sign.border is not None else 0
+    colours[3, :3] = PALETTE[sign.glyph_color]
+    colours[:, :3] /= 255.0
+    colours[1:, 3] = 1.0
+    rgba = colours[layer]  # (hi, hi, 4)
+    rgba = rgba.reshape(size, supersample, size, supersample, 4).mean(axis=(1, 3))
+    return torch.from_numpy(np.ascontiguousarray(rgba.transpose(2, 0, 1)))
