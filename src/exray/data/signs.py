@@ -23,6 +23,7 @@ import torch
 from skimage.draw import polygon as fill_polygon
 
 from exray.errors import ConfigError
+from exray.utils import derive_seed
 
 #: Sign colours (sRGB, 0–255). Names are what class descriptions store.
 PALETTE: dict[str, tuple[int, int, int]] = {
@@ -141,7 +142,11 @@ class GlyphPart:
 
 @dataclass(frozen=True)
 class SignClass:
-    """A sign class: everything needed to draw its foreground (serialisable to a plain JSON dict)."""
+    """A sign class: everything needed to draw its foreground (serialisable to a plain JSON dict).
+
+    Colours are :data:`PALETTE` names; ``border`` is ``None`` for no border; ``border_width`` is a
+    fraction of the sign's size (the side of its bounding square).
+    """
 
     shape: str
     fill: str
@@ -268,7 +273,7 @@ def draw_classes(num_classes: int, seed: int, confusion_pairs: int = 0) -> list[
             f"{num_classes} classes with {confusion_pairs} confusion pairs need {n_looks} distinct "
             f"shape/colour looks; only {len(combos)} exist"
         )
-    rng = np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x5167]))
+    rng = np.random.default_rng(derive_seed(seed, "sign-classes"))
     chosen = rng.choice(len(combos), size=n_looks, replace=False)
     classes: list[SignClass] = []
     for look, combo_idx in enumerate(chosen):
