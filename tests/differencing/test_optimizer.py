@@ -109,3 +109,13 @@ def test_reference_engine_gives_the_same_verdicts(planted, sides):
 def test_reference_engine_rejects_what_it_does_not_implement():
     with pytest.raises(ConfigError, match="reference engine"):
         MaskConfig(engine="reference", loss="paper")
+
+
+def test_bf16_precision_gives_the_same_verdicts(planted):
+    cases = [
+        TriggerCase(planted["victim"], planted["target"], planted[name], VICTIM, TARGET)
+        for name in ("injected", "natural")
+    ]
+    fast = compare_triggers(planted["net"], cases, config=MaskConfig(precision="bf16"))
+    assert [v.natural for v in fast] == [False, True]
+    assert int(fast[0].m2.argmax()) != int(fast[1].m2.argmax())

@@ -9,6 +9,7 @@ from exray.errors import ConfigError
 
 LossForm = Literal["official", "paper"]
 Engine = Literal["batched", "reference"]
+Precision = Literal["fp32", "bf16"]
 Sides = Literal["both", "a_to_b", "b_to_a"]
 SIDES: tuple[str, ...] = ("both", "a_to_b", "b_to_a")
 
@@ -24,6 +25,8 @@ class MaskConfig:
     * ``patience``: stop a problem early once its best feasible mask has not shrunk by more than
       ``min_improvement`` (in units of Σm) for this many epochs. ``None`` runs all ``epochs`` as the
       official code does.
+    * ``precision="bf16"`` runs the suffix under bfloat16 autocast (about 2× faster on CPUs with bf16
+      units; masks and Adam state stay fp32).
     * ``engine="batched"`` optimises many problems in one stacked pass; ``"reference"`` runs each problem
       alone through a transcription of the official loop (official symmetric loss only; for checking
       and for measuring the batched engine against it).
@@ -39,6 +42,7 @@ class MaskConfig:
     patience: int | None = None
     min_improvement: float = 1e-2
     engine: Engine = "batched"
+    precision: Precision = "fp32"
 
     def __post_init__(self) -> None:
         if self.loss not in ("official", "paper"):
@@ -54,8 +58,14 @@ class MaskConfig:
             raise ConfigError(f"patience must be None or a positive integer, got {self.patience!r}")
         if self.engine not in ("batched", "reference"):
             raise ConfigError(f"engine must be 'batched' or 'reference', got {self.engine!r}")
-        if self.engine == "reference" and (self.loss != "official" or self.patience is not None):
-            raise ConfigError("the reference engine implements the official loss without early stopping only")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.engine == "reference" and (
+            self.loss != "official" or self.patience is not None or self.precision != "fp32"
+        ):
+            raise ConfigError(
+                "the reference engine implements the official fp32 loop without early stopping only"
+            )
         if self.min_improvement < 0:
             raise ConfigError(f"min_improvement must be >= 0, got {self.min_improvement!r}")
 

@@ -341,7 +341,8 @@ class _Solver:
                 [mix(row_mask[s1], feats_a[s1], feats_b[s1]), mix(row_mask[s2], feats_b[s2], feats_a[s2])]
             )
             inputs = None if self.inputs is None else self.inputs[torch.cat([ra[s1], rb[s2]])]
-            logits = self.cut.suffix(mixed, inputs)
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.precision == "bf16"):
+                logits = self.cut.suffix(mixed, inputs).float()
             pid1, pid2 = step.pid[s1], step.pid[s2]
             expect = torch.cat([self.labels_b[pid1], self.labels_a[pid2]])
             other = torch.cat([self.labels_a[pid1], self.labels_b[pid2]])

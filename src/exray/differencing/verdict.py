@@ -88,6 +88,7 @@ class Verdict:
     m2_flip_accuracy: tuple[float, float]
     m1_feasible: bool
     m2_feasible: bool
+    epochs_run: tuple[int, int]
     layer: str
     seed: int
     notes: list[str] = field(default_factory=list)
@@ -113,6 +114,7 @@ class Verdict:
         data["overlap"] = list(self.overlap)
         data["m1_flip_accuracy"] = list(self.m1_flip_accuracy)
         data["m2_flip_accuracy"] = list(self.m2_flip_accuracy)
+        data["epochs_run"] = list(self.epochs_run)
         return data
 
     def to_json(self, **kwargs: Any) -> str:
@@ -123,7 +125,7 @@ class Verdict:
         data = dict(data)
         data["m1"] = torch.tensor(data["m1"], dtype=torch.float32)
         data["m2"] = torch.tensor(data["m2"], dtype=torch.float32)
-        for key in ("overlap", "m1_flip_accuracy", "m2_flip_accuracy"):
+        for key in ("overlap", "m1_flip_accuracy", "m2_flip_accuracy", "epochs_run"):
             data[key] = tuple(data[key])
         return cls(**data)
 
@@ -262,6 +264,7 @@ def compare_triggers(
                 m2_flip_accuracy=m2.flip_accuracy,
                 m1_feasible=m1.feasible,
                 m2_feasible=m2.feasible,
+                epochs_run=(m1.epochs_run, m2.epochs_run),
                 layer=cut.layer,
                 seed=seed,
                 notes=notes,
