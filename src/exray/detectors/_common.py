@@ -1,0 +1,79 @@
+"""Input validation and small statistics shared by the detectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from exray.errors import ConfigError, InputError
+
+#: Consistency constant making the median absolute deviation estimate σ for normal data.
+MAD_TO_SIGMA = 1.4826
+
+
+def as_features(features: Any, name: str = "features") -> np.ndarray:
+    """``features`` as a float64 (N, D) array (higher dimensions flattened per sample)."""
+    if isinstance(features, torch.Tensor):
+        features = features.detach().cpu().numpy()
+    try:
+        array = np.asarray(features, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be a numeric array: {exc}") from exc
+    if array.ndim < 2:
+        raise InputError(f"{name} must have shape (N, D), got {array.shape}")
+    array = array.reshape(array.shape[0], -1)
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise InputError(f"{name} is empty (shape {array.shape})")
+    if not np.isfinite(array).all():
+        raise InputError(f"{name} holds NaN or Inf")
+    return array
+
+
+def as_labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:
+    """``labels`` as an int64 (n,) array; raises unless they are n integer values."""
+    if isinstance(labels, torch.Tensor):
+        labels = labels.detach().cpu().numpy()
+    array = np.asarray(labels)
+    if array.ndim != 1 or array.shape[0] != n:
+        raise InputError(f"{name} must have shape ({n},) to match the features, got {array.shape}")
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.number):
+        raise InputError(f"{name} must be integers, got dtype {array.dtype}")
+    integral = np.issubdtype(array.dtype, np.integer)
+    if not integral and not (np.isfinite(array).all() and np.all(array == np.round(array))):
+        raise InputError(f"{name} must be integer class labels")
+    return array.astype(np.int64)
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_real(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> None:
+    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool) and np.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{name} must be a number in {bracket}{low}, {high}], got {value!r}")
+
+
+def upper_anomaly_index(values: np.ndarray) -> np.ndarray:
+    """One-sided robust z-scores (v − median) / (1.4826 · MAD), 0 for values at or below the median.
+
+    With MAD = 0 (at least half the values equal the median) a value above the median scores +inf.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    median = np.median(values)
+    mad = MAD_TO_SIGMA * np.median(np.abs(values - median))
+    excess = np.maximum(values - median, 0.0)
+    if mad > 0:
+        return excess / mad
+    return np.where(excess > 0, np.inf, 0.0)
