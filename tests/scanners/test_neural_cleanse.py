@@ -1,0 +1,100 @@
+"""Neural Cleanse (spec §3): the MAD test in closed form, the universal scan flags a planted backdoor and
+not a clean model, the label-specific scan reports the planted pair, and the cost schedule behaves."""
+
+import json
+
+import pytest
+import torch
+
+from exray.errors import ConfigError, InputError
+from exray.scanners import get_scanner, mad_anomaly
+from exray.scanners.inversion import EpochStats
+from exray.scanners.neural_cleanse import NCInversion
+
+
+def test_mad_matches_the_closed_form():
+    norms = [10.0, 12.0, 11.0, 13.0, 2.0, 12.0]
+    out = mad_anomaly(norms)
+    # median 11.5; |ℓ − median| = 1.5, .5, .5, 1.5, 9.5, .5 → median 1.0 → MAD 1.4826
+    assert out["median"] == 11.5 and out["mad"] == pytest.approx(1.4826)
+    assert out["anomaly_index"] == pytest.approx(9.5 / 1.4826)
+    assert out["flagged"] == [4]
+    assert mad_anomaly([5.0, 5.0, 5.0])["anomaly_index"] == 0.0  # MAD 0: nothing is an outlier
+    assert mad_anomaly([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])["flagged"] == []  # evenly spread: no outlier
+    # a label far *above* the median is never flagged
+    assert mad_anomaly([10.0, 10.5, 11.0, 9.5, 50.0])["flagged"] == []
+    with pytest.raises(InputError):
+        mad_anomaly([])
+
+
+def test_universal_nc_flags_the_planted_label_and_not_the_clean_model(area_models):
+    clean, trojaned, examples = area_models
+    scanner = get_scanner("nc_universal")
+    bad = scanner.scan(trojaned, examples, seed=0)
+    assert bad.diagnostics["flagged"] == [2] and bad.diagnostics["anomaly_index"] > 2
+    (found,) = bad.triggers
+    assert found.target == 2 and found.asr >= 0.99 and found.universal_asr >= 0.9
+    assert found.details["norm"] < min(n for i, n in enumerate(bad.diagnostics["norms"]) if i != 2) / 3
+    good = scanner.scan(clean, examples, seed=0)
+    assert good.diagnostics["flagged"] == [] and good.diagnostics["anomaly_index"] < 2 and not good.triggers
+    assert good.scanner == "nc_universal" and set(good.timings) == {"inversion", "validation"}
+    json.dumps(good.to_dict())
+
+
+def test_label_specific_nc_reports_the_planted_pair(area_models):
+    _, trojaned, examples = area_models
+    victims = {c: examples[c] for c in (0, 1, 3)} | {2: examples[2]}
+    result = get_scanner("nc", pairs="short_run", targets_per_victim=1, prefilter_epochs=15).scan(
+        trojaned, victims, seed=0
+    )
+    pairs = {(r["victim"], r["target"]) for r in result.diagnostics["pairs"]}
+    assert {(0, 2), (1, 2), (3, 2)} <= pairs  # the short run keeps the cheapest target of each victim
+    planted = [t for t in result.triggers if t.target == 2]
+    assert {t.victim for t in planted} == {0, 1, 3}
+    assert all(t.asr >= 0.99 and t.details["norm"] <= result.diagnostics["norm_bound"] for t in planted)
+
+
+def test_prior_pair_filter_uses_the_label_prior(area_models):
+    clean, _, examples = area_models
+    result = get_scanner("nc", targets_per_victim=1, epochs=5).scan(clean, examples, seed=0)
+    pairs = result.diagnostics["pairs"]
+    assert len(pairs) >= 6 and all(p["victim"] != p["target"] for p in pairs)
+    assert "label_prior" in result.diagnostics
+
+
+def test_cost_schedule_and_early_stop():
+    inverter = NCInversion(epochs=100, batch_size=4, lr=0.1, patience=2, early_stop_patience=3)
+    inverter.start([type("T", (), {"target": 1})()])
+    params = {"mask": torch.full((1, 1, 2, 2), -10.0)}
+
+    def epoch(success: bool):
+        stats = EpochStats(
+            0, torch.tensor([True]), {"pred": [torch.tensor([1 if success else 0] * 4)]}, params
+        )
+        return inverter.end_epoch(stats)
+
+    improved, done = epoch(True)
+    assert improved[0] and inverter.cost == [0.0]  # the first successful mask is the best so far
+    epoch(True)  # patience successes: cost set to init_cost, flags cleared
+    assert inverter.cost == [1e-3]
+    epoch(True)
+    improved, done = epoch(True)  # patience successes in a row: ×2
+    assert inverter.cost == [2e-3] and inverter.up_flag == [True]
+    assert not improved[0] and inverter.stop_counter[0] >= 3 and not done[0]  # no stop before a cost decrease
+    epoch(False)
+    improved, done = epoch(False)  # patience failures: ÷ 2^1.5, and now both flags are set
+    assert inverter.cost[0] == pytest.approx(2e-3 / 2**1.5) and inverter.down_flag == [True]
+    assert not done[0]  # as in the reference, the stop test runs before the cost update of an epoch
+    improved, done = epoch(True)
+    assert done[0]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"mode": "both"}, {"pairs": "all"}, {"betas": (0.5, 1.5)}, {"cost_multiplier": 1.0}, {"epochs": -1}],
+)
+def test_invalid_options_raise_config_error(options):
+    with pytest.raises(ConfigError):
+        get_scanner("nc", **options)
+    with pytest.raises(ConfigError):
+        get_scanner("nc_universal", mode="label_specific")
