@@ -119,12 +119,13 @@ def test_shared_m1_is_solved_once(planted, monkeypatch):
         return real(cut, problems, config, progress=progress)
 
     monkeypatch.setattr(verdict_module, "optimize_masks", spy)
+    names = ("injected", "natural", "injected")
     cases = [
-        TriggerCase(planted["victim"], planted["target"], planted[k], VICTIM, TARGET)
-        for k in ("injected", "natural")
+        TriggerCase(planted["victim"], planted["target"], planted[k].clone(), VICTIM, TARGET) for k in names
     ]
-    compare_triggers(planted["net"], cases, config=MaskConfig(epochs=5))
-    assert seen == [3]  # one M1 for the shared (V, T) pair + two M2
+    verdicts = compare_triggers(planted["net"], cases, config=MaskConfig(epochs=5))
+    assert seen == [3]  # one M1 for the shared (V, T) pair + two M2 (the repeated trigger is solved once)
+    assert torch.equal(verdicts[0].m2, verdicts[2].m2)
 
 
 def test_target_is_rederived_from_stamped_predictions(planted):

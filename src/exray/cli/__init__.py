@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from exray import __version__
-from exray.cli import demo, diff
+from exray.cli import calibrate, demo, diff, scan, trojai
 from exray.errors import ExrayError
 
-COMMANDS = (diff, demo)
+COMMANDS = (scan, diff, trojai, calibrate, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -178,6 +178,9 @@ def compare_triggers(
 ) -> list[Verdict]:
     """Judge every trigger in ``cases`` (one model); all mask problems are optimised together.
 
+    Triggers of the same victim/target images share one M1; identical triggers (equal stamped images)
+    share their M2 too.
+
     ``sides`` other than ``"both"`` computes one-sided M1 and M2 (the paper's baselines 7 and 8).
     """
     check_sides(sides)
@@ -199,9 +202,14 @@ def compare_triggers(
     problems: list[MaskProblem] = []
     m1_index: dict[tuple, int] = {}
     m2_index: list[int] = []
+    m2_seen: dict[tuple, int] = {}  # identical triggers (same stamped images) share their M2
     for prep in prepared:
         case = prep.case
         inputs = cut.needs_inputs
+        m2_key = (*prep.m1_key, id(prep.f_s))
+        if m2_key in m2_seen:
+            m2_index.append(m2_seen[m2_key])
+            continue
         if prep.m1_key not in m1_index:
             m1_index[prep.m1_key] = len(problems)
             problems.append(
@@ -218,6 +226,7 @@ def compare_triggers(
                 )
             )
         m2_index.append(len(problems))
+        m2_seen[m2_key] = len(problems)
         problems.append(
             MaskProblem(
                 a=prep.f_v,

@@ -1,0 +1,81 @@
+"""``exray scan``: scan model directories, one JSON line per model (design §3)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from exray.cli.common import add_exray_flags, add_output_flags, mask_config
+from exray.pipeline import Calibration, ScanOptions, read_results, scan_many
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "scan",
+        help="scan models for backdoors (scanner + EX-RAY)",
+        description=(
+            "Scan each model directory with an upstream trigger-inversion scanner, prune natural triggers "
+            "with EX-RAY, and write one JSON line per model with its probability of being trojaned. Models "
+            "already in the results file are skipped, so an interrupted scan resumes; a model that fails is "
+            "recorded with its error and the scan goes on."
+        ),
+    )
+    parser.add_argument("model_dirs", nargs="+", type=Path, help="model directories")
+    parser.add_argument("--scanner", choices=("abs", "nc"), default="abs", help="upstream scanner")
+    parser.add_argument("--no-refine", action="store_true", help="report the scanner alone (no EX-RAY)")
+    parser.add_argument("--out", type=Path, default=Path("results.jsonl"), help="JSON-lines results file")
+    parser.add_argument("--report", type=Path, help="write an HTML report per model and an index into DIR")
+    parser.add_argument("--workers", type=int, default=1, help="models scanned in parallel (share the cores)")
+    parser.add_argument("--calibration", type=Path, help="calibration JSON from `exray calibrate`")
+    parser.add_argument(
+        "--trust-pickle", action="store_true", help="allow loading pickled TrojAI model.pt files"
+    )
+    add_exray_flags(parser)
+    add_output_flags(parser)
+    parser.set_defaults(run=run)
+
+
+def options_from(args: argparse.Namespace) -> ScanOptions:
+    return ScanOptions(
+        scanner=args.scanner,
+        refine=None if args.no_refine else "exray",
+        seed=args.seed,
+        layer=args.layer,
+        policy=args.policy,
+        mask_config=mask_config(args),
+        calibration=Calibration.load(args.calibration) if args.calibration else Calibration(),
+        trust_pickle=args.trust_pickle,
+        report_dir=str(args.report) if args.report else None,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    options = options_from(args)
+    already = read_results(args.out)
+    skipped = [p for p in args.model_dirs if str(p) in already]
+    if skipped:
+        print(f"{len(skipped)} model(s) already in {args.out}: skipped", file=sys.stderr)
+    records = list(
+        scan_many(args.model_dirs, options, out=args.out, workers=args.workers, progress=not args.quiet)
+    )
+    for record in records:
+        if args.json:
+            print(json.dumps(record))
+        elif record["error"]:
+            print(f"{record['model']}: FAILED — {record['error'].split(' | ')[0]}")
+        else:
+            kept = [t for t in record["triggers"] if not t["pruned"]]
+            pruned = len(record["triggers"]) - len(kept)
+            print(
+                f"{record['model']}: p(trojaned)={record['probability']:.3f} score={record['score']:.2f} "
+                f"triggers={len(record['triggers'])} pruned-as-natural={pruned}"
+            )
+    if args.report:
+        from exray.report import write_index
+
+        index = write_index(args.out, args.report)
+        print(f"report: {index}", file=sys.stderr)
+    print(f"results: {args.out}", file=sys.stderr)
+    return 1 if records and all(r["error"] for r in records) else 0

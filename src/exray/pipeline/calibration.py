@@ -1,0 +1,91 @@
+"""Mapping a model's trigger score to P(trojaned) (spec §2.10).
+
+The score s of a model is its largest post-refinement label-specific REASR (0 when every trigger was
+pruned as natural). The probability is p = σ(a·(s − τ)). The default mirrors the round-3 submission's
+two calibrated constants — 0.86 when s ≥ 0.9, 0.09 otherwise — as a steep logistic; :func:`fit`
+chooses a and τ that minimise the TrojAI cross-entropy on a labelled population, and the result is
+saved as a small JSON file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.optimize import minimize
+
+from exray.errors import ConfigError, InputError
+from exray.metrics import cross_entropy
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """p = low + (high − low)·σ(slope·(score − threshold)); ``low``/``high`` keep p away from 0 and 1."""
+
+    slope: float = 200.0
+    threshold: float = 0.9
+    low: float = 0.09
+    high: float = 0.86
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low < self.high <= 1.0:
+            raise ConfigError(f"need 0 <= low < high <= 1, got low={self.low}, high={self.high}")
+        if not self.slope > 0:
+            raise ConfigError(f"slope must be > 0, got {self.slope}")
+
+    def probability(self, score: float) -> float:
+        z = self.slope * (score - self.threshold)
+        sigma = 1.0 / (1.0 + math.exp(-z)) if z > -700 else 0.0
+        return self.low + (self.high - self.low) * sigma
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps({"calibration": self.to_dict()}, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        try:
+            data = json.loads(Path(path).read_text())["calibration"]
+            return cls(**{k: float(v) for k, v in data.items()})
+        except (OSError, KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"{path} is not a calibration file: {err}") from None
+
+
+def fit(scores: list[float], labels: list[int]) -> Calibration:
+    """The calibration minimising the mean clipped cross-entropy of ``scores`` against ``labels`` (0/1)."""
+    s = np.asarray(scores, dtype=float)
+    y = np.asarray(labels, dtype=int)
+    if len(s) != len(y) or len(s) < 2 or not set(y.tolist()) <= {0, 1}:
+        raise InputError("fit needs as many 0/1 labels as scores, and at least two models")
+    if len(set(y.tolist())) < 2:
+        raise InputError("fit needs both clean and trojaned models")
+
+    def loss(params: np.ndarray) -> float:
+        slope, threshold, low, high = _unpack(params)
+        z = np.clip(slope * (s - threshold), -500, 500)
+        p = low + (high - low) / (1 + np.exp(-z))
+        return cross_entropy(p, y)
+
+    best = None
+    for threshold in np.linspace(0.05, 0.95, 10):
+        start = np.array([math.log(20.0), threshold, -2.0, 2.0])
+        result = minimize(
+            loss, start, method="Nelder-Mead", options={"maxiter": 4000, "xatol": 1e-6, "fatol": 1e-9}
+        )
+        if best is None or result.fun < best.fun:
+            best = result
+    slope, threshold, low, high = _unpack(best.x)
+    return Calibration(slope=slope, threshold=threshold, low=low, high=high)
+
+
+def _unpack(params: np.ndarray) -> tuple[float, float, float, float]:
+    """Unconstrained optimiser parameters → (slope > 0, threshold, 0 < low < high < 1)."""
+    slope = float(np.exp(np.clip(params[0], -10, 10)))
+    low = float(1 / (1 + np.exp(-params[2])) * 0.5)
+    high = float(0.5 + 0.5 / (1 + np.exp(-params[3])))
+    return slope, float(params[1]), low, high
