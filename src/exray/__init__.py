@@ -7,6 +7,7 @@ The public API (design §2)::
     verdict = exray.compare_trigger(model, victim=X_v, target=X_t, stamped=X_vt,
                                     victim_label=v, target_label=t)
     mask = exray.symmetric_mask(model, a=X_a, b=X_b, label_a=a, label_b=b)
+    result = exray.scan(model, examples, scanner="abs", refine="exray", seed=0)
 """
 
 __version__ = "0.1.0"
@@ -23,10 +24,12 @@ from exray.differencing import (
 )
 from exray.models import build_model, list_architectures
 from exray.models.io import load_model, save_model
+from exray.pipeline import ScanResult, scan
 
 __all__ = [
     "MaskConfig",
     "MaskResult",
+    "ScanResult",
     "TriggerCase",
     "Verdict",
     "__version__",
@@ -37,5 +40,6 @@ __all__ = [
     "load_examples",
     "load_model",
     "save_model",
+    "scan",
     "symmetric_mask",
 ]
