@@ -41,10 +41,10 @@ Schedule = Literal["onecycle", "cosine", "constant"]
 class TrainConfig:
     """Training hyper-parameters (validated).
 
-    ``optimizer`` "adamw" or "sgd" (Nesterov momentum 0.9); ``schedule`` "onecycle" (warm-up to ``lr``
-    then cosine annealing, per step), "cosine" or "constant"; ``channels_last``/``bf16`` select the
-    fast CPU path; ``adversarial`` enables round-3 adversarial training; ``eval_every_epoch`` measures
-    held-out metrics after every epoch (otherwise only at the end).
+    ``optimizer`` "adamw" or "sgd" (Nesterov momentum 0.9); ``schedule`` "onecycle" (linear warm-up to
+    ``lr`` over the first quarter of the steps, then cosine annealing to zero), "cosine" or "constant";
+    ``channels_last``/``bf16`` select the fast CPU path; ``adversarial`` enables round-3 adversarial
+    training; ``eval_every_epoch`` measures held-out metrics after every epoch (otherwise only at the end).
     """
 
     epochs: int = 10
@@ -217,14 +217,19 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
 def _scheduler(
     optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-step learning-rate factor: "onecycle" warms up linearly over the first quarter (from 4 %) then
+    anneals by a cosine to zero; "cosine" anneals from the start; "constant" keeps ``lr``."""
     total = config.epochs * steps_per_epoch
-    if config.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=total, pct_start=0.25, anneal_strategy="cos"
-        )
-    if config.schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _step: 1.0)
+    warmup = max(1, round(0.25 * total)) if config.schedule == "onecycle" else 0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.04 + 0.96 * step / warmup
+        if config.schedule == "constant":
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def _evaluate(
