@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from exray import __version__
-from exray.cli import calibrate, demo, diff, scan, trojai
+from exray.cli import calibrate, demo, diff, scan, trojai, zoo
 from exray.errors import ExrayError
 
-COMMANDS = (scan, diff, trojai, calibrate, demo)
+COMMANDS = (scan, diff, trojai, calibrate, zoo, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

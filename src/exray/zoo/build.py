@@ -1,0 +1,423 @@
+"""``exray zoo build``: a whole population, in parallel processes, cached and resumable (design §3–4).
+
+Output directory::
+
+    DIR/id-00000000/ …     one model directory per model (see :mod:`exray.zoo.model`)
+    DIR/METADATA.csv        one row per model (design §4), rewritten after every model
+    DIR/zoo.json            the canonical spec, the exray version and the last build's summary
+
+Resuming: a model directory exists only once complete (it is assembled under a hidden ``.partial`` name),
+so a killed build simply continues with the models that are missing. A finished model is never retrained
+when its ``config.json`` records the same recipe hash (:func:`exray.zoo.draw.recipe_hash`); when the spec
+changed in a way that changes a finished model, the build refuses and names the models and the changed
+settings, unless ``rebuild=True`` (CLI ``--rebuild``), which retrains exactly those models.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from exray import __version__
+from exray.errors import ConfigError, ModelLoadError
+from exray.models.io import WEIGHTS_FILE, read_config
+from exray.utils import set_thread_budget
+from exray.zoo.draw import ModelDesign, designs, recipe, recipe_hash
+from exray.zoo.model import build_model_dir
+from exray.zoo.spec import ZooSpec, load_spec
+
+METADATA_FILE = "METADATA.csv"
+ZOO_FILE = "zoo.json"
+STATUS_OK, STATUS_FAILED, STATUS_ERROR = "ok", "failed_quality", "error"
+METADATA_COLUMNS = (
+    "name",
+    "status",
+    "poisoned",
+    "architecture",
+    "arch_kwargs",
+    "num_classes",
+    "trigger_type",
+    "source_classes",
+    "target_class",
+    "fraction",
+    "clean_accuracy",
+    "attack_success_rate",
+    "adversarial",
+    "seed",
+    "attempts",
+    "seconds",
+    "error",
+)
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One row of METADATA.csv. Multi-trigger fields join triggers with ``;`` and classes with spaces."""
+
+    name: str
+    status: str
+    poisoned: bool
+    architecture: str
+    arch_kwargs: dict[str, Any]
+    num_classes: int | None = None
+    trigger_type: str = ""
+    source_classes: str = ""
+    target_class: str = ""
+    fraction: str = ""
+    clean_accuracy: float | None = None
+    attack_success_rate: float | None = None
+    adversarial: str = ""
+    seed: int | None = None
+    attempts: int = 0
+    seconds: float | None = None
+    error: str = ""
+
+    @classmethod
+    def from_config(cls, name: str, config: dict[str, Any]) -> ModelRecord:
+        triggers = config.get("triggers", [])
+        adv = config.get("training", {}).get("adversarial")
+        quality = config.get("quality", {})
+        return cls(
+            name=name,
+            status=STATUS_OK if quality.get("passed") else STATUS_FAILED,
+            poisoned=bool(config.get("poisoned")),
+            architecture=str(config.get("architecture")),
+            arch_kwargs=dict(config.get("arch_kwargs", {})),
+            num_classes=config.get("num_classes"),
+            trigger_type=";".join(str(t["type"]) for t in triggers),
+            source_classes=";".join(" ".join(str(c) for c in t["source_classes"]) for t in triggers),
+            target_class=";".join(str(t["target_class"]) for t in triggers),
+            fraction=";".join(f"{t['fraction']:.4f}" for t in triggers),
+            clean_accuracy=config.get("clean_accuracy"),
+            attack_success_rate=config.get("attack_success_rate"),
+            adversarial=(
+                "" if not adv else f"{adv['method']} eps={adv['eps'] * 255:g}/255 ratio={adv['ratio']:g}"
+            ),
+            seed=config.get("seed"),
+            attempts=len(quality.get("attempts", [])),
+            seconds=config.get("build_seconds"),
+        )
+
+    @classmethod
+    def failure(cls, design: ModelDesign, error: str, seconds: float) -> ModelRecord:
+        return cls(
+            name=design.name,
+            status=STATUS_ERROR,
+            poisoned=design.poisoned,
+            architecture=design.architecture.name,
+            arch_kwargs=dict(design.architecture.kwargs),
+            trigger_type=design.trigger_type or "",
+            seconds=seconds,
+            error=error,
+        )
+
+    def row(self) -> dict[str, str]:
+        def fmt(value: Any) -> str:
+            if value is None:
+                return ""
+            if isinstance(value, float):
+                return f"{value:.4f}"
+            if isinstance(value, dict):
+                return json.dumps(value, sort_keys=True)
+            return str(value)
+
+        return {column: fmt(getattr(self, column)) for column in METADATA_COLUMNS}
+
+
+@dataclass(frozen=True)
+class BuildSummary:
+    """What a build did: every model's record, which were built now / reused / rebuilt, and wall time."""
+
+    out: Path
+    spec_name: str
+    records: tuple[ModelRecord, ...]
+    built: tuple[str, ...]
+    reused: tuple[str, ...]
+    rebuilt: tuple[str, ...]
+    seconds: float
+    tracebacks: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed_quality(self) -> tuple[ModelRecord, ...]:
+        return tuple(r for r in self.records if r.status == STATUS_FAILED)
+
+    @property
+    def errors(self) -> tuple[ModelRecord, ...]:
+        return tuple(r for r in self.records if r.status == STATUS_ERROR)
+
+    @property
+    def complete(self) -> bool:
+        """Every model of the spec has a finished directory (none errored)."""
+        return not self.errors
+
+    @property
+    def ok(self) -> bool:
+        """Complete, and every model meets the quality bar."""
+        return self.complete and not self.failed_quality
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "spec": self.spec_name,
+            "models": len(self.records),
+            "built": list(self.built),
+            "reused": list(self.reused),
+            "rebuilt": list(self.rebuilt),
+            "failed_quality": [r.name for r in self.failed_quality],
+            "errors": {r.name: r.error for r in self.errors},
+            "ok": self.ok,
+            "seconds": self.seconds,
+        }
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: data}
+
+
+def _differences(old: Any, new: Any) -> list[str]:
+    a, b = _flatten(old), _flatten(new)
+    return [
+        f"{k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
+
+
+def _finished_config(directory: Path) -> dict[str, Any] | None:
+    """The config of a finished model directory, or None when it has no weights or an unreadable config."""
+    if not (directory / WEIGHTS_FILE).exists():
+        return None
+    try:
+        return read_config(directory)
+    except ModelLoadError:
+        return None
+
+
+def inspect_zoo(
+    spec: ZooSpec, out: Path
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]], list[Path]]:
+    """Finished models matching the spec (name → config), finished models whose recipe changed (name →
+    the changed settings), and stale model directories of this builder that the spec no longer has."""
+    finished: dict[str, dict[str, Any]] = {}
+    changed: dict[str, list[str]] = {}
+    wanted = designs(spec)
+    for design in wanted:
+        config = _finished_config(out / design.name)
+        if config is None:
+            continue
+        zoo = config.get("zoo", {})
+        if zoo.get("recipe_hash") == recipe_hash(spec, design):
+            finished[design.name] = config
+        else:
+            changed[design.name] = _differences(zoo.get("recipe", {}), recipe(spec, design)) or [
+                "recipe hash differs"
+            ]
+    names = {d.name for d in wanted}
+    stale = [
+        p
+        for p in sorted(out.glob("id-*"))
+        if p.is_dir() and p.name not in names and "zoo" in (_finished_config(p) or {})
+    ]
+    return finished, changed, stale
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _init_worker(threads: int) -> None:
+    set_thread_budget(threads)
+
+
+def _job(
+    spec: ZooSpec, design: ModelDesign, out: Path, progress: bool
+) -> tuple[dict[str, Any] | None, str, str]:
+    """Build one model; never raises: returns (config, error message, traceback)."""
+    try:
+        return build_model_dir(spec, design, out, progress=progress), "", ""
+    except Exception as err:  # a failing model is recorded and the build goes on (issue 3)
+        return None, f"{type(err).__name__}: {err}", traceback.format_exc()
+
+
+def _run(
+    spec: ZooSpec, todo: list[ModelDesign], out: Path, workers: int, progress: bool
+) -> Iterator[tuple[ModelDesign, dict[str, Any] | None, str, str, float]]:
+    """Build ``todo`` in this process (workers == 1) or in a pool of spawned processes; yield results as
+    they finish."""
+    if workers == 1:
+        for design in todo:
+            start = time.perf_counter()
+            config, error, trace = _job(spec, design, out, progress)
+            yield design, config, error, trace, time.perf_counter() - start
+        return
+    threads = max(1, _cores() // workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
+    ) as pool:
+        started = time.perf_counter()
+        futures: dict[Future, ModelDesign] = {pool.submit(_job, spec, d, out, False): d for d in todo}
+        try:
+            for future in as_completed(futures):
+                design = futures[future]
+                try:
+                    config, error, trace = future.result()
+                except BrokenProcessPool as err:
+                    config, error, trace = None, f"worker process died: {err}", ""
+                yield design, config, error, trace, time.perf_counter() - started
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def build_zoo(
+    spec: ZooSpec | str | Path,
+    out: str | Path,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    rebuild: bool = False,
+    on_model: Callable[[ModelRecord], None] | None = None,
+) -> BuildSummary:
+    """Build (or resume) the zoo ``spec`` into ``out``; see the module docstring.
+
+    ``workers`` > 1 trains that many models at once in spawned processes, each limited to
+    ``max(1, cores // workers)`` threads; ``workers == 1`` trains in this process with its thread
+    setting. ``on_model`` is called with each model's record as it finishes. Raises ConfigError when
+    finished models no longer match the spec and ``rebuild`` is false.
+    """
+    if not isinstance(spec, ZooSpec):
+        spec = load_spec(spec)
+    if not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be an int >= 1, got {workers!r}")
+    out = Path(out)
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    finished, changed, stale = inspect_zoo(spec, out)
+    if (changed or stale) and not rebuild:
+        lines = [
+            f"  {name}: " + "; ".join(diffs[:4]) + (" …" if len(diffs) > 4 else "")
+            for name, diffs in changed.items()
+        ]
+        lines += [f"  {p.name}: not in the spec any more" for p in stale]
+        count = len(changed) + len(stale)
+        raise ConfigError(
+            f"the spec {spec.name!r} no longer matches {count} finished model(s) in {out}:\n"
+            + "\n".join(lines)
+            + "\nbuild into another directory, or pass --rebuild (rebuild=True) to retrain just these models"
+        )
+    for path in stale:
+        shutil.rmtree(path)
+    for partial in out.glob(".id-*.partial"):
+        shutil.rmtree(partial)
+
+    all_designs = designs(spec)
+    records: dict[str, ModelRecord] = {
+        name: ModelRecord.from_config(name, config) for name, config in finished.items()
+    }
+    todo = [d for d in all_designs if d.name not in finished]
+    tracebacks: dict[str, str] = {}
+    bar = tqdm(
+        total=len(all_designs),
+        initial=len(finished),
+        desc=f"zoo {spec.name}",
+        unit="model",
+        disable=not progress,
+    )
+    _write_state(spec, out, all_designs, records, tracebacks, complete=False)
+    with bar:
+        for design, config, error, trace, seconds in _run(
+            spec, todo, out, workers, progress and workers == 1
+        ):
+            if config is None:
+                record = ModelRecord.failure(design, error, seconds)
+                tracebacks[design.name] = trace
+            else:
+                record = ModelRecord.from_config(design.name, config)
+            records[design.name] = record
+            _write_state(spec, out, all_designs, records, tracebacks, complete=False)
+            bar.update(1)
+            bar.set_postfix_str(f"{design.name} {record.status}")
+            if on_model is not None:
+                on_model(record)
+    summary = BuildSummary(
+        out=out,
+        spec_name=spec.name,
+        records=tuple(records[d.name] for d in all_designs),
+        built=tuple(d.name for d in todo if d.name not in changed and records[d.name].status != STATUS_ERROR),
+        reused=tuple(sorted(finished)),
+        rebuilt=tuple(sorted(n for n in changed if records[n].status != STATUS_ERROR)),
+        seconds=time.perf_counter() - start,
+        tracebacks=tracebacks,
+    )
+    _write_state(spec, out, all_designs, records, tracebacks, complete=summary.complete, summary=summary)
+    return summary
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_state(
+    spec: ZooSpec,
+    out: Path,
+    all_designs: list[ModelDesign],
+    records: dict[str, ModelRecord],
+    tracebacks: dict[str, str],
+    *,
+    complete: bool,
+    summary: BuildSummary | None = None,
+) -> None:
+    """Rewrite METADATA.csv (rows of the models with a record, in index order) and zoo.json."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METADATA_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for design in all_designs:
+        if design.name in records:
+            writer.writerow(records[design.name].row())
+    _atomic_write(out / METADATA_FILE, buffer.getvalue())
+    state = {
+        "spec": spec.to_dict(),
+        "spec_digest": spec.digest(),
+        "exray_version": __version__,
+        "models": len(all_designs),
+        "complete": complete,
+        "ok": summary.ok if summary is not None else False,
+        "summary": summary.to_dict() if summary is not None else None,
+        "tracebacks": tracebacks,
+    }
+    _atomic_write(out / ZOO_FILE, json.dumps(state, indent=2) + "\n")
+
+
+def read_metadata(out: str | Path) -> list[dict[str, str]]:
+    """The rows of a zoo's METADATA.csv."""
+    path = Path(out) / METADATA_FILE
+    try:
+        with path.open(newline="") as handle:
+            return list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path} does not exist: not a built zoo") from None

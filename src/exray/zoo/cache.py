@@ -1,0 +1,79 @@
+"""Zoos built once and shared: a cache keyed by the spec's content and the exray version.
+
+:func:`cached_build` is what test suites (and ``exray demo``) use: the first caller builds the zoo under a
+file lock, so two processes (e.g. two pytest-xdist workers) never build the same zoo at once; every later
+caller gets the finished directory back at once. An interrupted build resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from filelock import FileLock
+
+from exray import __version__
+from exray.errors import ExrayError
+from exray.zoo.build import ZOO_FILE, build_zoo
+from exray.zoo.spec import ZooSpec, load_spec
+
+
+def cache_root(root: str | Path | None = None) -> Path:
+    """``root``, else ``$EXRAY_CACHE``, else ``~/.cache/exray``."""
+    if root is not None:
+        return Path(root)
+    env = os.environ.get("EXRAY_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "exray"
+
+
+def cache_dir(spec: ZooSpec, root: str | Path | None = None) -> Path:
+    """Where :func:`cached_build` puts ``spec``: ``<root>/zoos/<name>-<hash of spec and exray version>``."""
+    key = hashlib.sha256(f"{spec.digest()}:{__version__}".encode()).hexdigest()[:16]
+    return cache_root(root) / "zoos" / f"{spec.name}-{key}"
+
+
+def _finished(out: Path, spec: ZooSpec) -> dict | None:
+    try:
+        state = json.loads((out / ZOO_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    if state.get("complete") and state.get("spec_digest") == spec.digest():
+        return state
+    return None
+
+
+def cached_build(
+    spec_path: str | Path | ZooSpec,
+    cache_root: str | Path | None = None,
+    *,
+    workers: int = 1,
+    progress: bool = False,
+) -> Path:
+    """The directory of the zoo ``spec_path`` built in the cache (see :func:`cache_dir`), building or
+    resuming it under a file lock when needed.
+
+    Raises :class:`~exray.errors.ExrayError` when the zoo is not fully good (a model errored or misses
+    the quality bar): a cached zoo is a fixture others rely on. Errored models are retried on the next
+    call; quality failures are deterministic and reported again without retraining.
+    """
+    spec = spec_path if isinstance(spec_path, ZooSpec) else load_spec(spec_path)
+    out = cache_dir(spec, cache_root)
+    state = _finished(out, spec)
+    if state is None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(out) + ".lock"):
+            state = _finished(out, spec)
+            if state is None:
+                build_zoo(spec, out, workers=workers, progress=progress)
+                state = _finished(out, spec)
+    if state is None or not state.get("ok"):
+        summary = (state or {}).get("summary") or {}
+        problems = summary.get("errors") or {}
+        failed = summary.get("failed_quality") or []
+        raise ExrayError(
+            f"the cached zoo {spec.name!r} in {out} is not usable: "
+            f"{len(failed)} model(s) below the quality bar {failed}, errors {problems}"
+        )
+    return out

@@ -1,0 +1,171 @@
+"""Build one model of a zoo: render its data, poison, train, check the quality bar, write its directory.
+
+The directory (design §4) is assembled under ``.<name>.partial`` and renamed into place when complete,
+so a model directory either is absent or holds everything: ``config.json`` (full ground truth),
+``model.safetensors``, ``ground_truth.csv`` and ``clean-example-data/class_{c}_example_{k}.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from exray import __version__
+from exray.attacks import render_attack_set, render_clean_set, render_poisoned
+from exray.data.images import write_image
+from exray.data.signs import classes_to_config
+from exray.data.synth import SignRenderer
+from exray.models import build_model
+from exray.models.io import read_config, save_model
+from exray.train import TrainResult, seeded_model, train_model
+from exray.utils import derive_seed, versions
+from exray.zoo.draw import ModelDesign, ModelDraw, draw_model, recipe, recipe_hash
+from exray.zoo.spec import ZooSpec
+
+EXAMPLES_DIR = "clean-example-data"
+
+
+@dataclass
+class Attempt:
+    """One trained attempt and whether it meets the quality bar."""
+
+    draw: ModelDraw
+    model: torch.nn.Module
+    result: TrainResult
+    rows: dict[str, int]
+    passed: bool
+    margin: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "attempt": self.draw.attempt,
+            "seed": self.draw.seed,
+            "clean_accuracy": self.result.clean_accuracy,
+            "attack_success_rate": self.result.attack_success_rate,
+            "passed": self.passed,
+        }
+
+
+def train_attempt(spec: ZooSpec, design: ModelDesign, attempt: int, *, progress: bool = False) -> Attempt:
+    """Draw, render, poison and train attempt ``attempt`` of a model; measure it against the quality bar."""
+    draw = draw_model(spec, design, attempt)
+    renderer = SignRenderer(draw.classes, size=spec.image_size, options=spec.data.options())
+    data = render_poisoned(renderer, spec.data.train_per_class, draw.attacks, draw.data_seed)
+    test = render_clean_set(renderer, spec.data.test_per_class, derive_seed(draw.data_seed, "test"))
+    attack_sets = [
+        render_attack_set(
+            renderer,
+            attack,
+            spec.data.attack_per_class,
+            derive_seed(draw.data_seed, "asr", i),
+            name=f"trigger_{i}",
+        )
+        for i, attack in enumerate(draw.attacks)
+    ]
+    arch = design.architecture
+    model = seeded_model(lambda: build_model(arch.name, draw.num_classes, **arch.kwargs), draw.train_seed)
+    result = train_model(
+        model,
+        data.train_set(),
+        config=draw.training,
+        seed=draw.train_seed,
+        test=test,
+        attacks=attack_sets,
+        progress=progress,
+        description=f"{design.name} attempt {attempt + 1}",
+    )
+    q = spec.quality
+    margins = [(result.clean_accuracy or 0.0) - q.min_clean_accuracy]
+    if design.poisoned:
+        margins.append((result.attack_success_rate or 0.0) - q.min_attack_success_rate)
+    margin = min(margins)
+    return Attempt(draw, model, result, data.plan.counts(), margin >= 0.0, margin)
+
+
+def build_model_dir(
+    spec: ZooSpec, design: ModelDesign, out: Path, *, progress: bool = False
+) -> dict[str, Any]:
+    """Train model ``design`` (retrying below the quality bar) and write its directory into ``out``.
+
+    Returns the written ``config.json`` contents. A model that never meets the bar is written with
+    ``quality.passed = false`` — reported, never silently kept.
+    """
+    start = time.perf_counter()
+    attempts: list[Attempt] = []
+    for a in range(spec.quality.attempts):
+        attempts.append(train_attempt(spec, design, a, progress=progress))
+        if attempts[-1].passed:
+            break
+    best = max(attempts, key=lambda t: t.margin)
+    draw, result = best.draw, best.result
+    config = {
+        "poisoned": design.poisoned,
+        "triggers": [attack.to_config() for attack in draw.attacks],
+        "clean_accuracy": result.clean_accuracy,
+        "attack_success_rate": result.attack_success_rate,
+        "asr_per_trigger": [result.asr[f"trigger_{i}"] for i in range(len(draw.attacks))],
+        "seed": draw.seed,
+        "model_seed": design.model_seed,
+        "attempt": draw.attempt,
+        "quality": {
+            "passed": best.passed,
+            "min_clean_accuracy": spec.quality.min_clean_accuracy,
+            "min_attack_success_rate": spec.quality.min_attack_success_rate,
+            "attempts": [t.summary() for t in attempts],
+        },
+        "sign_classes": classes_to_config(draw.classes),
+        "confusion_pairs": [list(p) for p in draw.confusion_pairs()],
+        "image_size": spec.image_size,
+        "data": {
+            "train_per_class": spec.data.train_per_class,
+            "test_per_class": spec.data.test_per_class,
+            "attack_per_class": spec.data.attack_per_class,
+            "examples_per_class": draw.examples_per_class,
+            "augment": spec.data.options().to_dict(),
+            "seed": draw.data_seed,
+            "train_rows": best.rows,
+        },
+        "training": {
+            **draw.training.to_dict(),
+            "seed": draw.train_seed,
+            "seconds": result.seconds,
+            "history": result.to_dict()["history"],
+        },
+        "exray_version": __version__,
+        "versions": versions(),
+        "zoo": {
+            "name": spec.name,
+            "index": design.index,
+            "recipe_hash": recipe_hash(spec, design),
+            "recipe": recipe(spec, design),
+        },
+    }
+    partial = out / f".{design.name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    write_examples(partial / EXAMPLES_DIR, draw, spec)
+    config["build_seconds"] = time.perf_counter() - start
+    save_model(best.model, partial, input_size=(3, spec.image_size, spec.image_size), metadata=config)
+    final = out / design.name
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(partial, final)
+    return read_config(final)
+
+
+def write_examples(folder: Path, draw: ModelDraw, spec: ZooSpec) -> None:
+    """``examples_per_class`` held-out clean images per class as ``class_{c}_example_{k}.png``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    renderer = SignRenderer(draw.classes, size=spec.image_size, options=spec.data.options())
+    for c in range(draw.num_classes):
+        labels = np.full(draw.examples_per_class, c)
+        batch = renderer.render(labels, derive_seed(draw.examples_seed, c))
+        for k, image in enumerate(batch.images):
+            write_image(folder / f"class_{c}_example_{k}.png", image)

@@ -1,0 +1,516 @@
+"""Zoo specs: a validated description of a model population (spec §7.3.8, design §3 ``exray zoo build``).
+
+A spec is a JSON or YAML mapping; every section is optional except ``models``. Unknown keys are rejected
+with the key's dotted path and the allowed keys; values are type- and range-checked. Ranges are ``[lo, hi]``
+(inclusive; integers for counts), choices are lists. Defaults::
+
+    name: <file stem>            seed: 0
+    models: {clean: <required>, trojaned: <required>}
+    classes: [5, 10]             confusion_pairs: [0, 1]       image_size: 32
+    architectures: [{name: resnet18, kwargs: {width: 0.25}, training: {}}]  # round-robin in clean / trojaned;
+                                                        # training: overrides of the training section
+    data: {train_per_class: 300, test_per_class: 100, attack_per_class: 50,
+           examples_per_class: [10, 20], augment: {}}          # augment: AugmentOptions overrides
+    triggers:
+      types: [polygon, instagram]          # round-robin over trojaned; also color_transform, patch, blend
+      per_model: [1]                       # choices of 1 or 2 triggers (two: one-to-one each, round 4)
+      source_modes: [1, 2, all]            # attacked source classes (rounds 2–3)
+      shared_source_probability: 0.5       # two triggers share their source class (round 4)
+      fraction: [0.1, 0.5]                 # poisoned share of the source classes' images
+      counter_fraction: [0.0, 0.0]         # triggered copies keeping their label (conditional triggers)
+      polygon: {size: [0.02, 0.25], spatial_probability: 0.0, min_contrast: 0.25}
+      instagram: {filters: [gotham, nashville, kelvin, lomo, toaster]}
+      color_transform: {strength: [0.5, 1.0]}
+      patch: {size: [0.1, 0.25]}
+      blend: {opacity: [0.1, 0.2]}
+    training: {epochs: 12, batch_size: 64, lr: 0.003, optimizer: adamw, weight_decay: 0.0005,
+               schedule: onecycle, label_smoothing: 0.0, channels_last: true, bf16: true,
+               adversarial: {probability: 0.0, methods: [pgd, fbf], eps: [4, 8, 16],   # eps in 1/255
+                             ratio: [0.1, 0.3], pgd_iterations: [1, 3, 7]}}
+    quality: {min_clean_accuracy: 0.9, min_attack_success_rate: 0.9, attempts: 3}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exray.attacks import SOURCE_MODES
+from exray.data.signs import PALETTE, SHAPES
+from exray.data.synth import AugmentOptions
+from exray.errors import ConfigError
+from exray.models import build_model, get_architecture, list_architectures
+from exray.triggers import INSTAGRAM_FILTERS
+
+TRIGGER_TYPES: tuple[str, ...] = ("polygon", "instagram", "color_transform", "patch", "blend")
+_MAX_CLASSES = len(SHAPES) * len(PALETTE)
+
+
+class _Section:
+    """One mapping of the spec: rejects unknown keys and reads typed, range-checked values."""
+
+    def __init__(self, data: Any, path: str, allowed: Sequence[str]) -> None:
+        where = f"'{path}'" if path else "the spec"
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"zoo spec: {where} must be a mapping, got {type(data).__name__}")
+        self.data, self.path = data, path
+        for key in data:
+            if key not in allowed:
+                scope = f"in '{path}'" if path else "at the top level"
+                known = ", ".join(sorted(allowed))
+                raise ConfigError(f"zoo spec: unknown key {self.key(key)!r}; allowed keys {scope}: {known}")
+
+    def key(self, name: Any) -> str:
+        return f"{self.path}.{name}" if self.path else str(name)
+
+    def fail(self, name: str, message: str) -> ConfigError:
+        return ConfigError(f"zoo spec: {self.key(name)!r} {message}")
+
+    def get(self, name: str, default: Any) -> Any:
+        return self.data.get(name, default)
+
+    def int(self, name: str, default: int | None, lo: int, hi: int | None = None) -> int:
+        value = self.data.get(name, default)
+        if value is None:
+            raise self.fail(name, "is required")
+        return self._int(name, value, lo, hi)
+
+    def _int(self, name: str, value: Any, lo: int, hi: int | None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(name, f"must be an integer, got {value!r}")
+        if value < lo or (hi is not None and value > hi):
+            bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+            raise self.fail(name, f"must be {bound}, got {value}")
+        return value
+
+    def float(self, name: str, default: float, lo: float, hi: float, *, open_lo: bool = False) -> float:
+        return self._float(name, self.data.get(name, default), lo, hi, open_lo)
+
+    def _float(self, name: str, value: Any, lo: float, hi: float, open_lo: bool) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(name, f"must be a number, got {value!r}")
+        if value < lo or value > hi or (open_lo and value == lo):
+            raise self.fail(name, f"must be in {'(' if open_lo else '['}{lo}, {hi}], got {value}")
+        return float(value)
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.data.get(name, default)
+        if not isinstance(value, bool):
+            raise self.fail(name, f"must be true or false, got {value!r}")
+        return value
+
+    def choice(self, name: str, default: str, allowed: Sequence[str]) -> str:
+        value = self.data.get(name, default)
+        if value not in allowed:
+            raise self.fail(name, f"must be one of {list(allowed)}, got {value!r}")
+        return value
+
+    def _pair(self, name: str, default: Sequence[Any]) -> list[Any]:
+        value = self.data.get(name, default)
+        if isinstance(value, list | tuple) and len(value) == 2:
+            return list(value)
+        raise self.fail(name, f"must be a range [lo, hi], got {value!r}")
+
+    def int_range(self, name: str, default: Sequence[int], lo: int, hi: int | None = None) -> tuple[int, int]:
+        a, b = (self._int(name, v, lo, hi) for v in self._pair(name, default))
+        if a > b:
+            raise self.fail(name, f"must be a range [lo, hi] with lo <= hi, got [{a}, {b}]")
+        return a, b
+
+    def float_range(
+        self, name: str, default: Sequence[float], lo: float, hi: float, *, open_lo: bool = False
+    ) -> tuple[float, float]:
+        a, b = (self._float(name, v, lo, hi, open_lo) for v in self._pair(name, default))
+        if a > b:
+            raise self.fail(name, f"must be a range [lo, hi] with lo <= hi, got [{a}, {b}]")
+        return a, b
+
+    def choices(self, name: str, default: Sequence[Any], allowed: Sequence[Any]) -> tuple[Any, ...]:
+        value = self._list(name, default)
+        for item in value:
+            if isinstance(item, bool) or item not in allowed:
+                raise self.fail(name, f"has {item!r}; allowed: {list(allowed)}")
+        return tuple(value)
+
+    def _list(self, name: str, default: Sequence[Any]) -> list[Any]:
+        value = self.data.get(name, default)
+        if not isinstance(value, list | tuple) or not value:
+            raise self.fail(name, f"must be a non-empty list, got {value!r}")
+        if len(set(value)) != len(value):
+            raise self.fail(name, f"lists a value twice: {list(value)}")
+        return list(value)
+
+    def numbers(self, name: str, default: Sequence[float], lo: float, hi: float) -> tuple[float, ...]:
+        """A list of numbers in (lo, hi]."""
+        return tuple(self._float(name, v, lo, hi, True) for v in self._list(name, default))
+
+    def ints(self, name: str, default: Sequence[int], lo: int, hi: int) -> tuple[int, ...]:
+        return tuple(self._int(name, v, lo, hi) for v in self._list(name, default))
+
+    def section(self, name: str, allowed: Sequence[str]) -> _Section:
+        return _Section(self.data.get(name, {}), self.key(name), allowed)
+
+
+@dataclass(frozen=True)
+class ArchitectureChoice:
+    """A registry architecture, its keyword arguments (e.g. ``width``) and overrides of the ``training``
+    section for models of this architecture (any training key but ``adversarial``; e.g. ``bf16: false``
+    for architectures that bf16 slows down, see ``benchmarks/bench_zoo.py``)."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    train_per_class: int = 300
+    test_per_class: int = 100
+    attack_per_class: int = 50
+    examples_per_class: tuple[int, int] = (10, 20)
+    augment: dict[str, Any] = field(default_factory=dict)
+
+    def options(self) -> AugmentOptions:
+        return AugmentOptions.from_dict(self.augment)
+
+
+@dataclass(frozen=True)
+class PolygonSpec:
+    """``size``: area as a fraction of the sign (TrojAI 2–25 %); ``spatial_probability``: chance of a
+    round-4 spatial condition (a quadrant of the sign); ``min_contrast``: minimum RGB distance between the
+    polygon colour and the source signs' fill colours ([CHOICE], so a trigger is visible at 32 px)."""
+
+    size: tuple[float, float] = (0.02, 0.25)
+    spatial_probability: float = 0.0
+    min_contrast: float = 0.25
+
+
+@dataclass(frozen=True)
+class InstagramSpec:
+    filters: tuple[str, ...] = tuple(INSTAGRAM_FILTERS)
+
+
+@dataclass(frozen=True)
+class ColorTransformSpec:
+    strength: tuple[float, float] = (0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """``size``: side as a fraction of the image side; colour and corner are random."""
+
+    size: tuple[float, float] = (0.1, 0.25)
+
+
+@dataclass(frozen=True)
+class BlendSpec:
+    opacity: tuple[float, float] = (0.1, 0.2)
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    types: tuple[str, ...] = ("polygon", "instagram")
+    per_model: tuple[int, ...] = (1,)
+    source_modes: tuple[Any, ...] = (1, 2, "all")
+    shared_source_probability: float = 0.5
+    fraction: tuple[float, float] = (0.1, 0.5)
+    counter_fraction: tuple[float, float] = (0.0, 0.0)
+    polygon: PolygonSpec = field(default_factory=PolygonSpec)
+    instagram: InstagramSpec = field(default_factory=InstagramSpec)
+    color_transform: ColorTransformSpec = field(default_factory=ColorTransformSpec)
+    patch: PatchSpec = field(default_factory=PatchSpec)
+    blend: BlendSpec = field(default_factory=BlendSpec)
+
+
+@dataclass(frozen=True)
+class AdversarialSpec:
+    """Round-3 adversarial training (spec §7.2): applied to a model with ``probability``; ``eps`` in 1/255."""
+
+    probability: float = 0.0
+    methods: tuple[str, ...] = ("pgd", "fbf")
+    eps: tuple[float, ...] = (4.0, 8.0, 16.0)
+    ratio: tuple[float, ...] = (0.1, 0.3)
+    pgd_iterations: tuple[int, ...] = (1, 3, 7)
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    epochs: int = 12
+    batch_size: int = 64
+    lr: float = 3e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    label_smoothing: float = 0.0
+    channels_last: bool = True
+    bf16: bool = True
+    adversarial: AdversarialSpec = field(default_factory=AdversarialSpec)
+
+
+@dataclass(frozen=True)
+class QualitySpec:
+    """The quality bar (issue 3): a model below it is retrained from another derived seed, up to
+    ``attempts`` times in all, then reported as failed."""
+
+    min_clean_accuracy: float = 0.9
+    min_attack_success_rate: float = 0.9
+    attempts: int = 3
+
+
+@dataclass(frozen=True)
+class ModelCounts:
+    clean: int
+    trojaned: int
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    """A validated zoo spec (see the module docstring for the keys and defaults).
+
+    ``parse_spec(spec.to_dict())`` gives back an equal spec.
+    """
+
+    name: str
+    models: ModelCounts
+    seed: int = 0
+    classes: tuple[int, int] = (5, 10)
+    confusion_pairs: tuple[int, int] = (0, 1)
+    image_size: int = 32
+    architectures: tuple[ArchitectureChoice, ...] = (ArchitectureChoice("resnet18", {"width": 0.25}),)
+    data: DataSpec = field(default_factory=DataSpec)
+    triggers: TriggerSpec = field(default_factory=TriggerSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    quality: QualitySpec = field(default_factory=QualitySpec)
+
+    @property
+    def num_models(self) -> int:
+        return self.models.clean + self.models.trojaned
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical form: every default filled in, JSON-able (lists for tuples)."""
+        return json.loads(json.dumps(asdict(self)))
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON form."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+_TOP_KEYS = (
+    "name",
+    "seed",
+    "models",
+    "classes",
+    "confusion_pairs",
+    "image_size",
+    "architectures",
+    "data",
+    "triggers",
+    "training",
+    "quality",
+)
+
+
+def parse_spec(data: Any, *, default_name: str = "zoo") -> ZooSpec:
+    """Validate a spec mapping (parsed JSON/YAML) into a :class:`ZooSpec`; ConfigError on any problem."""
+    top = _Section(data, "", _TOP_KEYS)
+    name = top.get("name", default_name)
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith("."):
+        raise top.fail("name", f"must be a plain non-empty string usable in a file name, got {name!r}")
+    if "models" not in top.data:
+        raise top.fail("models", "is required: {clean: N, trojaned: M}")
+    models = top.section("models", ("clean", "trojaned"))
+    clean = models.int("clean", None, 0)
+    trojaned = models.int("trojaned", None, 0)
+    if clean + trojaned < 1:
+        raise models.fail("clean", "and 'models.trojaned' must add up to at least one model")
+    classes = top.int_range("classes", (5, 10), 2, _MAX_CLASSES)
+    confusion = top.int_range("confusion_pairs", (0, 1), 0)
+    if confusion[1] > classes[0] // 2:
+        raise top.fail("confusion_pairs", f"cannot exceed half the smallest class count ({classes[0] // 2})")
+    triggers = _triggers(top.section("triggers", _TRIGGER_KEYS))
+    if trojaned:
+        need = max(
+            4 if 2 in triggers.per_model else 2, 3 if 2 in triggers.source_modes else 2, 2 + confusion[1]
+        )
+        if classes[0] < need:
+            raise top.fail("classes", f"must start at >= {need} for these trigger settings, got {classes[0]}")
+    return ZooSpec(
+        name=name,
+        models=ModelCounts(clean, trojaned),
+        seed=top.int("seed", 0, 0),
+        classes=classes,
+        confusion_pairs=confusion,
+        image_size=top.int("image_size", 32, 16, 256),
+        architectures=_architectures(top),
+        data=_data(top.section("data", _DATA_KEYS)),
+        triggers=triggers,
+        training=_training(top.section("training", _TRAINING_KEYS)),
+        quality=_quality(
+            top.section("quality", ("min_clean_accuracy", "min_attack_success_rate", "attempts"))
+        ),
+    )
+
+
+def load_spec(path: str | Path) -> ZooSpec:
+    """Read and validate a JSON (``.json``) or YAML (``.yaml``/``.yml``) spec file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"cannot read the zoo spec {path}: {err}") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(
+            f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}"
+        ) from None
+    return parse_spec(data, default_name=path.stem)
+
+
+def _architectures(top: _Section) -> tuple[ArchitectureChoice, ...]:
+    value = top.get("architectures", [{"name": "resnet18", "kwargs": {"width": 0.25}}])
+    if not isinstance(value, list) or not value:
+        raise top.fail("architectures", f"must be a non-empty list of {{name, kwargs}}, got {value!r}")
+    known = list_architectures()
+    result = []
+    for i, item in enumerate(value):
+        entry = _Section(item, f"architectures[{i}]", ("name", "kwargs", "training"))
+        name = entry.get("name", None)
+        if name not in known:
+            raise entry.fail("name", f"must be a registered architecture ({', '.join(known)}), got {name!r}")
+        kwargs = entry.get("kwargs", {})
+        if not isinstance(kwargs, Mapping):
+            raise entry.fail("kwargs", f"must be a mapping of keyword arguments, got {kwargs!r}")
+        accepted = get_architecture(name).parameters()
+        for key in kwargs:
+            if key not in accepted:
+                raise entry.fail(
+                    "kwargs", f"has {key!r}, which {name} does not accept; it accepts {sorted(accepted)}"
+                )
+        try:
+            build_model(name, 2, **kwargs)
+        except (ConfigError, TypeError, ValueError, RuntimeError) as err:
+            raise entry.fail("kwargs", f"do not build a {name}: {err}") from None
+        overrides = entry.section("training", tuple(k for k in _TRAINING_KEYS if k != "adversarial"))
+        parsed = _training(overrides)
+        result.append(ArchitectureChoice(name, dict(kwargs), {k: getattr(parsed, k) for k in overrides.data}))
+    return tuple(result)
+
+
+_DATA_KEYS = ("train_per_class", "test_per_class", "attack_per_class", "examples_per_class", "augment")
+
+
+def _data(section: _Section) -> DataSpec:
+    augment = section.get("augment", {})
+    if not isinstance(augment, Mapping):
+        raise section.fail("augment", f"must be a mapping of augmentation options, got {augment!r}")
+    try:
+        AugmentOptions.from_dict(augment)
+    except (ConfigError, TypeError) as err:
+        raise section.fail("augment", f"is invalid: {err}") from None
+    return DataSpec(
+        train_per_class=section.int("train_per_class", 300, 10, 100_000),
+        test_per_class=section.int("test_per_class", 100, 10, 100_000),
+        attack_per_class=section.int("attack_per_class", 50, 10, 100_000),
+        examples_per_class=section.int_range("examples_per_class", (10, 20), 1, 1000),
+        augment=dict(augment),
+    )
+
+
+_TRIGGER_KEYS = (
+    "types",
+    "per_model",
+    "source_modes",
+    "shared_source_probability",
+    "fraction",
+    "counter_fraction",
+    "polygon",
+    "instagram",
+    "color_transform",
+    "patch",
+    "blend",
+)
+
+
+def _triggers(section: _Section) -> TriggerSpec:
+    polygon = section.section("polygon", ("size", "spatial_probability", "min_contrast"))
+    instagram = section.section("instagram", ("filters",))
+    return TriggerSpec(
+        types=section.choices("types", ("polygon", "instagram"), TRIGGER_TYPES),
+        per_model=section.choices("per_model", (1,), (1, 2)),
+        source_modes=section.choices("source_modes", (1, 2, "all"), SOURCE_MODES),
+        shared_source_probability=section.float("shared_source_probability", 0.5, 0.0, 1.0),
+        fraction=section.float_range("fraction", (0.1, 0.5), 0.0, 1.0, open_lo=True),
+        counter_fraction=section.float_range("counter_fraction", (0.0, 0.0), 0.0, 1.0),
+        polygon=PolygonSpec(
+            size=polygon.float_range("size", (0.02, 0.25), 0.0, 0.99, open_lo=True),
+            spatial_probability=polygon.float("spatial_probability", 0.0, 0.0, 1.0),
+            min_contrast=polygon.float("min_contrast", 0.25, 0.0, 1.0),
+        ),
+        instagram=InstagramSpec(
+            filters=instagram.choices("filters", tuple(INSTAGRAM_FILTERS), tuple(INSTAGRAM_FILTERS))
+        ),
+        color_transform=ColorTransformSpec(
+            strength=section.section("color_transform", ("strength",)).float_range(
+                "strength", (0.5, 1.0), 0.0, 1.0, open_lo=True
+            )
+        ),
+        patch=PatchSpec(
+            size=section.section("patch", ("size",)).float_range("size", (0.1, 0.25), 0.0, 1.0, open_lo=True)
+        ),
+        blend=BlendSpec(
+            opacity=section.section("blend", ("opacity",)).float_range(
+                "opacity", (0.1, 0.2), 0.0, 1.0, open_lo=True
+            )
+        ),
+    )
+
+
+_TRAINING_KEYS = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "optimizer",
+    "weight_decay",
+    "schedule",
+    "label_smoothing",
+    "channels_last",
+    "bf16",
+    "adversarial",
+)
+
+
+def _training(section: _Section) -> TrainingSpec:
+    adv = section.section("adversarial", ("probability", "methods", "eps", "ratio", "pgd_iterations"))
+    return TrainingSpec(
+        epochs=section.int("epochs", 12, 1, 1000),
+        batch_size=section.int("batch_size", 64, 1, 4096),
+        lr=section.float("lr", 3e-3, 0.0, 10.0, open_lo=True),
+        optimizer=section.choice("optimizer", "adamw", ("adamw", "sgd")),
+        weight_decay=section.float("weight_decay", 5e-4, 0.0, 1.0),
+        schedule=section.choice("schedule", "onecycle", ("onecycle", "cosine", "constant")),
+        label_smoothing=section.float("label_smoothing", 0.0, 0.0, 0.99),
+        channels_last=section.bool("channels_last", True),
+        bf16=section.bool("bf16", True),
+        adversarial=AdversarialSpec(
+            probability=adv.float("probability", 0.0, 0.0, 1.0),
+            methods=adv.choices("methods", ("pgd", "fbf"), ("pgd", "fbf")),
+            eps=adv.numbers("eps", (4.0, 8.0, 16.0), 0.0, 255.0),
+            ratio=adv.numbers("ratio", (0.1, 0.3), 0.0, 1.0),
+            pgd_iterations=adv.ints("pgd_iterations", (1, 3, 7), 1, 100),
+        ),
+    )
+
+
+def _quality(section: _Section) -> QualitySpec:
+    return QualitySpec(
+        min_clean_accuracy=section.float("min_clean_accuracy", 0.9, 0.0, 1.0),
+        min_attack_success_rate=section.float("min_attack_success_rate", 0.9, 0.0, 1.0),
+        attempts=section.int("attempts", 3, 1, 20),
+    )

@@ -1,0 +1,53 @@
+"""Zoo fixtures: the shipped tiny zoo (built once into the shared cache) and a seconds-fast micro spec.
+
+Tests that use ``tiny_zoo`` must carry ``@pytest.mark.xdist_group("tiny_zoo")`` so that `make test`
+(``pytest -n 2 --dist loadgroup``) runs them on one worker; :func:`exray.zoo.cached_build` also holds a
+file lock, so other suites that build the same zoo never build it twice.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from exray.zoo import cached_build
+
+ZOOS = Path(__file__).resolve().parents[2] / "zoos"
+TINY_SPEC = ZOOS / "tiny.yaml"
+
+
+def micro_spec(**overrides: Any) -> dict[str, Any]:
+    """A 2-model zoo (1 clean, 1 trojaned) of 16×16 images that builds in about a second per model."""
+    spec: dict[str, Any] = {
+        "name": "micro",
+        "seed": 1,
+        "models": {"clean": 1, "trojaned": 1},
+        "classes": [3, 3],
+        "confusion_pairs": [0, 0],
+        "image_size": 16,
+        "architectures": [{"name": "cnn", "kwargs": {"width": 0.25}}],
+        "data": {
+            "train_per_class": 20,
+            "test_per_class": 10,
+            "attack_per_class": 10,
+            "examples_per_class": [2, 2],
+        },
+        "triggers": {"types": ["instagram"], "source_modes": [1]},
+        "training": {"epochs": 1, "batch_size": 32},
+        "quality": {"min_clean_accuracy": 0.0, "min_attack_success_rate": 0.0, "attempts": 1},
+    }
+    spec.update(overrides)
+    return spec
+
+
+def write_spec(path: Path, spec: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo() -> Path:
+    """The directory of the shipped tiny zoo, built on first use into ``$EXRAY_CACHE`` (or
+    ``~/.cache/exray``) and reused by every later test session."""
+    return cached_build(TINY_SPEC)

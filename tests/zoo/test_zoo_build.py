@@ -1,0 +1,166 @@
+"""Zoo builds: layout, METADATA.csv, resume after an interrupted build, spec-change detection, error and
+quality-failure reporting, parallel workers — on a micro spec that trains in about a second per model."""
+
+import csv
+import json
+
+import pytest
+
+import exray
+from exray.cli import main
+from exray.errors import ConfigError
+from exray.zoo import METADATA_COLUMNS, build_zoo, load_spec, parse_spec, read_metadata
+
+from .conftest import micro_spec, write_spec
+
+
+class Abort(Exception):
+    """Stands in for a kill: raised from the progress callback after the first finished model."""
+
+
+def _abort_after_first(record) -> None:
+    raise Abort(record.name)
+
+
+def test_interrupted_build_resumes_without_retraining(tmp_path) -> None:
+    spec, out = parse_spec(micro_spec()), tmp_path / "zoo"
+    with pytest.raises(Abort, match="id-00000000"):
+        build_zoo(spec, out, progress=False, on_model=_abort_after_first)
+    first = out / "id-00000000" / "model.safetensors"
+    assert first.exists() and not (out / "id-00000001").exists()
+    stamp = first.stat().st_mtime_ns
+    assert [r["name"] for r in read_metadata(out)] == ["id-00000000"]
+    # A kill in the middle of writing the second model leaves only a hidden partial directory.
+    (out / ".id-00000001.partial").mkdir()
+    (out / ".id-00000001.partial" / "config.json").write_text("{")
+
+    trained = []
+    summary = build_zoo(spec, out, progress=False, on_model=lambda r: trained.append(r.name))
+    assert trained == ["id-00000001"]
+    assert summary.reused == ("id-00000000",) and summary.built == ("id-00000001",) and summary.ok
+    assert first.stat().st_mtime_ns == stamp
+    assert not list(out.glob(".*partial"))
+    again = build_zoo(spec, out, progress=False, on_model=lambda r: trained.append(r.name))
+    assert trained == ["id-00000001"] and again.reused == ("id-00000000", "id-00000001")
+
+
+def test_layout_metadata_and_ground_truth(tmp_path) -> None:
+    out = tmp_path / "zoo"
+    summary = build_zoo(parse_spec(micro_spec()), out, progress=False)
+    rows = read_metadata(out)
+    assert [r["name"] for r in rows] == ["id-00000000", "id-00000001"]
+    assert list(rows[0]) == list(METADATA_COLUMNS)
+    assert sorted(r["poisoned"] for r in rows) == ["False", "True"]
+    for row, record in zip(rows, summary.records):
+        directory = out / row["name"]
+        config = json.loads((directory / "config.json").read_text())
+        assert (directory / "ground_truth.csv").read_text().strip() == str(int(config["poisoned"]))
+        assert row["status"] == "ok" and row["architecture"] == "cnn" and row["seed"] == str(config["seed"])
+        assert float(row["clean_accuracy"]) == pytest.approx(config["clean_accuracy"], abs=1e-4)
+        model = exray.load_model(directory)
+        examples = exray.load_examples(directory)
+        assert sorted(examples) == [0, 1, 2] and all(x.shape == (2, 3, 16, 16) for x in examples.values())
+        assert model(examples[0]).shape == (2, 3)
+        assert config["zoo"]["recipe_hash"] and config["exray_version"] == exray.__version__
+        assert len(config["sign_classes"]) == 3 and config["training"]["epochs"] == 1
+        if config["poisoned"]:
+            (trigger,) = config["triggers"]
+            assert trigger["type"] == "instagram" and trigger["name"] in {
+                "gotham",
+                "nashville",
+                "kelvin",
+                "lomo",
+                "toaster",
+            }
+            assert row["trigger_type"] == "instagram"
+            assert row["source_classes"] == " ".join(map(str, trigger["source_classes"]))
+            assert row["target_class"] == str(trigger["target_class"])
+            assert record.attack_success_rate == config["attack_success_rate"] is not None
+        else:
+            assert (
+                config["triggers"] == []
+                and row["trigger_type"] == ""
+                and config["attack_success_rate"] is None
+            )
+    state = json.loads((out / "zoo.json").read_text())
+    assert state["complete"] and state["ok"] and state["spec"]["name"] == "micro"
+
+
+def test_a_changed_spec_is_refused_then_rebuilt_on_request(tmp_path) -> None:
+    out = tmp_path / "zoo"
+    build_zoo(parse_spec(micro_spec()), out, progress=False)
+    changed = parse_spec(micro_spec(training={"epochs": 2, "batch_size": 32}))
+    with pytest.raises(ConfigError) as info:
+        build_zoo(changed, out, progress=False)
+    message = str(info.value)
+    assert "id-00000000" in message and "id-00000001" in message and "spec.training.epochs: 1 -> 2" in message
+    assert "--rebuild" in message
+    # Renaming the zoo or the spec file does not change any model.
+    assert build_zoo(parse_spec(micro_spec(name="renamed")), out, progress=False).reused == (
+        "id-00000000",
+        "id-00000001",
+    )
+    fewer = parse_spec(micro_spec(models={"clean": 1, "trojaned": 0}))
+    with pytest.raises(ConfigError, match="not in the spec any more|recipe"):
+        build_zoo(fewer, out, progress=False)
+    summary = build_zoo(changed, out, progress=False, rebuild=True)
+    assert summary.rebuilt == ("id-00000000", "id-00000001") and summary.ok
+    assert json.loads((out / "id-00000000" / "config.json").read_text())["training"]["epochs"] == 2
+
+
+def test_errors_are_recorded_and_the_build_goes_on(tmp_path, monkeypatch) -> None:
+    from exray.zoo import build as build_module
+
+    real = build_module.build_model_dir
+
+    def flaky(spec, design, out, *, progress=False):
+        if design.index == 0:
+            raise RuntimeError("simulated failure")
+        return real(spec, design, out, progress=progress)
+
+    monkeypatch.setattr(build_module, "build_model_dir", flaky)
+    out = tmp_path / "zoo"
+    summary = build_zoo(parse_spec(micro_spec()), out, progress=False)
+    assert not summary.ok and [r.name for r in summary.errors] == ["id-00000000"]
+    assert (out / "id-00000001" / "model.safetensors").exists()
+    rows = {r["name"]: r for r in read_metadata(out)}
+    assert rows["id-00000000"]["status"] == "error" and "simulated failure" in rows["id-00000000"]["error"]
+    state = json.loads((out / "zoo.json").read_text())
+    assert not state["complete"] and "simulated failure" in state["tracebacks"]["id-00000000"]
+    monkeypatch.setattr(build_module, "build_model_dir", real)
+    retried = build_zoo(parse_spec(micro_spec()), out, progress=False)  # the failed model is retried
+    assert retried.built == ("id-00000000",) and retried.ok
+
+
+def test_models_below_the_quality_bar_are_retried_then_reported(tmp_path, capsys) -> None:
+    spec = micro_spec(
+        models={"clean": 1, "trojaned": 0},
+        data={
+            "train_per_class": 10,
+            "test_per_class": 30,
+            "attack_per_class": 10,
+            "examples_per_class": [1, 1],
+        },
+        quality={"min_clean_accuracy": 1.0, "attempts": 2},
+    )
+    path, out = write_spec(tmp_path / "strict.yaml", spec), tmp_path / "zoo"
+    assert main(["zoo", "build", str(path), "--out", str(out), "--quiet"]) == 1
+    printed = capsys.readouterr().out
+    assert "failed_quality" in printed and "below the quality bar 1" in printed
+    (row,) = read_metadata(out)
+    assert row["status"] == "failed_quality" and row["attempts"] == "2"
+    config = json.loads((out / "id-00000000" / "config.json").read_text())
+    assert config["quality"]["passed"] is False and len(config["quality"]["attempts"]) == 2
+    assert len({a["seed"] for a in config["quality"]["attempts"]}) == 2  # each attempt redraws its seed
+
+
+@pytest.mark.slow
+def test_parallel_workers_and_the_cli(tmp_path, capsys) -> None:
+    path, out = write_spec(tmp_path / "micro.yaml", micro_spec()), tmp_path / "zoo"
+    assert main(["zoo", "build", str(path), "--out", str(out), "--workers", "2", "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["ok"] and sorted(summary["built"]) == ["id-00000000", "id-00000001"]
+    with (out / "METADATA.csv").open() as handle:
+        assert [r["status"] for r in csv.DictReader(handle)] == ["ok", "ok"]
+    assert load_spec(path).num_models == 2
+    assert main(["zoo", "build", str(tmp_path / "missing.yaml"), "--out", str(out), "--quiet"]) == 2
