@@ -17,6 +17,11 @@ ZOOS = Path(__file__).resolve().parents[2] / "zoos"
 TINY_SPEC = ZOOS / "tiny.yaml"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # pytest-xdist registers this marker; register it too for runs without xdist (`-p no:xdist`).
+    config.addinivalue_line("markers", "xdist_group(name): run the marked tests on one xdist worker")
+
+
 def micro_spec(**overrides: Any) -> dict[str, Any]:
     """A 2-model zoo (1 clean, 1 trojaned) of 16×16 images that builds in about a second per model."""
     spec: dict[str, Any] = {
