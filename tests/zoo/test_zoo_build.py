@@ -44,6 +44,19 @@ def test_interrupted_build_resumes_without_retraining(tmp_path) -> None:
     assert trained == ["id-00000001"] and again.reused == ("id-00000000", "id-00000001")
 
 
+def test_two_builds_never_write_one_directory_at_once(tmp_path) -> None:
+    spec, out = parse_spec(micro_spec()), tmp_path / "zoo"
+    refused = []
+
+    def start_another(record) -> None:
+        with pytest.raises(ConfigError, match="another exray zoo build is running") as info:
+            build_zoo(spec, out, progress=False)
+        refused.append(str(info.value))
+
+    build_zoo(spec, out, progress=False, on_model=start_another)
+    assert len(refused) == 2
+
+
 def test_layout_metadata_and_ground_truth(tmp_path) -> None:
     out = tmp_path / "zoo"
     summary = build_zoo(parse_spec(micro_spec()), out, progress=False)

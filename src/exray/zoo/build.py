@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from exray import __version__
@@ -42,6 +43,7 @@ from exray.zoo.spec import ZooSpec, load_spec
 
 METADATA_FILE = "METADATA.csv"
 ZOO_FILE = "zoo.json"
+LOCK_FILE = ".build.lock"
 STATUS_OK, STATUS_FAILED, STATUS_ERROR = "ok", "failed_quality", "error"
 METADATA_COLUMNS = (
     "name",
@@ -306,15 +308,35 @@ def build_zoo(
     ``workers`` > 1 trains that many models at once in spawned processes, each limited to
     ``max(1, cores // workers)`` threads; ``workers == 1`` trains in this process with its thread
     setting. ``on_model`` is called with each model's record as it finishes. Raises ConfigError when
-    finished models no longer match the spec and ``rebuild`` is false.
+    finished models no longer match the spec and ``rebuild`` is false, or when another build is running
+    into ``out`` (a lock file guards the directory).
     """
     if not isinstance(spec, ZooSpec):
         spec = load_spec(spec)
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be an int >= 1, got {workers!r}")
     out = Path(out)
-    start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(out / LOCK_FILE), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise ConfigError(f"another exray zoo build is running into {out}; wait for it or stop it") from None
+    try:
+        return _build(spec, out, workers, progress, rebuild, on_model)
+    finally:
+        lock.release()
+
+
+def _build(
+    spec: ZooSpec,
+    out: Path,
+    workers: int,
+    progress: bool,
+    rebuild: bool,
+    on_model: Callable[[ModelRecord], None] | None,
+) -> BuildSummary:
+    start = time.perf_counter()
     finished, changed, stale = inspect_zoo(spec, out)
     if (changed or stale) and not rebuild:
         lines = [

@@ -335,9 +335,7 @@ def parse_spec(data: Any, *, default_name: str = "zoo") -> ZooSpec:
         raise top.fail("confusion_pairs", f"cannot exceed half the smallest class count ({classes[0] // 2})")
     triggers = _triggers(top.section("triggers", _TRIGGER_KEYS))
     if trojaned:
-        need = max(
-            4 if 2 in triggers.per_model else 2, 3 if 2 in triggers.source_modes else 2, 2 + confusion[1]
-        )
+        need = max(4 if 2 in triggers.per_model else 2, 3 if 2 in triggers.source_modes else 2)
         if classes[0] < need:
             raise top.fail("classes", f"must start at >= {need} for these trigger settings, got {classes[0]}")
     return ZooSpec(
