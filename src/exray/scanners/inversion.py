@@ -188,7 +188,6 @@ class Inversion(ABC):
             if task.images.shape[1:] != shape:
                 raise InputError("all inversion tasks must have images of one shape")
         device = model_device(model)
-        self.device = device
         k_tasks = len(tasks)
         generators = [torch_generator(task.seed) for task in tasks]
         params = {n: p.to(device) for n, p in self.init_params(tasks, generators).items()}

@@ -396,11 +396,8 @@ class NeuralCleanseScanner(Scanner):
             for victim in data.classes:
                 ranked = sorted(prof.runner_ups[victim].items(), key=lambda item: (-item[1], item[0]))
                 chosen = [t for t in prof.label_prior[victim] if t != victim]
-                for t, _ in ranked:
-                    if len(chosen) >= len(prof.label_prior[victim]) + cfg.targets_per_victim:
-                        break
-                    if t != victim and t not in chosen:
-                        chosen.append(t)
+                extra = [t for t, _ in ranked if t != victim and t not in chosen]
+                chosen += extra[: cfg.targets_per_victim]
                 pairs.extend((victim, t) for t in chosen)
             return pairs, {"label_prior": {str(k): v for k, v in prof.label_prior.items()}}
         every = [(v, t) for v in data.classes for t in range(data.num_classes) if t != v]
