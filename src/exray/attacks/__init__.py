@@ -1,6 +1,8 @@
 """Poisoning attacks (design §1 ``attacks``): label-specific TrojAI-style poisoning as pure, seeded plans
-(spec §7.3.7) and their rendering with the synthetic sign generator."""
+(spec §7.3.7) and their rendering with the synthetic sign generator; the SDRM study's attacks (BadNets,
+Blended, filter, WaNet-style warp) on any image set; the SDRM / ML-MMDR regulariser (spec §6.1)."""
 
+from exray.attacks.catalog import ATTACK_KINDS, ATTACK_OPTIONS, AttackRecipe, poison_images, triggered_set
 from exray.attacks.poisoning import (
     ROLE_CLEAN,
     ROLE_COUNTER,
@@ -19,20 +21,32 @@ from exray.attacks.render import (
     render_clean_set,
     render_poisoned,
 )
+from exray.attacks.sdrm import SDRMConfig, SDRMRegularizer, default_levels, stage_outputs
+from exray.attacks.warp import WarpTrigger
 
 __all__ = [
+    "ATTACK_KINDS",
+    "ATTACK_OPTIONS",
     "ROLE_CLEAN",
     "ROLE_COUNTER",
     "ROLE_POISON",
     "SOURCE_MODES",
     "Attack",
+    "AttackRecipe",
     "PoisonPlan",
     "PoisonedDataset",
+    "SDRMConfig",
+    "SDRMRegularizer",
     "SourceMode",
+    "WarpTrigger",
     "base_labels",
+    "default_levels",
     "draw_source_classes",
     "plan_poisoning",
+    "poison_images",
     "render_attack_set",
     "render_clean_set",
     "render_poisoned",
+    "stage_outputs",
+    "triggered_set",
 ]
