@@ -253,14 +253,17 @@ def _init_worker(threads: int) -> None:
     set_thread_budget(threads)
 
 
-def _job(
-    spec: ZooSpec, design: ModelDesign, out: Path, progress: bool
-) -> tuple[dict[str, Any] | None, str, str]:
-    """Build one model; never raises: returns (config, error message, traceback)."""
+JobResult = tuple[dict[str, Any] | None, str, str, float]
+
+
+def _job(spec: ZooSpec, design: ModelDesign, out: Path, progress: bool) -> JobResult:
+    """Build one model; never raises: returns (config, error message, traceback, seconds)."""
+    start = time.perf_counter()
     try:
-        return build_model_dir(spec, design, out, progress=progress), "", ""
+        config = build_model_dir(spec, design, out, progress=progress)
+        return config, "", "", time.perf_counter() - start
     except Exception as err:  # a failing model is recorded and the build goes on (issue 3)
-        return None, f"{type(err).__name__}: {err}", traceback.format_exc()
+        return None, f"{type(err).__name__}: {err}", traceback.format_exc(), time.perf_counter() - start
 
 
 def _run(
@@ -270,25 +273,22 @@ def _run(
     they finish."""
     if workers == 1:
         for design in todo:
-            start = time.perf_counter()
-            config, error, trace = _job(spec, design, out, progress)
-            yield design, config, error, trace, time.perf_counter() - start
+            yield design, *_job(spec, design, out, progress)
         return
     threads = max(1, _cores() // workers)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
     ) as pool:
-        started = time.perf_counter()
         futures: dict[Future, ModelDesign] = {pool.submit(_job, spec, d, out, False): d for d in todo}
         try:
             for future in as_completed(futures):
                 design = futures[future]
                 try:
-                    config, error, trace = future.result()
+                    result = future.result()
                 except BrokenProcessPool as err:
-                    config, error, trace = None, f"worker process died: {err}", ""
-                yield design, config, error, trace, time.perf_counter() - started
+                    result = (None, f"worker process died: {err}", "", 0.0)
+                yield design, *result
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
