@@ -2,8 +2,9 @@
 
 The score s of a model is its largest post-refinement label-specific REASR (0 when every trigger was
 pruned as natural). The probability is p = σ(a·(s − τ)). The default mirrors the round-3 submission's
-two calibrated constants — 0.86 when s ≥ 0.9, 0.09 otherwise — as a steep logistic; :func:`fit`
-chooses a and τ that minimise the TrojAI cross-entropy on a labelled population, and the result is
+two calibrated constants — 0.86 when s ≥ 0.9, 0.09 otherwise — as a steep logistic centred between
+0.85 and 0.9, so that the ASRs reachable with 10 or 20 examples per class fall clearly on one side;
+:func:`fit` chooses a and τ that minimise the TrojAI cross-entropy on a labelled population, and the result is
 saved as a small JSON file.
 """
 
@@ -26,7 +27,7 @@ class Calibration:
     """p = low + (high − low)·σ(slope·(score − threshold)); ``low``/``high`` keep p away from 0 and 1."""
 
     slope: float = 200.0
-    threshold: float = 0.9
+    threshold: float = 0.875
     low: float = 0.09
     high: float = 0.86
 

@@ -25,6 +25,7 @@ from exray.scanners import FoundTrigger, Scanner, get_scanner
 from exray.utils import versions
 
 REFINERS = ("exray",)
+ASR_TOLERANCE = 1e-4  # ASRs are fractions of a few examples held in float32: 0.9 may read 0.89999998
 
 
 @dataclass
@@ -170,7 +171,7 @@ def _refine(model, examples, reports, min_asr, layer, policy, mask_config, seed,
     judged, cases = [], []
     for report in reports:
         found = report.found
-        if found.asr < min_asr:
+        if found.asr < min_asr - ASR_TOLERANCE:
             report.note = f"ASR {found.asr:.2f} < {min_asr}: not refined"
             continue
         if found.target not in examples or found.victim not in examples:
