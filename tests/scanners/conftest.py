@@ -16,6 +16,12 @@ from torch import nn
 
 from exray.models.analytic import CHANNEL, COLOURS, ColourDetectorNet, symbol_images
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    # test_abs_tiny_zoo shares the cached tiny zoo with tests/zoo; without xdist nobody registers the marker
+    config.addinivalue_line("markers", "xdist_group(name): run the marked tests on one xdist worker")
+
+
 SYMBOLS = ("red", "green", "blue", "yellow", "cyan", "white")
 #: Symbol colours with R ≤ B, so clean images never look "warm" to :class:`WarmthNet`.
 COOL = ("green", "blue", "cyan", "white")

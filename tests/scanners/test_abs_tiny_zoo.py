@@ -12,6 +12,7 @@ SPEC = Path(__file__).resolve().parents[2] / "zoos" / "tiny.yaml"
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("tiny_zoo")
 def test_abs_finds_the_planted_polygon_and_its_target():
     directory = zoo.cached_build(SPEC)
     rows = [
