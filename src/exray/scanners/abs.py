@@ -56,10 +56,11 @@ class ABSConfig(Options):
     evaluate. The official run takes two steps per epoch (batches of 15 of 20 images), ~58 Adam steps;
     with ``batch_size`` 20 (one step per epoch on the 10–20 examples a 32×32 zoo model has) 40 epochs give
     a comparable 38 steps — on the tiny zoo, 20 epochs left a planted polygon at 50 % REASR, 40 reached
-    100 %. ``images_per_task`` (20, capped by what a class has), ``tasks_per_run`` (**15**, official 5:
-    larger stacked batches amortise CPU overhead; results do not depend on it). ``mask_lr`` (0.3),
-    ``filter_lr`` (0.1), ``size_weight`` (100), ``mask_epsilon`` (0.01), ``logit_weight`` (100),
-    ``jitter`` (0.05).
+    100 %. ``images_per_task``: victim images a task optimises on (**10**, official 20, capped by what the
+    class has) — halves the inversion cost; validation still stamps every example. ``tasks_per_run``
+    (**15**, official 5: larger stacked batches amortise CPU overhead; results do not depend on it).
+    ``mask_lr`` (0.3), ``filter_lr`` (0.1), ``size_weight`` (100), ``mask_epsilon`` (0.01),
+    ``logit_weight`` (100), ``jitter`` (0.05).
 
     Size bound, scaled to the image: ``max_size`` pixels if given, else ``max_size_fraction`` × H·W with the
     official 1600 px at 224² as the default fraction (≈3.19 %: 33 px at 32², 1600 at 224²).
@@ -78,7 +79,7 @@ class ABSConfig(Options):
     modes: tuple[str, ...] = MODES
     probe_epochs: int = 4
     epochs: int = 40
-    images_per_task: int = 20
+    images_per_task: int = 10
     batch_size: int = 20
     tasks_per_run: int = 15
     mask_lr: float = 0.3
