@@ -12,7 +12,7 @@ from exray.data.examples import load_examples
 from exray.data.images import IMAGE_SUFFIXES, read_images
 from exray.differencing import compare_trigger
 from exray.errors import InputError
-from exray.models.io import load_model, model_info
+from exray.models.io import input_image_size, load_model
 from exray.utils import versions
 
 
@@ -49,8 +49,7 @@ def _natural_key(path: Path) -> list:
 
 def run(args: argparse.Namespace) -> int:
     model = load_model(args.model_dir, trust_pickle=args.trust_pickle)
-    info = model_info(model)
-    size = tuple(info.input_size[1:]) if info and info.input_size else None
+    size = input_image_size(model)
     examples = load_examples(args.model_dir, size=size)
     for label in (args.victim, args.target):
         if label not in examples:

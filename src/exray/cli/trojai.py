@@ -9,7 +9,7 @@ from pathlib import Path
 
 from exray.data.examples import load_examples
 from exray.errors import ExrayError
-from exray.models.io import load_model, model_info
+from exray.models.io import input_image_size, load_model
 from exray.pipeline import Calibration, scan
 
 TROJAI_EXAMPLE_SIZE, TROJAI_INPUT_SIZE = 256, 224
@@ -42,9 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _crop_size(model, examples_dir: Path) -> tuple[int, int] | None:
-    info = model_info(model)
-    if info and info.input_size:
-        return tuple(info.input_size[1:])
+    size = input_image_size(model)
+    if size is not None:
+        return size
     probe = load_examples(examples_dir)
     height = next(iter(probe.values())).shape[-1]
     return (TROJAI_INPUT_SIZE, TROJAI_INPUT_SIZE) if height == TROJAI_EXAMPLE_SIZE else None

@@ -43,6 +43,12 @@ def model_info(model: nn.Module) -> ModelInfo | None:
     return getattr(model, "exray_info", None)
 
 
+def input_image_size(model: nn.Module) -> tuple[int, int] | None:
+    """(H, W) of the model's input if its directory states it (examples are centre-cropped to it)."""
+    info = model_info(model)
+    return (int(info.input_size[1]), int(info.input_size[2])) if info and info.input_size else None
+
+
 def save_model(
     model: nn.Module,
     directory: str | Path,

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from exray.data.examples import load_examples
 from exray.differencing import MaskConfig
 from exray.errors import ConfigError, ExrayError
-from exray.models.io import load_model, model_info
+from exray.models.io import input_image_size, load_model
 from exray.pipeline.calibration import Calibration
 from exray.pipeline.scan import scan
 from exray.utils import set_thread_budget, versions
@@ -56,9 +56,7 @@ def scan_model_dir(path: str | Path, options: ScanOptions, *, progress: bool = F
     start = time.perf_counter()
     try:
         model = load_model(path, trust_pickle=options.trust_pickle)
-        info = model_info(model)
-        size = tuple(info.input_size[1:]) if info and info.input_size else None
-        examples = load_examples(path, size=size)
+        examples = load_examples(path, size=input_image_size(model))
         result = scan(
             model,
             examples,
