@@ -34,7 +34,7 @@ the loss is the same.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -107,9 +107,9 @@ def _conv_count(module: nn.Module) -> int:
     return sum(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
 
 
-def _block_children(model: nn.Module, probe: _Probe) -> list[tuple[str, nn.Module]]:
-    """The executed children at the level where several hold convolutions (the descent of
-    :func:`exray.models.default_layer`), in execution order."""
+def _block_children(model: nn.Module, probe: _Probe) -> list[str]:
+    """Names of the convolution-holding children at the level where several hold convolutions (the
+    descent of :func:`exray.models.default_layer`), in execution order."""
     prefix, module = "", model
     while True:
         children = [(f"{prefix}{n}", c) for n, c in module.named_children() if f"{prefix}{n}" in probe.order]
@@ -123,7 +123,7 @@ def _block_children(model: nn.Module, probe: _Probe) -> list[tuple[str, nn.Modul
         if (len(conv_children) == 1 and inner > 0) or stem_then_container:
             prefix, module = f"{last_name}.", last_child
             continue
-        return conv_children
+        return [name for name, _ in conv_children]
 
 
 def stage_outputs(model: nn.Module, sample: torch.Tensor) -> tuple[str, ...]:
@@ -134,7 +134,7 @@ def stage_outputs(model: nn.Module, sample: torch.Tensor) -> tuple[str, ...]:
     """
     probe = _probe(model, sample)
     resolution: dict[str, tuple[int, ...]] = {}
-    for name, _child in _block_children(model, probe):
+    for name in _block_children(model, probe):
         inside = [size for conv, size in probe.convs if conv == name or conv.startswith(name + ".")]
         resolution[name] = inside[-1]
     names = list(resolution)
@@ -319,8 +319,3 @@ class SDRMRegularizer:
                 level = features[name].float()
                 total = total + mmd(level[good], level[bad], **self._kernel)
         return total
-
-
-def level_names(levels: Sequence[str]) -> tuple[str, ...]:
-    """Short display names s1, s2, … of regularised levels, in order (the reference's figure titles)."""
-    return tuple(f"s{i + 1}" for i in range(len(levels)))

@@ -1,0 +1,1 @@
+"""Studies: reproducible experiments driven by a validated spec file, resumable, with tables and plots."""

@@ -1,0 +1,117 @@
+"""``exray sdrm study``: the minimal shipped spec runs end to end, writes its table and plot, and resumes
+from its cache; the measurement helpers on known inputs."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from exray.cli import main
+from exray.models import build_model
+from exray.studies.sdrm.measure import PENULTIMATE, level_distances, level_features, run_detectors, subset
+from exray.studies.sdrm.spec import DetectorSpec
+from exray.utils import torch_generator
+
+TINY = Path(__file__).resolve().parents[2] / "studies" / "sdrm-tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sdrm-tiny")
+    assert main(["sdrm", "study", str(TINY), "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_study_writes_table_csv_json_and_plot(study, capsys):
+    table = (study / "sdrm-table.md").read_text()
+    assert "| signs | cnn | badnets |" in table and "| digits | cnn | badnets |" in table
+    assert "AC F1" in table and "SS F1" in table and "SCAn F1" in table and "→" in table
+    assert "| s3 |" in table and "| penultimate |" in table
+    rows = list(csv.DictReader((study / "sdrm-table.csv").open()))
+    assert [(r["data"], r["variant"]) for r in rows] == [
+        ("signs", "rbt"),
+        ("signs", "sdrm"),
+        ("digits", "rbt"),
+        ("digits", "sdrm"),
+    ]
+    for row in rows:
+        assert 0.0 <= float(row["clean_accuracy"]) <= 1.0 and 0.0 <= float(row["attack_success_rate"]) <= 1.0
+        assert 0.0 <= float(row["activation_clustering_target_f1"]) <= 1.0
+        assert float(row["mmd_s3"]) >= 0.0 and row["module_s3"] == "features.6"
+    assert rows[0]["seed"] == rows[1]["seed"] and rows[0]["seed"] != rows[2]["seed"]  # same seed per run
+    results = json.loads((study / "sdrm-results.json").read_text())
+    assert results["spec"]["name"] == "sdrm-tiny" and results["versions"]["exray"]
+    record = results["records"][0]
+    assert record["counts"]["poisoned"] == round(0.2 * 3 * 40)
+    assert set(record["detectors"]) == {"target", "all"}
+    assert set(record["distances"]) == {"s1", "s2", "s3", PENULTIMATE}
+    assert record["regularised_levels"] == [] and record["seeds"]["run"] == record["seed"]
+    assert results["records"][1]["regularised_levels"] == ["features.2", "features.4", "features.6"]
+    assert (study / "sdrm-distances.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_study_resumes_from_its_cache(study, capsys):
+    before = {p: p.stat().st_mtime_ns for p in study.glob("runs/*/*/model/model.safetensors")}
+    assert len(before) == 4
+    capsys.readouterr()
+    assert main(["sdrm", "study", str(TINY), "--out", str(study), "--quiet", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert all(r["cached"] for r in printed["records"])
+    assert {p: p.stat().st_mtime_ns for p in study.glob("runs/*/*/model/model.safetensors")} == before
+    first = json.loads((study / "sdrm-results.json").read_text())["records"]
+    assert [r["detectors"] for r in printed["records"]] == [r["detectors"] for r in first]
+
+
+def test_bad_spec_is_an_error_exit(tmp_path, capsys):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(TINY.read_text() + "\nextra: 1\n")
+    assert main(["sdrm", "study", str(spec), "--out", str(tmp_path / "o")]) == 2
+    assert "unknown key 'extra'" in capsys.readouterr().err
+
+
+def test_level_features_and_penultimate_representation():
+    model = build_model("resnet18", 4, width=0.125)
+    images = torch.rand(5, 3, 32, 32, generator=torch_generator(0))
+    feats = level_features(model.train(), images, ("layer3", "layer4"), batch_size=2)
+    assert model.training  # the mode is restored
+    assert feats["layer4"].shape == (5, 64 * 4 * 4) and feats[PENULTIMATE].shape == (5, 64)
+    with torch.no_grad():
+        pooled = model.eval().layer4(
+            model.layer3(model.layer2(model.layer1(model.stem(model.normalize(images)))))
+        )
+    torch.testing.assert_close(feats[PENULTIMATE], pooled.mean(dim=(2, 3)))
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_distances_vanish_for_identical_groups_and_subsets_are_seeded():
+    x = {"s1": torch.rand(30, 8, generator=torch_generator(1))}
+    same = level_distances(x, {"s1": x["s1"].clone()}, projections=16, seed=0)["s1"]
+    assert same == {"mmd": 0.0, "energy": pytest.approx(0.0, abs=1e-12), "swd": 0.0}
+    shifted = level_distances(x, {"s1": x["s1"] + 1.0}, projections=16, seed=0)["s1"]
+    assert min(shifted.values()) > 0
+    assert torch.equal(subset(10, 20, 0), torch.arange(10))
+    assert torch.equal(subset(500, 100, 3), subset(500, 100, 3)) and len(subset(500, 100, 3)) == 100
+
+
+def test_detectors_find_a_planted_cluster_in_the_target_class():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 100)
+    features = rng.normal(size=(400, 16)) + 10.0 * np.eye(16)[labels]
+    poisoned = np.zeros(400, dtype=bool)
+    poisoned[:20] = True  # 20 % of class 0, far away along its own direction
+    features[:20] += 12.0 * np.eye(16)[7]
+    result = run_detectors(
+        torch.from_numpy(features),
+        torch.from_numpy(labels),
+        torch.from_numpy(poisoned),
+        0,
+        DetectorSpec(),
+        seed=0,
+    )
+    assert result["target"]["activation_clustering"]["f1"] == 1.0
+    assert result["target"]["spectral_signatures"]["f1"] == 1.0  # auto budget = the 20 poisoned samples
+    assert result["target"]["spectral_signatures"]["flagged"] == 20
+    assert result["all"]["scan"]["f1"] == 1.0
