@@ -3,7 +3,16 @@ import torch
 from torch import nn
 
 from exray.errors import InputError, LayerError
-from exray.models import LayerCut, build_model, capture, default_layer, get_module, list_architectures
+from exray.models import (
+    LayerCut,
+    build_model,
+    capture,
+    conv_blocks,
+    default_layer,
+    get_module,
+    list_architectures,
+    resolve_layer,
+)
 
 # The default EX-RAY/ABS layer per architecture: the second-to-last convolutional block's output.
 EXPECTED_DEFAULT = {
@@ -141,3 +150,18 @@ def test_features_reject_bad_images(images, message):
     cut = LayerCut(Branchy().eval(), "merge")
     with pytest.raises(InputError, match=message):
         cut.features(images)
+
+
+def test_blocks_and_relative_layer_selectors():
+    model = build_model("resnet18", 5, width=0.125)
+    x = torch.rand(1, 3, 32, 32)
+    assert conv_blocks(model, x) == ["stem", "layer1", "layer2", "layer3", "layer4"]
+    assert resolve_layer(model, None, x) == "layer3" == default_layer(model, x)
+    assert resolve_layer(model, "block:1", x) == "layer1"
+    assert resolve_layer(model, "block:middle", x) == "layer2"
+    assert resolve_layer(model, "block:-1", x) == "layer4"
+    assert resolve_layer(model, "layer2.1", x) == "layer2.1"
+    with pytest.raises(LayerError, match="names no block"):
+        resolve_layer(model, "block:9", x)
+    with pytest.raises(LayerError, match="no module named"):
+        resolve_layer(model, "layer9", x)

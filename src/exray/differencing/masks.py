@@ -8,7 +8,7 @@ from torch import nn
 from exray.differencing.config import MaskConfig, Sides, check_sides
 from exray.differencing.optimizer import MaskProblem, MaskResult, optimize_masks
 from exray.errors import InputError
-from exray.models.layers import Backend, LayerCut, check_images, default_layer
+from exray.models.layers import Backend, LayerCut, check_images, resolve_layer
 from exray.utils import derive_seed
 
 
@@ -25,7 +25,7 @@ def make_cut(
     """A :class:`LayerCut` at ``layer``, or at the default layer found with a probe on ``sample``."""
     check_images(sample)
     try:
-        name = layer or default_layer(model, sample[:1].to(model_device(model)))
+        name = resolve_layer(model, layer, sample[:1].to(model_device(model)))
     except RuntimeError as err:
         raise InputError(f"images of shape {tuple(sample.shape[1:])} do not fit the model: {err}") from None
     return LayerCut(model, name, backend=backend)
@@ -65,7 +65,9 @@ def symmetric_mask(
 ) -> MaskResult:
     """The smallest set of feature maps at ``layer`` whose swap flips a ↔ b (paper §3.1, spec §4.3–4.4).
 
-    ``a``/``b`` are images (N, 3, H, W) in [0, 1] of classes ``label_a``/``label_b``. ``sides`` selects the
+    ``a``/``b`` are images (N, 3, H, W) in [0, 1] of classes ``label_a``/``label_b``. ``layer``: a module
+    name, or ``"block:K"`` for the output of convolutional block K (default: ``"block:-2"``, the
+    second-to-last). ``sides`` selects the
     symmetric mask (``"both"``) or a one-sided one: ``"a_to_b"`` only requires a-images with b's masked
     channels to become ``label_b``; ``"b_to_a"`` only the reverse. ``paired`` (default: equal set sizes)
     pairs row j of a with row j of b; otherwise pairs are redrawn each epoch. ``layer`` defaults to the

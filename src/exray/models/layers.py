@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -90,22 +91,24 @@ def _contains_conv(module: nn.Module) -> bool:
     return _count_convs(module) > 0
 
 
-def default_layer(model: nn.Module, sample: torch.Tensor) -> str:
-    """Name of the module whose output is the default EX-RAY/ABS layer: the second-to-last conv block.
+@dataclass(frozen=True)
+class ModuleProbe:
+    """What one forward pass shows about a model's modules: the order in which they first run, how often
+    they run, the shapes of their tensor outputs, and the output shape of every convolution call."""
 
-    A probe forward pass on ``sample`` records the order in which modules run and their output shapes.
-    Starting from the root, the search descends while a single child holds all the convolutions (or the
-    level is a one-convolution stem followed by one container of stages); at the level where it stops,
-    each convolution-holding child starts a "block" that extends
-    over the following convolution-free children (pooling, activations). The default layer is the last
-    module with a 4-D output in the second-to-last block (the only block, if there is one). For the
-    registry this gives ``layer3`` of a ResNet, the second-to-last conv-BN-ReLU of a VGG, and the
-    second-to-last stage / inception block of the others (``tests/models/test_layers.py`` lists them).
-    """
+    order: dict[str, int]
+    calls: dict[str, int]
+    shapes: dict[str, torch.Size]
+    convs: list[tuple[str, torch.Size]]
+
+
+def probe_modules(model: nn.Module, sample: torch.Tensor) -> ModuleProbe:
+    """Run ``sample[:1]`` through ``model`` (eval mode, no gradients; the mode is restored) with temporary
+    hooks on every module, and return the :class:`ModuleProbe`."""
     order: dict[str, int] = {}
     calls: dict[str, int] = {}
     shapes: dict[str, torch.Size] = {}
-    handles = []
+    convs: list[tuple[str, torch.Size]] = []
     names = {module: name for name, module in model.named_modules()}
 
     def pre_hook(module: nn.Module, _args: object) -> None:
@@ -116,22 +119,37 @@ def default_layer(model: nn.Module, sample: torch.Tensor) -> str:
     def post_hook(module: nn.Module, _args: object, output: object) -> None:
         if isinstance(output, torch.Tensor):
             shapes[names[module]] = output.shape
+            if isinstance(module, nn.modules.conv._ConvNd):
+                convs.append((names[module], output.shape))
 
+    handles = []
     for module in names:
         handles.append(module.register_forward_pre_hook(pre_hook))
         handles.append(module.register_forward_hook(post_hook))
+    was_training = model.training
     try:
+        model.eval()
         with torch.no_grad():
             model(sample[:1])
     finally:
+        model.train(was_training)
         for handle in handles:
             handle.remove()
+    return ModuleProbe(order, calls, shapes, convs)
 
-    prefix = ""
-    module = model
+
+def block_children(model: nn.Module, probe: ModuleProbe) -> list[tuple[str, list[str]]]:
+    """The model's convolutional blocks, in execution order: (first child, [its children]).
+
+    Starting from the root, the search descends while a single child holds all the convolutions (or the
+    level is a one-convolution stem followed by one container of stages); at the level where it stops,
+    each convolution-holding child starts a block that extends over the following convolution-free
+    children (pooling, activations).
+    """
+    prefix, module = "", model
     while True:
-        children = [(f"{prefix}{n}", c) for n, c in module.named_children() if f"{prefix}{n}" in order]
-        children.sort(key=lambda item: order[item[0]])
+        children = [(f"{prefix}{n}", c) for n, c in module.named_children() if f"{prefix}{n}" in probe.order]
+        children.sort(key=lambda item: probe.order[item[0]])
         conv_children = [(n, c) for n, c in children if _contains_conv(c)]
         if not conv_children:
             raise LayerError("the model has no convolutional layer; pass a layer name explicitly")
@@ -144,18 +162,61 @@ def default_layer(model: nn.Module, sample: torch.Tensor) -> str:
             prefix, module = f"{last_name}.", last_child
             continue
         break
-
-    blocks: list[list[str]] = []
+    blocks: list[tuple[str, list[str]]] = []
     for name, child in children:
         if _contains_conv(child):
-            blocks.append([name])
+            blocks.append((name, [name]))
         elif blocks:
-            blocks[-1].append(name)
-    chosen = blocks[-2] if len(blocks) >= 2 else blocks[-1]
-    for name in reversed(chosen):
-        if name in shapes and len(shapes[name]) == 4 and calls.get(name, 0) == 1:
-            return name
-    raise LayerError(f"could not find a 4-D feature map in block {chosen}; pass a layer name explicitly")
+            blocks[-1][1].append(name)
+    return blocks
+
+
+def conv_blocks(model: nn.Module, sample: torch.Tensor) -> list[str]:
+    """The output module of every convolutional block (see :func:`block_children`), first to last: the
+    last module of the block with a 4-D output that runs once per forward pass."""
+    probe = probe_modules(model, sample)
+    outputs = []
+    for _, members in block_children(model, probe):
+        for name in reversed(members):
+            if name in probe.shapes and len(probe.shapes[name]) == 4 and probe.calls.get(name, 0) == 1:
+                outputs.append(name)
+                break
+    if not outputs:
+        raise LayerError("no convolutional block produces a 4-D feature map; pass a layer name explicitly")
+    return outputs
+
+
+DEFAULT_LAYER = "block:-2"
+
+
+def resolve_layer(model: nn.Module, layer: str | None, sample: torch.Tensor) -> str:
+    """The module name that ``layer`` designates: a module name as is; ``"block:K"`` the output of
+    convolutional block K (Python indexing: ``"block:-2"`` is the second-to-last, the default;
+    ``"block:middle"`` the middle block — the three layers of the paper's ablation are
+    ``block:middle``, ``block:-2`` and ``block:-1``); ``None`` the default."""
+    layer = DEFAULT_LAYER if layer is None else layer
+    if not layer.startswith("block:"):
+        get_module(model, layer)
+        return layer
+    blocks = conv_blocks(model, sample)
+    key = layer.removeprefix("block:")
+    if key == "middle":
+        return blocks[(len(blocks) - 1) // 2]
+    try:
+        index = int(key)
+        if len(blocks) == 1 and index == -2:
+            return blocks[0]  # the only block stands in for the second-to-last
+        return blocks[index]
+    except (ValueError, IndexError):
+        raise LayerError(f"{layer!r} names no block; the model's blocks are {blocks}") from None
+
+
+def default_layer(model: nn.Module, sample: torch.Tensor) -> str:
+    """Name of the module whose output is the default EX-RAY/ABS layer: the output of the second-to-last
+    convolutional block (the paper's best setting, EXA Table 11), or of the only block if there is one.
+    For the registry this gives ``layer3`` of a ResNet, the second-to-last conv-BN-ReLU of a VGG, and
+    the second-to-last stage / inception block of the others (``tests/models/test_layers.py``)."""
+    return resolve_layer(model, None, sample)
 
 
 class _LeafTracer(fx.Tracer):
