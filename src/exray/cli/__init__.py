@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from exray import __version__
-from exray.cli import calibrate, demo, diff, scan, sdrm, trojai, zoo
+from exray.cli import calibrate, demo, diff, evaluate, scan, sdrm, trojai, zoo
 from exray.errors import ExrayError
 
-COMMANDS = (scan, diff, trojai, calibrate, zoo, sdrm, demo)
+COMMANDS = (scan, diff, trojai, calibrate, zoo, sdrm, demo, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

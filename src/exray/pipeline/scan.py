@@ -4,6 +4,10 @@ The only place that knows the whole flow. A trigger whose label-specific attack 
 victim class reaches ``refine_min_asr`` is judged by EX-RAY (all of a model's triggers in one batched call);
 a trigger judged natural is pruned. The model's score is the largest ASR among the triggers that were not
 pruned, and the probability is the calibrated score.
+
+Any refinement method of :mod:`exray.baselines` can take EX-RAY's place through the same per-trigger
+interface: by name for the methods that decide by their own rule (:data:`REFINERS`), or as a configured
+:class:`~exray.baselines.RefinementMethod` object (a score baseline with its thresholds, a fitted forest).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from exray.differencing import MaskConfig, TriggerCase, Verdict, compare_triggers
+from exray.baselines import Judgement, RefinementMethod, get_method, select_cases
+from exray.differencing import MaskConfig, Verdict
 from exray.differencing.policies import Policy
 from exray.errors import ConfigError, InputError
 from exray.models.layers import check_images
@@ -24,20 +29,27 @@ from exray.pipeline.calibration import Calibration
 from exray.scanners import FoundTrigger, Scanner, get_scanner
 from exray.utils import versions
 
-REFINERS = ("exray",)
-ASR_TOLERANCE = 1e-4  # ASRs are fractions of a few examples held in float32: 0.9 may read 0.89999998
+#: Refinement methods usable by name: EX-RAY and its one-sided variants decide by their own rule.
+REFINERS = ("exray", "exray_v2t", "exray_t2v")
 
 
 @dataclass
 class TriggerReport:
-    """One trigger of a scan and what happened to it: ``pruned`` when EX-RAY judged it natural."""
+    """One trigger of a scan and what happened to it: ``pruned`` when the refinement judged it natural.
+
+    ``judgement``: the refinement method's score and decision; ``verdict``: EX-RAY's verdict (EX-RAY and
+    its one-sided variants).
+    """
 
     found: FoundTrigger
     verdict: Verdict | None = None
     note: str | None = None
+    judgement: Judgement | None = None
 
     @property
     def pruned(self) -> bool:
+        if self.judgement is not None:
+            return self.judgement.natural is True
         return self.verdict is not None and self.verdict.natural
 
     @property
@@ -51,6 +63,7 @@ class TriggerReport:
             "score": self.score,
             "pruned": self.pruned,
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
+            "judgement": None if self.judgement is None else self.judgement.to_dict(),
             "note": self.note,
         }
 
@@ -112,7 +125,7 @@ def scan(
     examples: dict[int, torch.Tensor],
     *,
     scanner: str | Scanner = "abs",
-    refine: str | None = "exray",
+    refine: str | RefinementMethod | None = "exray",
     seed: int = 0,
     layer: str | None = None,
     policy: str | Policy = "official",
@@ -128,10 +141,11 @@ def scan(
 
     ``scanner``: a registry name (``"abs"``, ``"nc"``) or a scanner object; ``triggers`` skips scanning and
     judges the given triggers instead. ``refine="exray"`` prunes natural triggers, ``None`` reports the
-    scanner alone. Timings per stage are recorded in the result.
+    scanner alone; another name of :data:`REFINERS` or a :class:`~exray.baselines.RefinementMethod` object
+    prunes with that method (``policy`` and ``mask_config`` configure the EX-RAY methods given by name).
+    Timings per stage are recorded in the result.
     """
-    if refine is not None and refine not in REFINERS:
-        raise ConfigError(f"refine must be None or one of {REFINERS}, got {refine!r}")
+    method = resolve_refiner(refine, policy, mask_config)
     check_examples(examples)
     calibration = calibration or Calibration()
     timings: dict[str, float] = {}
@@ -148,10 +162,10 @@ def scan(
     else:
         scanner_name = "user"
     reports = [TriggerReport(t) for t in triggers]
-    if refine == "exray":
+    if method is not None:
         start = time.perf_counter()
-        _refine(model, examples, reports, refine_min_asr, layer, policy, mask_config, seed, progress)
-        timings["exray"] = time.perf_counter() - start
+        _refine(method, model, examples, reports, refine_min_asr, layer, seed, progress)
+        timings[method.name] = time.perf_counter() - start
     score = max((r.score for r in reports), default=0.0)
     return ScanResult(
         model=name,
@@ -159,44 +173,39 @@ def scan(
         score=score,
         triggers=reports,
         scanner=scanner_name,
-        refine=refine,
+        refine=None if method is None else method.name,
         seed=seed,
         timings=timings,
         diagnostics=diagnostics,
     )
 
 
-def _refine(model, examples, reports, min_asr, layer, policy, mask_config, seed, progress) -> None:
-    """Judge every strong-enough trigger with EX-RAY, all in one batched call."""
-    judged, cases = [], []
-    for report in reports:
-        found = report.found
-        if found.asr < min_asr - ASR_TOLERANCE:
-            report.note = f"ASR {found.asr:.2f} < {min_asr}: not refined"
-            continue
-        if found.target not in examples or found.victim not in examples:
-            report.note = "no clean examples of the victim or target class: not refined"
-            continue
-        try:
-            stamped = found.trigger.apply(examples[found.victim])
-        except InputError as err:
-            report.note = f"cannot stamp the victim images: {err}"
-            continue
-        cases.append(
-            TriggerCase(
-                examples[found.victim],
-                examples[found.target],
-                stamped,
-                found.victim,
-                found.target,
-                found.kind,
-            )
+def resolve_refiner(
+    refine: str | RefinementMethod | None, policy: str | Policy, mask_config: MaskConfig | None
+) -> RefinementMethod | None:
+    """The refinement method ``refine`` names (configured with ``policy``/``mask_config``), or ``refine``."""
+    if refine is None or isinstance(refine, RefinementMethod):
+        return refine
+    if refine not in REFINERS:
+        raise ConfigError(
+            f"refine must be None, a RefinementMethod or one of {REFINERS}, got {refine!r} (score baselines "
+            "need thresholds: pass get_method(name).with_thresholds(...))"
         )
-        judged.append(report)
-    if not cases:
-        return
-    verdicts = compare_triggers(
-        model, cases, layer=layer, policy=policy, config=mask_config, seed=seed, progress=progress
+    return get_method(refine, policy=policy, config=mask_config)
+
+
+def _refine(method, model, examples, reports, min_asr, layer, seed, progress) -> None:
+    """Judge every strong-enough trigger with ``method``, all of the model's triggers in one call."""
+    selection = select_cases(
+        examples, [r.found for r in reports], min_asr=min_asr, stamp_targets=method.needs_stamped_target
     )
-    for report, verdict in zip(judged, verdicts):
-        report.verdict = verdict
+    for i, note in selection.notes.items():
+        reports[i].note = note
+    if not selection.cases:
+        return
+    judgements = method.judge(model, selection.cases, layer=layer, seed=seed, progress=progress)
+    for i, judgement in zip(selection.indices, judgements):
+        reports[i].judgement = judgement
+        reports[i].verdict = judgement.score.verdict
+        if judgement.natural is None:
+            reports[i].note = judgement.score.note

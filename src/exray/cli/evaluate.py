@@ -1,0 +1,98 @@
+"""``exray evaluate``: the scanner alone vs every refinement method on a labelled zoo (design §3)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from exray.baselines import list_methods
+from exray.cli.common import add_output_flags
+from exray.differencing import MaskConfig
+from exray.differencing.policies import POLICY_NAMES
+from exray.evaluation import EvaluationConfig, evaluate_zoo
+from exray.pipeline import Calibration
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "evaluate",
+        help="compare the scanner, EX-RAY and the paper's baselines on a labelled zoo",
+        description=(
+            "Scan every model of a zoo once with the upstream scanner, judge the same triggers with every "
+            "refinement method (EX-RAY, its one-sided variants and the paper's baselines), and print a table "
+            "like the paper's Table 1 per trigger type and overall: TP, FP, FN, TN, accuracy, ROC-AUC, "
+            "cross-entropy, FP reduction and TP loss relative to the scanner alone. Scans and scores are "
+            "cached in the output directory, so a re-run only recomputes the table. Writes table.csv, "
+            "evaluation.json, roc.png and index.html."
+        ),
+    )
+    parser.add_argument("zoo_dir", type=Path, help="a zoo: model directories with ground truth")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list_methods(),
+        default=list_methods(),
+        metavar="METHOD",
+        help=f"rows after the scanner's (default: all, in the paper's order): {', '.join(list_methods())}",
+    )
+    parser.add_argument(
+        "--scanner", choices=("abs", "nc"), default="abs", help="upstream scanner (nc: the Table-3 variant)"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="output directory (default: ./evaluation-<zoo name>-<scanner>)"
+    )
+    parser.add_argument("--calibration", type=Path, help="calibration JSON from `exray calibrate`")
+    parser.add_argument(
+        "--min-asr", type=float, default=0.9, help="judge triggers whose ASR reaches this (default 0.9)"
+    )
+    parser.add_argument(
+        "--trust-pickle", action="store_true", help="allow loading pickled TrojAI model.pt files"
+    )
+    group = parser.add_argument_group("EX-RAY and the baselines")
+    group.add_argument("--layer", help="module name of the layer (default: second-to-last conv block)")
+    group.add_argument("--policy", choices=POLICY_NAMES, default="official", help="EX-RAY decision policy")
+    group.add_argument("--epochs", type=int, default=MaskConfig.epochs, help="mask optimisation epochs")
+    group.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="suffix precision (bf16: ~2x faster)"
+    )
+    group.add_argument("--seed", type=int, default=0, help="random seed (scans, masks, forest, split)")
+    add_output_flags(parser)
+    parser.set_defaults(run=run)
+
+
+def config_from(args: argparse.Namespace) -> EvaluationConfig:
+    return EvaluationConfig(
+        methods=tuple(dict.fromkeys(args.methods)),
+        scanner=args.scanner,
+        seed=args.seed,
+        layer=args.layer,
+        policy=args.policy,
+        mask_config=MaskConfig(epochs=args.epochs, precision=args.precision),
+        calibration=Calibration.load(args.calibration) if args.calibration else Calibration(),
+        calibration_source=f"from {args.calibration}" if args.calibration else "default",
+        min_asr=args.min_asr,
+        trust_pickle=args.trust_pickle,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    out = args.out or Path(f"evaluation-{args.zoo_dir.resolve().name}-{config.scanner}")
+    result = evaluate_zoo(args.zoo_dir, out, config=config, progress=not args.quiet)
+    if args.json:
+        summary = {
+            "zoo": result.zoo,
+            "calibration": result.calibration_note,
+            "thresholds": result.thresholds,
+            "rows": [r.to_dict() for r in result.rows],
+            "errors": result.errors,
+            "files": {k: str(v) for k, v in result.files.items()},
+        }
+        print(json.dumps(summary))
+    else:
+        print(result.table())
+        print(f"\nreport: {result.files['html']}", file=sys.stderr)
+    scanned = [m for m in result.models if m.triggers is not None]
+    return 0 if scanned else 1

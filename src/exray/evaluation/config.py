@@ -1,0 +1,110 @@
+"""Validated settings of an evaluation (``exray evaluate``; spec §4.7, §7.1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from exray.baselines import METHODS, ExrayMethod, RefinementMethod, get_method, list_methods
+from exray.differencing import MaskConfig
+from exray.errors import ConfigError
+from exray.pipeline import Calibration
+from exray.scanners import list_scanners
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Validated settings of an evaluation.
+
+    ``methods``: refinement methods (rows after the scanner's), registry names of :mod:`exray.baselines`.
+    ``scanner``/``scanner_options``: the upstream scanner (``"abs"``: Table 1; ``"nc"``: Table 3).
+    ``layer``: the layer of EX-RAY and of the baselines (default: the second-to-last conv block).
+    ``policy``/``mask_config``: EX-RAY's decision policy and mask optimisation (also for the one-sided
+    variants). ``method_options``: constructor keywords per method, e.g. ``{"ig": {"steps": 20}}`` (options
+    of methods not in ``methods`` are validated and otherwise unused).
+    ``calibration``: score → P(trojaned); ``calibration_source`` says where it came from (reported).
+    ``min_asr``: triggers with a lower ASR are not judged (the pipeline's ``refine_min_asr``).
+    """
+
+    methods: tuple[str, ...] = tuple(list_methods())
+    scanner: str = "abs"
+    scanner_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    layer: str | None = None
+    policy: str = "official"
+    mask_config: MaskConfig = field(default_factory=MaskConfig)
+    method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calibration: Calibration = field(default_factory=Calibration)
+    calibration_source: str = "default"
+    min_asr: float = 0.9
+    trust_pickle: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", tuple(self.methods))
+        known = list_methods()
+        unknown = [m for m in self.methods if m not in known]
+        if unknown:
+            raise ConfigError(f"unknown methods {unknown}; choose from {known}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"methods are listed twice: {list(self.methods)}")
+        if self.scanner not in list_scanners():
+            raise ConfigError(f"unknown scanner {self.scanner!r}; registered: {list_scanners()}")
+        if self.scanner in self.methods:
+            raise ConfigError(f"{self.scanner!r} names the scanner row; it is not a method")
+        extra = set(self.method_options) - set(known)
+        if extra:
+            raise ConfigError(f"options given for unknown methods {sorted(extra)}; methods are {known}")
+        if not 0.0 < self.min_asr <= 1.0:
+            raise ConfigError(f"min_asr must be in (0, 1], got {self.min_asr!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.calibration, Calibration):
+            raise ConfigError(f"calibration must be a Calibration, got {type(self.calibration).__name__}")
+        for name in {*self.methods, *self.method_options}:
+            self.method(name)  # validates every method's options
+
+    @property
+    def rows(self) -> tuple[str, ...]:
+        """Row names: the scanner alone first, then the methods."""
+        return (self.scanner, *self.methods)
+
+    def method(self, name: str) -> RefinementMethod:
+        """The configured refinement method ``name`` (EX-RAY's family gets ``policy`` and ``mask_config``)."""
+        options = dict(self.method_options.get(name, {}))
+        if name in METHODS and issubclass(METHODS[name], ExrayMethod):
+            options.setdefault("policy", self.policy)
+            options.setdefault("config", self.mask_config)
+        return get_method(name, **options)
+
+    def scan_settings(self) -> dict[str, Any]:
+        return {
+            "scanner": self.scanner,
+            "options": self.scanner_options,
+            "seed": self.seed,
+            "layer": self.layer,
+        }
+
+    def method_settings(self, name: str, scan_key: str) -> dict[str, Any]:
+        return {
+            "method": name,
+            "options": self.method(name).options(),
+            "seed": self.seed,
+            "layer": self.layer,
+            "min_asr": self.min_asr,
+            "scan": scan_key,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "methods": list(self.methods),
+            "scanner": self.scanner,
+            "scanner_options": self.scanner_options,
+            "seed": self.seed,
+            "layer": self.layer,
+            "policy": self.policy,
+            "mask_config": self.mask_config.to_dict(),
+            "method_options": {k: self.method(k).options() for k in self.methods},
+            "calibration": self.calibration.to_dict(),
+            "calibration_source": self.calibration_source,
+            "min_asr": self.min_asr,
+        }

@@ -1,0 +1,342 @@
+"""``evaluate_zoo``: the paper's Table 1 on any labelled population (EXP §4.1–4.2, spec §4.6–4.7, §7.1).
+
+For every model of the population:
+
+1. the upstream scanner runs once (``refine=None``); its found triggers are cached as JSON;
+2. every refinement method judges the same triggers — those whose label-specific ASR reaches ``min_asr``,
+   as in :func:`exray.pipeline.scan` — and its per-trigger scores are cached.
+
+Then, over the population:
+
+3. the random forest is trained on the triggers of one half of the models and scores the other half, both
+   ways (:func:`exray.baselines.split_models`, :func:`~exray.baselines.cross_fit`); the score baselines get
+   per-kind thresholds with the best model-level separation (:func:`~exray.baselines.select_thresholds`);
+   EX-RAY and its one-sided variants decide by their own rule;
+4. each method gives model-level decisions: a model is flagged when one of its triggers that was not
+   pruned reaches the calibration threshold with its ASR; P(trojaned) = the calibration of the largest
+   such ASR (spec §2.10) — the scanner alone is the same with nothing pruned;
+5. TP/FP/FN/TN, accuracy, ROC-AUC, cross-entropy, Brier score, and FP reduction / TP loss relative to
+   the scanner alone, for each group of trojaned models (by ground-truth trigger type) against all clean
+   models, and for the whole population (:mod:`exray.evaluation.table`).
+
+A model that cannot be loaded or scanned is recorded with its error and counts as not flagged with a
+missing probability (0.5 in the TrojAI metrics); a method that fails on a model leaves that model's
+triggers unjudged (kept), and the error is recorded. A re-run with the same settings reuses every cached
+scan and score and only recomputes the population stage.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from exray.baselines import (
+    ASR_TOLERANCE,
+    RandomForestMethod,
+    RefinementMethod,
+    TriggerScore,
+    cross_fit,
+    list_methods,
+    select_cases,
+    select_thresholds,
+    split_models,
+)
+from exray.data.examples import load_examples
+from exray.errors import ConfigError, ExrayError
+from exray.evaluation.cache import StageCache, settings_key
+from exray.evaluation.config import EvaluationConfig
+from exray.evaluation.report import write_outputs
+from exray.evaluation.result import EvaluationResult, ModelEvaluation, Outcome
+from exray.evaluation.table import build_rows
+from exray.evaluation.truth import ModelTruth, read_truth
+from exray.models.io import load_model, model_info
+from exray.pipeline import Calibration, scan
+from exray.scanners import FoundTrigger
+from exray.utils import versions
+
+
+@dataclass
+class _Run:
+    """Everything the stages share while one evaluation runs."""
+
+    config: EvaluationConfig
+    scan_cache: StageCache
+    method_caches: dict[str, StageCache]
+    methods: dict[str, RefinementMethod]
+    progress: Any
+    seconds: dict[str, float] = field(default_factory=dict)
+    computed: dict[str, int] = field(default_factory=dict)
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
+def _failure(err: Exception) -> str:
+    message = f"{type(err).__name__}: {err}"
+    if not isinstance(err, ExrayError):
+        message += " | " + traceback.format_exc(limit=3).replace("\n", " ")
+    return message
+
+
+def _load(path: Path, trust_pickle: bool):
+    model = load_model(path, trust_pickle=trust_pickle)
+    info = model_info(model)
+    size = tuple(info.input_size[1:]) if info and info.input_size else None
+    return model, load_examples(path, size=size)
+
+
+def _measure(method: RefinementMethod, model, cases, config: EvaluationConfig) -> list[TriggerScore]:
+    """Per-model scores; for the random forest only its features (it is trained on the population)."""
+    if isinstance(method, RandomForestMethod):
+        rows = method.features(model, cases, layer=config.layer)
+        return [TriggerScore(None, {"features": row}, note="features for the forest") for row in rows]
+    return method.score(model, cases, layer=config.layer, seed=config.seed)
+
+
+def _evaluate_model(truth: ModelTruth, run: _Run) -> tuple[ModelEvaluation, dict[str, dict[str, Any]]]:
+    """Scan (or reuse the cached scan of) one model and run (or reuse) every method on its triggers."""
+    config = run.config
+    evaluation = ModelEvaluation(truth, None)
+    records: dict[str, dict[str, Any]] = {}
+    scan_record = run.scan_cache.load(truth.name)
+    loaded = None
+
+    def loaded_model():
+        nonlocal loaded
+        if loaded is None:
+            loaded = _load(truth.path, config.trust_pickle)
+        return loaded
+
+    if scan_record is None:
+        run.progress.set_postfix_str(f"{truth.name}: {config.scanner}")
+        start = time.perf_counter()
+        try:
+            model, examples = loaded_model()
+            result = scan(
+                model,
+                examples,
+                scanner=config.scanner,
+                refine=None,
+                seed=config.seed,
+                layer=config.layer,
+                calibration=config.calibration,
+                scanner_options=config.scanner_options,
+                name=truth.name,
+            )
+            record = {"triggers": [t.found.to_dict() for t in result.triggers], "timings": result.timings}
+            record["error"] = None
+        except Exception as err:  # one model's failure is recorded; the evaluation goes on
+            record = {"triggers": None, "timings": {}, "error": _failure(err)}
+        record["seconds"] = time.perf_counter() - start
+        scan_record = run.scan_cache.save(truth.name, {**record, "versions": versions()})
+        run.add_time("scan", record["seconds"])
+        run.computed["scan"] = run.computed.get("scan", 0) + 1
+    if scan_record["error"]:
+        evaluation.errors["scan"] = scan_record["error"]
+        return evaluation, records
+    evaluation.triggers = [FoundTrigger.from_dict(t) for t in scan_record["triggers"]]
+    digest = settings_key({"triggers": scan_record["triggers"]})
+
+    for name, method in run.methods.items():
+        cached = run.method_caches[name].load(truth.name)
+        if cached is not None and cached.get("scan_digest") == digest:
+            records[name] = cached
+            continue
+        run.progress.set_postfix_str(f"{truth.name}: {name}")
+        start = time.perf_counter()
+        try:
+            model, examples = loaded_model()
+            selection = select_cases(
+                examples,
+                evaluation.triggers,
+                min_asr=config.min_asr,
+                stamp_targets=method.needs_stamped_target,
+            )
+            scores = _measure(method, model, selection.cases, config) if selection.cases else []
+            record = {"indices": selection.indices, "scores": [s.to_dict() for s in scores], "error": None}
+        except Exception as err:  # the method's failure on this model is recorded; its triggers stay
+            record = {"indices": [], "scores": [], "error": _failure(err)}
+        record["seconds"] = time.perf_counter() - start
+        record["scan_digest"] = digest
+        records[name] = run.method_caches[name].save(truth.name, record)
+        run.add_time(name, record["seconds"])
+        run.computed[name] = run.computed.get(name, 0) + 1
+    return evaluation, records
+
+
+def _outcome(triggers: Sequence[FoundTrigger], pruned: list[int], calibration: Calibration) -> Outcome:
+    kept = [t.asr for i, t in enumerate(triggers) if i not in set(pruned)]
+    score = max(kept, default=0.0)
+    flagged = score >= calibration.threshold - ASR_TOLERANCE
+    return Outcome(flagged, calibration.probability(score), score, sorted(pruned))
+
+
+def _strong(trigger: FoundTrigger, calibration: Calibration) -> bool:
+    return trigger.asr >= calibration.threshold - ASR_TOLERANCE
+
+
+def evaluate_zoo(
+    zoo_dir: str | Path,
+    out: str | Path,
+    *,
+    methods: Sequence[str] | None = None,
+    scanner: str | None = None,
+    config: EvaluationConfig | None = None,
+    progress: bool = True,
+    write: bool = True,
+) -> EvaluationResult:
+    """Evaluate the scanner alone and every refinement method on the labelled population in ``zoo_dir``.
+
+    ``out``: the output directory (``cache/``, ``table.csv``, ``evaluation.json``, ``roc.png``,
+    ``index.html``). Settings come from ``config``, or — as a shorthand — from ``methods`` (default: all,
+    in the order of the paper's Table 1) and ``scanner`` (default ``"abs"``) with every other setting at
+    its default. ``write=False`` skips the table, JSON, plot and HTML files (the cache is still written).
+    """
+    config = _resolve_config(config, methods, scanner)
+    out = Path(out)
+    models, skipped = read_truth(zoo_dir)
+    scan_key = settings_key(config.scan_settings())
+    cache_root = out / "cache"
+    run = _Run(
+        config=config,
+        scan_cache=StageCache(cache_root, f"scan-{config.scanner}", scan_key),
+        method_caches={
+            name: StageCache(cache_root, name, settings_key(config.method_settings(name, scan_key)))
+            for name in config.methods
+        },
+        methods={name: config.method(name) for name in config.methods},
+        progress=None,
+    )
+    evaluations: list[ModelEvaluation] = []
+    records: dict[str, dict[str, dict[str, Any]]] = {}
+    with tqdm(total=len(models), desc="evaluate", unit="model", disable=not progress) as bar:
+        run.progress = bar
+        for truth in models:
+            evaluation, model_records = _evaluate_model(truth, run)
+            evaluations.append(evaluation)
+            records[truth.name] = model_records
+            bar.update()
+    start = time.perf_counter()
+    thresholds = _decide(evaluations, records, run)
+    run.add_time("population", time.perf_counter() - start)
+    result = EvaluationResult(
+        zoo=str(zoo_dir),
+        out=out,
+        config=config,
+        models=evaluations,
+        skipped=skipped,
+        thresholds=thresholds,
+        rows=build_rows(evaluations, config, run.methods),
+        seconds=run.seconds,
+        computed=run.computed,
+    )
+    if write:
+        result.files = write_outputs(result)
+    return result
+
+
+def _resolve_config(
+    config: EvaluationConfig | None, methods: Sequence[str] | None, scanner: str | None
+) -> EvaluationConfig:
+    if config is None:
+        return EvaluationConfig(
+            methods=tuple(list_methods()) if methods is None else tuple(methods), scanner=scanner or "abs"
+        )
+    if methods is not None or scanner is not None:
+        raise ConfigError("pass methods and scanner inside config, or without a config — not both")
+    return config
+
+
+def _decide(
+    evaluations: list[ModelEvaluation], records: dict[str, dict[str, dict[str, Any]]], run: _Run
+) -> dict[str, dict[str, Any]]:
+    """The population stage: fit the forest and the thresholds, then every model's outcome per row."""
+    config = run.config
+    calibration = config.calibration
+    scanned = [e for e in evaluations if e.triggers is not None]
+    for evaluation in evaluations:
+        if evaluation.triggers is None:
+            for row in (config.scanner, *config.methods):
+                evaluation.outcomes[row] = Outcome(False, None, None)
+            continue
+        evaluation.outcomes[config.scanner] = _outcome(evaluation.triggers, [], calibration)
+    thresholds: dict[str, dict[str, Any]] = {}
+    if not scanned:
+        return {name: {"rule": "no model could be scanned", "thresholds": {}} for name in run.methods}
+    for name, method in run.methods.items():
+        for evaluation in scanned:
+            record = records[evaluation.name][name]
+            if record["error"]:
+                evaluation.errors[name] = record["error"]
+            evaluation.scores[name] = {
+                i: TriggerScore.from_dict(s) for i, s in zip(record["indices"], record["scores"])
+            }
+        if isinstance(method, RandomForestMethod):
+            thresholds[name] = _fit_forest(scanned, name, method, config)
+        elif method.fixed_threshold is None:
+            choice = select_thresholds(
+                [
+                    [
+                        (t.kind, evaluation.scores[name][i].value if i in evaluation.scores[name] else None)
+                        for i, t in enumerate(evaluation.triggers)
+                        if _strong(t, calibration)
+                    ]
+                    for evaluation in scanned
+                ],
+                [e.truth.poisoned for e in scanned],
+            )
+            run.methods[name] = method = method.with_thresholds(choice.thresholds)
+            thresholds[name] = {
+                "rule": "best model-level separation on the population, per trigger kind",
+                "thresholds": choice.thresholds,
+                "accuracy": choice.accuracy,
+            }
+        else:
+            policy = method.options().get("policy", "")
+            thresholds[name] = {"rule": f"its own verdict (policy {policy})", "thresholds": {"*": 0.5}}
+        for evaluation in scanned:
+            pruned = _pruned(method, evaluation.scores[name], evaluation.triggers)
+            evaluation.outcomes[name] = _outcome(evaluation.triggers, pruned, calibration)
+    return thresholds
+
+
+def _pruned(
+    method: RefinementMethod, scores: dict[int, TriggerScore], triggers: Sequence[FoundTrigger]
+) -> list[int]:
+    """Indices of the triggers ``method`` judges natural. A score baseline has no threshold for a kind of
+    which no trigger could flag a model; such triggers cannot change a decision and are kept."""
+    pruned = []
+    for i, score in scores.items():
+        kind = triggers[i].kind
+        if score.value is None or (method.fixed_threshold is None and kind not in method.thresholds):
+            continue
+        if method.decide(score, kind).natural:
+            pruned.append(i)
+    return pruned
+
+
+def _fit_forest(
+    scanned: list[ModelEvaluation], name: str, method: RandomForestMethod, config: EvaluationConfig
+) -> dict[str, Any]:
+    """Two-fold cross-fitting by model: each half is scored by the forest trained on the other half."""
+    halves = split_models([e.name for e in scanned], [e.truth.poisoned for e in scanned], seed=config.seed)
+    features, injected = {}, {}
+    for evaluation in scanned:
+        indices = sorted(evaluation.scores[name])
+        features[evaluation.name] = [evaluation.scores[name][i].details["features"] for i in indices]
+        injected[evaluation.name] = [evaluation.truth.injected(evaluation.triggers[i]) for i in indices]
+    scored = cross_fit(features, injected, halves, trees=method.trees, seed=config.seed)
+    for evaluation in scanned:
+        indices = sorted(evaluation.scores[name])
+        evaluation.scores[name] = dict(zip(indices, scored[evaluation.name]))
+    return {
+        "rule": "random forest trained on the other half of the models; injected when P >= 0.5",
+        "thresholds": {"*": 0.5},
+        "halves": [list(h) for h in halves],
+    }

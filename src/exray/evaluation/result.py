@@ -1,0 +1,149 @@
+"""The result objects of an evaluation: per-model outcomes and the whole :class:`EvaluationResult`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exray.baselines import TriggerScore
+from exray.evaluation.config import EvaluationConfig
+from exray.evaluation.table import Row, format_table
+from exray.evaluation.truth import ModelTruth
+from exray.scanners import FoundTrigger
+from exray.utils import versions
+
+
+@dataclass
+class Outcome:
+    """One row's model-level answer for one model: ``flagged``, ``probability`` (``None``: the model
+    failed), the score (largest kept ASR) and the indices of the pruned triggers."""
+
+    flagged: bool
+    probability: float | None
+    score: float | None
+    pruned: list[int] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "flagged": self.flagged,
+            "probability": self.probability,
+            "score": self.score,
+            "pruned": self.pruned,
+        }
+
+
+@dataclass
+class ModelEvaluation:
+    """One model: ground truth, its found triggers, every row's outcome and the errors met on the way."""
+
+    truth: ModelTruth
+    triggers: list[FoundTrigger] | None
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    scores: dict[str, dict[int, TriggerScore]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.truth.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "poisoned": self.truth.poisoned,
+            "group": self.truth.group,
+            "errors": self.errors,
+            "triggers": None
+            if self.triggers is None
+            else [
+                {
+                    "victim": t.victim,
+                    "target": t.target,
+                    "kind": t.kind,
+                    "asr": t.asr,
+                    "injected": self.truth.injected(t),
+                    "scores": {m: s[i].value for m, s in self.scores.items() if i in s},
+                }
+                for i, t in enumerate(self.triggers)
+            ],
+            "outcomes": {row: outcome.to_dict() for row, outcome in self.outcomes.items()},
+        }
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`~exray.evaluation.evaluate_zoo` found.
+
+    ``rows``: the table (:class:`~exray.evaluation.table.Row` per group and method); ``models``: every
+    model's triggers, scores and outcomes; ``thresholds``: how each method decided (the fitted thresholds
+    of the score baselines, the forest's split); ``skipped``: models left out, with the reason;
+    ``seconds``: time spent per stage in this run; ``computed``: how many models each stage computed
+    (not taken from the cache) in this run; ``files``: the written table/JSON/plot/HTML.
+    """
+
+    zoo: str
+    out: Path
+    config: EvaluationConfig
+    models: list[ModelEvaluation]
+    skipped: dict[str, str]
+    thresholds: dict[str, dict[str, Any]]
+    rows: list[Row]
+    seconds: dict[str, float] = field(default_factory=dict)
+    computed: dict[str, int] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys(r.group for r in self.rows))
+
+    def row(self, group: str, method: str) -> Row:
+        """The row of ``method`` (a method name, or the scanner's name) in ``group``."""
+        for r in self.rows:
+            if r.group == group and r.method == method:
+                return r
+        raise KeyError(f"no row for method {method!r} in group {group!r}")
+
+    @property
+    def errors(self) -> dict[str, dict[str, str]]:
+        """{model: {stage: error}} for every model on which a stage failed."""
+        return {m.name: m.errors for m in self.models if m.errors}
+
+    @property
+    def calibration_note(self) -> str:
+        c = self.config.calibration
+        return (
+            f"calibration: {self.config.calibration_source} (p = {c.low:.3g} + {c.high - c.low:.3g}·"
+            f"σ({c.slope:.3g}·(ASR − {c.threshold:.3g})); a model is flagged when a kept trigger's ASR "
+            f"≥ {c.threshold:.3g})"
+        )
+
+    def table(self) -> str:
+        """The comparison table as text, with the settings that produced it."""
+        lines = [
+            f"zoo: {self.zoo}  ({len(self.models)} models; scanner {self.config.scanner.upper()})",
+            self.calibration_note,
+        ]
+        for name, info in self.thresholds.items():
+            values = ", ".join(f"{k} {v:.4g}" for k, v in info["thresholds"].items()) or "none"
+            lines.append(f"{self.config.method(name).title}: {info['rule']} [{values}]")
+        if self.skipped:
+            lines.append(f"skipped models: {self.skipped}")
+        for model, errors in self.errors.items():
+            for stage, message in errors.items():
+                lines.append(f"error: {model} {stage}: {message.split(' | ')[0]}")
+        return "\n".join(lines) + "\n\n" + format_table(self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "zoo": self.zoo,
+            "config": self.config.to_dict(),
+            "calibration_note": self.calibration_note,
+            "thresholds": self.thresholds,
+            "rows": [r.to_dict() for r in self.rows],
+            "models": [m.to_dict() for m in self.models],
+            "skipped": self.skipped,
+            "errors": self.errors,
+            "seconds": self.seconds,
+            "computed": self.computed,
+            "versions": versions(["captum", "sklearn"]),
+        }

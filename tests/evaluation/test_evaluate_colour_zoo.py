@@ -1,0 +1,143 @@
+"""`exray evaluate` end to end on a fast hand-wired population: rows, files, cache, failures, CLI."""
+
+import csv
+import dataclasses
+import json
+import shutil
+
+import pytest
+
+import exray.evaluation.evaluate as evaluate_module
+from exray.baselines import list_methods
+from exray.cli import main
+from exray.errors import ConfigError
+from exray.evaluation import EvaluationConfig, evaluate_zoo
+
+from .conftest import FAST, read_json
+
+ROWS = ["abs", *list_methods()]
+
+
+@pytest.fixture(scope="module")
+def evaluated(colour_zoo, tmp_path_factory):
+    out = tmp_path_factory.mktemp("evaluation")
+    return evaluate_zoo(colour_zoo, out, config=FAST, progress=False)
+
+
+def test_every_group_has_every_row_and_the_refinements_remove_the_false_positives(evaluated):
+    assert evaluated.groups == ["polygon", "filter", "all"]
+    for group in evaluated.groups:
+        assert [r.method for r in evaluated.rows if r.group == group] == ROWS
+    abs_all = evaluated.row("all", "abs")
+    assert (abs_all.counts.tp, abs_all.counts.fp) == (2, 2)  # the natural green trigger in every model
+    assert abs_all.fp_reduction is None and abs_all.roc_auc == 0.5
+    for method in ("exray", "exray_v2t", "exray_t2v", "inner_l2", "ig", "deeplift", "occlusion"):
+        row = evaluated.row("all", method)
+        assert (row.counts.tp, row.counts.fp, row.accuracy) == (2, 0, 1.0), method
+        assert (row.fp_reduction, row.tp_loss, row.roc_auc) == (1.0, 0.0, 1.0)
+        assert row.cross_entropy < abs_all.cross_entropy
+    polygon = evaluated.row("polygon", "exray")
+    assert (polygon.trojaned, polygon.clean, polygon.counts.tn) == (1, 2, 2)  # the same clean models
+
+
+def test_network_dissection_is_blank_where_filters_are_injected(evaluated):
+    assert evaluated.row("polygon", "ne").counts is not None
+    for group in ("filter", "all"):
+        row = evaluated.row(group, "ne")
+        assert row.counts is None and row.accuracy is None and "filter" in row.note
+
+
+def test_thresholds_and_calibration_are_reported(evaluated):
+    assert set(evaluated.thresholds) == set(list_methods())
+    assert set(evaluated.thresholds["inner_l2"]["thresholds"]) == {"patch"}
+    assert evaluated.thresholds["inner_rf"]["halves"]
+    text = evaluated.table()
+    assert "calibration: default" in text and "Inner L2: best model-level separation" in text
+    assert "not applicable to filter triggers" in text
+
+
+def test_files(evaluated):
+    files = evaluated.files
+    with files["csv"].open() as handle:
+        lines = list(csv.DictReader(handle))
+    assert len(lines) == 3 * len(ROWS) and lines[0]["method"] == "abs"
+    data = read_json(files["json"])
+    assert data["config"]["calibration_source"] == "default" and len(data["models"]) == 4
+    assert data["rows"] == [r.to_dict() for r in evaluated.rows]
+    trojaned = next(m for m in data["models"] if m["poisoned"])
+    assert any(t["injected"] and t["scores"]["exray"] == 1.0 for t in trojaned["triggers"])
+    page = files["html"].read_text()
+    assert "roc.png" in page and all(r.title in page for r in evaluated.rows)
+    assert files["roc"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_second_run_reuses_every_scan_and_score(colour_zoo, evaluated, monkeypatch):
+    def no_rescan(*args, **kwargs):
+        raise AssertionError("the cached scan was not reused")
+
+    monkeypatch.setattr(evaluate_module, "scan", no_rescan)
+    monkeypatch.setattr(evaluate_module, "_measure", no_rescan)
+    again = evaluate_zoo(colour_zoo, evaluated.out, config=FAST, progress=False)
+    assert again.computed == {} and not again.errors
+    assert [r.to_dict() for r in again.rows] == [r.to_dict() for r in evaluated.rows]
+
+
+def test_a_changed_setting_recomputes_only_its_stage(colour_zoo, evaluated, monkeypatch):
+    def no_rescan(*args, **kwargs):
+        raise AssertionError("the cached scan was not reused")
+
+    monkeypatch.setattr(evaluate_module, "scan", no_rescan)
+    config = dataclasses.replace(FAST, method_options={"ig": {"steps": 8}})
+    again = evaluate_zoo(colour_zoo, evaluated.out, config=config, progress=False, write=False)
+    assert again.computed == {"ig": 4} and not again.files
+
+
+def test_a_broken_model_is_recorded_and_the_rest_evaluated(colour_zoo, tmp_path):
+    zoo = tmp_path / "zoo"
+    shutil.copytree(colour_zoo, zoo)
+    (zoo / "id-00000001" / "model.safetensors").write_bytes(b"not weights")
+    config = dataclasses.replace(FAST, methods=("inner_l2", "exray"))
+    result = evaluate_zoo(zoo, tmp_path / "out", config=config, progress=False)
+    assert list(result.errors) == ["id-00000001"] and "scan" in result.errors["id-00000001"]
+    broken = next(m for m in result.models if m.name == "id-00000001")
+    assert broken.outcomes["exray"].probability is None and not broken.outcomes["exray"].flagged
+    row = result.row("all", "exray")
+    assert (row.counts.tp, row.counts.fn, row.counts.fp) == (1, 1, 0)  # counted, as not flagged
+    assert "error: id-00000001 scan" in result.table()
+
+
+def test_config_validation(colour_zoo, tmp_path):
+    with pytest.raises(ConfigError, match="unknown methods"):
+        EvaluationConfig(methods=("magic",))
+    with pytest.raises(ConfigError, match="scanner"):
+        EvaluationConfig(scanner="magic")
+    with pytest.raises(ConfigError, match="unknown methods"):
+        EvaluationConfig(methods=("exray",), method_options={"magic": {}})
+    with pytest.raises(ConfigError, match="steps"):
+        EvaluationConfig(method_options={"ig": {"steps": 1}})
+    with pytest.raises(ConfigError, match="not both"):
+        evaluate_zoo(colour_zoo, tmp_path, config=FAST, methods=["exray"])
+
+
+def test_command_line(colour_zoo, tmp_path, capsys):
+    out = tmp_path / "cli"
+    argv = ["evaluate", str(colour_zoo), "--out", str(out), "--methods", "inner_l2", "exray"]
+    assert main([*argv, "--epochs", "100", "--quiet"]) == 0
+    printed = capsys.readouterr()
+    assert "EX-RAY" in printed.out and "Inner L2" in printed.out and "index.html" in printed.err
+    assert main([*argv, "--epochs", "100", "--quiet", "--json"]) == 0  # from the cache
+    summary = json.loads(capsys.readouterr().out)
+    assert [r["method"] for r in summary["rows"] if r["group"] == "all"] == ["abs", "inner_l2", "exray"]
+    assert main(["evaluate", str(tmp_path / "missing"), "--out", str(out), "--quiet"]) == 2
+
+
+def test_a_population_that_cannot_be_scanned_still_gives_a_table(colour_zoo, tmp_path, capsys):
+    zoo = tmp_path / "zoo"
+    shutil.copytree(colour_zoo, zoo)
+    for weights in zoo.glob("*/model.safetensors"):
+        weights.write_bytes(b"not weights")
+    out = tmp_path / "out"
+    assert main(["evaluate", str(zoo), "--out", str(out), "--methods", "ig", "--quiet"]) == 1
+    assert "no model could be scanned" in capsys.readouterr().out
+    data = read_json(out / "evaluation.json")
+    assert len(data["errors"]) == 4 and data["rows"][0]["tp"] == 0
