@@ -158,14 +158,7 @@ def poison_images(
         if rows.numel():
             rng = np.random.default_rng(derive_seed(seed, "trigger", t))
             out[rows] = trigger.apply(out[rows], foreground=out_masks[rows], rng=rng).to(out.dtype)
-    return PoisonedDataset(
-        images=out,
-        labels=torch.from_numpy(plan.labels),
-        true_labels=torch.from_numpy(plan.true_labels),
-        poisoned=torch.from_numpy(plan.poisoned),
-        masks=out_masks,
-        plan=plan,
-    )
+    return PoisonedDataset.from_plan(plan, out, out_masks)
 
 
 def triggered_set(

@@ -38,6 +38,18 @@ class PoisonedDataset:
     masks: torch.Tensor
     plan: PoisonPlan
 
+    @classmethod
+    def from_plan(cls, plan: PoisonPlan, images: torch.Tensor, masks: torch.Tensor) -> PoisonedDataset:
+        """The rendered ``images`` and ``masks`` of ``plan``'s rows, with the plan's labels and flags."""
+        return cls(
+            images=images,
+            labels=torch.from_numpy(plan.labels),
+            true_labels=torch.from_numpy(plan.true_labels),
+            poisoned=torch.from_numpy(plan.poisoned),
+            masks=masks,
+            plan=plan,
+        )
+
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
@@ -100,14 +112,7 @@ def render_poisoned(
             local = torch.as_tensor(plan.base_index[here] - start)
             images[torch.as_tensor(here)] = stamped.images[local]
             masks[torch.as_tensor(here)] = stamped.masks[local]
-    return PoisonedDataset(
-        images=images,
-        labels=torch.from_numpy(plan.labels),
-        true_labels=torch.from_numpy(plan.true_labels),
-        poisoned=torch.from_numpy(plan.poisoned),
-        masks=masks,
-        plan=plan,
-    )
+    return PoisonedDataset.from_plan(plan, images, masks)
 
 
 def _render_chunked(

@@ -11,11 +11,12 @@ the cross-entropy. ``mode="all"`` is ML-MMDR (every level), ``mode="last"`` the 
 
 **Levels.** The reference code hooks ReLUs 4, 6 and 8 of VGG-11, the ends of its last three stages. We
 derive stage ends for any model (:func:`stage_outputs`): a probe forward pass records the execution order
-and output shapes; the search descends from the root to the level where several children hold
-convolutions (exactly as :func:`exray.models.default_layer` does); each convolution-holding child gets the
-spatial resolution of the *last* convolution it runs; a *stage* is a maximal run of consecutive
-convolution-holding children of equal resolution, and its output is the output of its last child. The
-default levels are the last three stage outputs. For the registry (``tests/attacks/test_sdrm_levels.py``):
+and output shapes (:func:`exray.models.layers.probe_modules`); the search descends from the root to the
+level where several children hold convolutions (:func:`exray.models.layers.block_children`, as for
+:func:`exray.models.default_layer`); each convolution-holding child gets the spatial resolution of the
+*last* convolution it runs; a *stage* is a maximal run of consecutive convolution-holding children of
+equal resolution, and its output is the output of its last child. The default levels are the last three
+stage outputs. For the registry (``tests/attacks/test_sdrm_levels.py``):
 
 * ``vgg11_bn``: ``features.5``, ``features.8``, ``features.11`` — conv-BN-ReLU 4, 6, 8 (the reference);
 * ``resnet18``/``resnet34``: ``layer2``, ``layer3``, ``layer4``;
@@ -45,6 +46,7 @@ from exray.errors import ConfigError, InputError, LayerError
 from exray.metrics import mmd
 from exray.metrics.distances import MMDEstimator
 from exray.models import get_module
+from exray.models.layers import block_children, probe_modules
 from exray.train import Batch, LossTerm
 
 Mode = Literal["all", "last"]
@@ -53,90 +55,21 @@ Mode = Literal["all", "last"]
 DEFAULT_NUM_LEVELS = 3
 
 
-@dataclass(frozen=True)
-class _Probe:
-    """What one forward pass of a model showed: module order, call counts, output shapes, convolutions."""
-
-    order: dict[str, int]
-    calls: dict[str, int]
-    shapes: dict[str, torch.Size]
-    convs: list[tuple[str, tuple[int, ...]]]  # (name, spatial output size) in execution order
-
-
-def _probe(model: nn.Module, sample: torch.Tensor) -> _Probe:
-    names = {module: name for name, module in model.named_modules()}
-    order: dict[str, int] = {}
-    calls: dict[str, int] = {}
-    shapes: dict[str, torch.Size] = {}
-    convs: list[tuple[str, tuple[int, ...]]] = []
-
-    def pre_hook(module: nn.Module, _args: object) -> None:
-        name = names[module]
-        order.setdefault(name, len(order))
-        calls[name] = calls.get(name, 0) + 1
-
-    def post_hook(module: nn.Module, _args: object, output: object) -> None:
-        if isinstance(output, torch.Tensor):
-            shapes[names[module]] = output.shape
-            if isinstance(module, nn.modules.conv._ConvNd):
-                convs.append((names[module], tuple(output.shape[2:])))
-
-    handles = []
-    try:
-        for module in names:
-            handles.append(module.register_forward_pre_hook(pre_hook))
-            handles.append(module.register_forward_hook(post_hook))
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.no_grad():
-                model(sample[:1])
-        finally:
-            model.train(was_training)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return _Probe(order, calls, shapes, convs)
-
-
-def _holds_conv(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
-
-
-def _conv_count(module: nn.Module) -> int:
-    return sum(isinstance(m, nn.modules.conv._ConvNd) for m in module.modules())
-
-
-def _block_children(model: nn.Module, probe: _Probe) -> list[str]:
-    """Names of the convolution-holding children at the level where several hold convolutions (the
-    descent of :func:`exray.models.default_layer`), in execution order."""
-    prefix, module = "", model
-    while True:
-        children = [(f"{prefix}{n}", c) for n, c in module.named_children() if f"{prefix}{n}" in probe.order]
-        children.sort(key=lambda item: probe.order[item[0]])
-        conv_children = [(n, c) for n, c in children if _holds_conv(c)]
-        if not conv_children:
-            raise LayerError("the model has no convolutional layer; pass the SDRM levels by name")
-        last_name, last_child = conv_children[-1]
-        inner = sum(1 for c in last_child.children() if _holds_conv(c))
-        stem_then_container = len(conv_children) == 2 and _conv_count(conv_children[0][1]) == 1 and inner >= 2
-        if (len(conv_children) == 1 and inner > 0) or stem_then_container:
-            prefix, module = f"{last_name}.", last_child
-            continue
-        return [name for name, _ in conv_children]
-
-
 def stage_outputs(model: nn.Module, sample: torch.Tensor) -> tuple[str, ...]:
     """Module names of the outputs of every stage of ``model``, first to last (see the module docstring).
 
     ``sample``: any input batch of the model's input size (one image is run, in eval mode, without
     gradients; the model's mode is restored).
     """
-    probe = _probe(model, sample)
+    probe = probe_modules(model, sample)
+    try:
+        blocks = block_children(model, probe)
+    except LayerError:  # the only one it raises: no convolution at all
+        raise LayerError("the model has no convolutional layer; pass the SDRM levels by name") from None
     resolution: dict[str, tuple[int, ...]] = {}
-    for name in _block_children(model, probe):
-        inside = [size for conv, size in probe.convs if conv == name or conv.startswith(name + ".")]
-        resolution[name] = inside[-1]
+    for name, _members in blocks:
+        inside = [shape[2:] for conv, shape in probe.convs if conv == name or conv.startswith(name + ".")]
+        resolution[name] = tuple(inside[-1])
     names = list(resolution)
     ends = [n for n, nxt in itertools.pairwise(names) if resolution[n] != resolution[nxt]] + names[-1:]
     for name in ends:

@@ -1,4 +1,4 @@
-"""Reading and writing images as float32 RGB tensors in [0, 1] (design §4)."""
+"""Reading, writing and validating images as float32 RGB tensors in [0, 1] (design §4)."""
 
 from __future__ import annotations
 
@@ -53,3 +53,29 @@ def read_images(paths: list[Path], size: tuple[int, int] | None = None) -> torch
         detail = ", ".join(f"{p.name}: {tuple(i.shape[1:])}" for p, i in zip(paths, images))
         raise InputError(f"images have different sizes ({detail}); pass a crop size to load them together")
     return torch.stack(images)
+
+
+def check_images(
+    images: torch.Tensor,
+    name: str = "images",
+    *,
+    channels: int | None = None,
+    allow_empty: bool = False,
+    finite: bool = True,
+) -> None:
+    """Raise :class:`InputError` unless ``images`` is a floating tensor of shape (N, C, H, W).
+
+    ``name`` starts every message. ``channels``: the required C (any if None); ``allow_empty``: whether
+    N = 0 passes; ``finite``: whether NaN and Inf values are rejected (one pass over the data).
+    """
+    if not isinstance(images, torch.Tensor):
+        raise InputError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4 or (channels is not None and images.shape[1] != channels):
+        layout = f"(N, {'C' if channels is None else channels}, H, W)"
+        raise InputError(f"{name} must have shape {layout}, got {tuple(images.shape)}")
+    if not allow_empty and len(images) == 0:
+        raise InputError(f"{name} must not be empty")
+    if not images.is_floating_point():
+        raise InputError(f"{name} must be floating point in [0, 1], got dtype {images.dtype}")
+    if finite and not torch.isfinite(images).all():
+        raise InputError(f"{name} must not contain NaN or Inf values")

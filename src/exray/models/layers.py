@@ -25,6 +25,7 @@ from typing import Literal
 import torch
 from torch import fx, nn
 
+from exray.data.images import check_images
 from exray.errors import InputError, LayerError
 
 Backend = Literal["auto", "fx", "hooks"]
@@ -353,17 +354,3 @@ class LayerCut:
                 rows = slice(start, start + batch_size)
                 outs.append(self.suffix(features[rows].clone(), None if inputs is None else inputs[rows]))
         return torch.cat(outs)
-
-
-def check_images(x: torch.Tensor, name: str = "images") -> None:
-    """Raise :class:`InputError` unless ``x`` is a non-empty finite float tensor of shape (N, C, H, W)."""
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise InputError(f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}")
-    if len(x) == 0:
-        raise InputError(f"{name} is empty")
-    if not x.is_floating_point():
-        raise InputError(f"{name} must be floating point in [0, 1], got dtype {x.dtype}")
-    if not torch.isfinite(x).all():
-        raise InputError(f"{name} contains NaN or Inf values")

@@ -12,18 +12,17 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
 
 from exray.differencing.optimizer import frozen
 from exray.errors import ConfigError, InputError
-from exray.models.layers import LayerCut
+from exray.models.layers import LayerCut, resolve_layer
 from exray.scanners.abs_inversion import ABSInversion, ABSLoss, FilterInversion, MaskInversion
 from exray.scanners.activations import ActivationTap
-from exray.scanners.base import Options, Scanner, make_options, register_scanner
-from exray.scanners.common import Examples, check_examples, resolve_layer, subset
+from exray.scanners.base import ConfiguredScanner, Options, register_scanner
+from exray.scanners.common import Examples, check_examples, subset
 from exray.scanners.inversion import InversionOutcome, InversionTask
 from exray.scanners.result import (
     FoundTrigger,
@@ -152,16 +151,12 @@ class ABSConfig(Options):
 
 
 @register_scanner("abs")
-class ABSScanner(Scanner):
+class ABSScanner(ConfiguredScanner):
     """Label-specific ABS: stimulation-selected (victim, neuron, target) tasks, patch or filter inversion."""
 
     name = "abs"
-
-    def __init__(self, **options: Any):
-        self.config: ABSConfig = make_options(ABSConfig, options)
-
-    def options(self) -> dict[str, Any]:
-        return self.config.to_dict()
+    config_class = ABSConfig
+    config: ABSConfig
 
     def scan(
         self,
@@ -238,9 +233,10 @@ class ABSScanner(Scanner):
             for mode in cfg.modes:
                 chosen = [i for i, m in enumerate(modes) if m == mode]
                 inverters[mode] = self._inverter(mode, tap, bound, window, cfg.epochs, 1)
-                for i, outcome in zip(
-                    chosen, self._run(model, inverters[mode], [tasks[i] for i in chosen], progress)
-                ):
+                ran = inverters[mode].run_in_chunks(
+                    model, [tasks[i] for i in chosen], cfg.tasks_per_run, progress=progress
+                )
+                for i, outcome in zip(chosen, ran):
                     outcomes[i] = outcome
             timings["inversion"] = _lap(clock)
 
@@ -304,15 +300,6 @@ class ABSScanner(Scanner):
             **common,
         )
 
-    def _run(
-        self, model: nn.Module, inverter: ABSInversion, tasks: list[InversionTask], progress: bool
-    ) -> list[InversionOutcome]:
-        size = self.config.tasks_per_run
-        outcomes = []
-        for start in range(0, len(tasks), size):
-            outcomes.extend(inverter.run(model, tasks[start : start + size], progress=progress))
-        return outcomes
-
     def _probe(
         self,
         model: nn.Module,
@@ -330,7 +317,8 @@ class ABSScanner(Scanner):
         logits = {}
         for mode in cfg.modes:
             inverter = self._inverter(mode, tap, bound, window, cfg.probe_epochs + 1, 0)
-            logits[mode] = [o.info["mean_target_logit"] for o in self._run(model, inverter, tasks, progress)]
+            ran = inverter.run_in_chunks(model, tasks, cfg.tasks_per_run, progress=progress)
+            logits[mode] = [o.info["mean_target_logit"] for o in ran]
         modes = ["filter" if f > p else "patch" for p, f in zip(logits["patch"], logits["filter"])]
         probe = [{"patch": p, "filter": f} for p, f in zip(logits["patch"], logits["filter"])]
         return modes, probe

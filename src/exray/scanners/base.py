@@ -82,6 +82,19 @@ class Scanner(ABC):
         """The scanner's options as a JSON-able dict."""
 
 
+class ConfiguredScanner(Scanner):
+    """A scanner whose options are one :class:`Options` dataclass, ``config_class``: ``self.config`` holds
+    them validated (unknown names are a :class:`ConfigError`) and :meth:`options` returns them as a dict."""
+
+    config_class: ClassVar[type[Options]]
+
+    def __init__(self, **options: Any):
+        self.config = make_options(self.config_class, options)
+
+    def options(self) -> dict[str, Any]:
+        return self.config.to_dict()
+
+
 _SCANNERS: dict[str, Callable[..., Scanner]] = {}
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from exray.data.images import check_images
 from exray.differencing.masks import model_device
 from exray.errors import InputError
-from exray.models.layers import check_images, default_layer, get_module
 
 
 @dataclass
@@ -50,9 +50,7 @@ def check_examples(model: nn.Module, examples: Mapping[int, torch.Tensor]) -> Ex
     for label, images in examples.items():
         if isinstance(label, bool) or not isinstance(label, int) or label < 0:
             raise InputError(f"example classes must be non-negative ints, got {label!r}")
-        check_images(images, f"examples of class {label}")
-        if images.shape[1] != 3:
-            raise InputError(f"examples of class {label} must have 3 channels, got {images.shape[1]}")
+        check_images(images, f"examples of class {label}", channels=3)
         if size is None:
             size = images.shape[-2:]
         elif images.shape[-2:] != size:
@@ -73,14 +71,6 @@ def check_examples(model: nn.Module, examples: Mapping[int, torch.Tensor]) -> Ex
     if bad:
         raise InputError(f"example classes {bad} are not classes of this {num_classes}-class model")
     return Examples(by_class, num_classes)
-
-
-def resolve_layer(model: nn.Module, layer: str | None, sample: torch.Tensor) -> str:
-    """``layer`` checked to exist, or the default layer (second-to-last conv block) for ``sample``."""
-    if layer is not None:
-        get_module(model, layer)
-        return layer
-    return default_layer(model, sample[:1])
 
 
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:

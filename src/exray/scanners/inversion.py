@@ -28,10 +28,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from exray.data.images import check_images
 from exray.differencing.masks import model_device
 from exray.differencing.optimizer import frozen
 from exray.errors import ConfigError, InputError
-from exray.models.layers import check_images
 from exray.utils import torch_generator
 
 
@@ -176,6 +176,15 @@ class Inversion(ABC):
         return {}
 
     # ----------------------------------------------------------------------------------- the loop
+    def run_in_chunks(
+        self, model: nn.Module, tasks: Sequence[InversionTask], per_run: int, *, progress: bool = False
+    ) -> list[InversionOutcome]:
+        """:meth:`run` on consecutive chunks of at most ``per_run`` tasks (bounds one run's memory)."""
+        outcomes: list[InversionOutcome] = []
+        for start in range(0, len(tasks), per_run):
+            outcomes.extend(self.run(model, tasks[start : start + per_run], progress=progress))
+        return outcomes
+
     def run(
         self, model: nn.Module, tasks: Sequence[InversionTask], *, progress: bool = False
     ) -> list[InversionOutcome]:

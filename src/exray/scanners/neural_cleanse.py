@@ -24,8 +24,9 @@ from torch import nn
 
 from exray.differencing.optimizer import frozen
 from exray.errors import ConfigError, InputError
-from exray.scanners.base import Options, Scanner, make_options, register_scanner
-from exray.scanners.common import Examples, check_examples, resolve_layer, subset
+from exray.models.layers import resolve_layer
+from exray.scanners.base import ConfiguredScanner, Options, register_scanner
+from exray.scanners.common import Examples, check_examples, subset
 from exray.scanners.inversion import EpochStats, Inversion, InversionOutcome, InversionTask, StepBatch
 from exray.scanners.result import FoundTrigger, ScannerResult, attack_rates, best_source, stamped_predictions
 from exray.scanners.stimulation import profile
@@ -278,16 +279,12 @@ class NCConfig(Options):
 
 
 @register_scanner("nc")
-class NeuralCleanseScanner(Scanner):
+class NeuralCleanseScanner(ConfiguredScanner):
     """Neural Cleanse, label-specific (default) or universal (``mode="universal"``)."""
 
     name = "nc"
-
-    def __init__(self, **options: Any):
-        self.config: NCConfig = make_options(NCConfig, options)
-
-    def options(self) -> dict[str, Any]:
-        return self.config.to_dict()
+    config_class = NCConfig
+    config: NCConfig
 
     def _inverter(self, epochs: int, label: str) -> NCInversion:
         cfg = self.config
@@ -308,11 +305,7 @@ class NeuralCleanseScanner(Scanner):
         self, model: nn.Module, tasks: list[InversionTask], epochs: int, progress: bool
     ) -> list[InversionOutcome]:
         inverter = self._inverter(epochs, "Neural Cleanse")
-        size = self.config.tasks_per_run
-        outcomes = []
-        for start in range(0, len(tasks), size):
-            outcomes.extend(inverter.run(model, tasks[start : start + size], progress=progress))
-        return outcomes
+        return inverter.run_in_chunks(model, tasks, self.config.tasks_per_run, progress=progress)
 
     def scan(
         self,

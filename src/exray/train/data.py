@@ -6,17 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
+from exray.data.images import check_images
 from exray.errors import InputError
-
-
-def _check_images(images: torch.Tensor, what: str) -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise InputError(f"{what} images must be a (N, 3, H, W) tensor, got {shape}")
-    if not images.is_floating_point():
-        raise InputError(f"{what} images must be floating point in [0, 1], got {images.dtype}")
-    if images.shape[0] == 0:
-        raise InputError(f"{what} images are empty")
 
 
 def _check_rows(tensor: torch.Tensor, n: int, what: str) -> None:
@@ -38,7 +29,7 @@ class TrainSet:
     true_labels: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        _check_images(self.images, "training")
+        check_images(self.images, "training images", channels=3, finite=False)
         n = self.images.shape[0]
         _check_rows(self.labels, n, "labels")
         if self.poisoned is None:
@@ -63,7 +54,7 @@ class EvalSet:
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
-        _check_images(self.images, "evaluation")
+        check_images(self.images, "evaluation images", channels=3, finite=False)
         _check_rows(self.labels, self.images.shape[0], "labels")
 
     def __len__(self) -> int:
@@ -82,7 +73,7 @@ class AttackSet:
     name: str = "attack"
 
     def __post_init__(self) -> None:
-        _check_images(self.images, f"attack {self.name!r}")
+        check_images(self.images, f"attack {self.name!r} images", channels=3, finite=False)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

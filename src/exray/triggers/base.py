@@ -15,6 +15,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import numpy as np
 import torch
 
+from exray.data.images import check_images as _check_images
 from exray.errors import ConfigError, InputError
 
 
@@ -102,15 +103,8 @@ def check_config(
 
 
 def check_images(images: torch.Tensor) -> None:
-    """Raise InputError unless ``images`` is a finite floating (N, 3, H, W) tensor."""
-    if not isinstance(images, torch.Tensor):
-        raise InputError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise InputError(f"images must have shape (N, 3, H, W), got {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise InputError(f"images must be a floating tensor in [0, 1], got dtype {images.dtype}")
-    if not torch.isfinite(images).all():
-        raise InputError("images contain NaN or Inf")
+    """Raise InputError unless ``images`` is a finite floating (N, 3, H, W) tensor (N = 0 passes)."""
+    _check_images(images, "images", channels=3, allow_empty=True)
 
 
 def foreground_masks(foreground: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor:
