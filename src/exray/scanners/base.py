@@ -73,8 +73,9 @@ class Scanner(ABC):
     ) -> ScannerResult:
         """Scan ``model`` with ``{class: Tensor[N, 3, H, W]}`` clean examples in [0, 1].
 
-        ``layer``: module name of the inner layer (default: the second-to-last conv block). ``seed``: every
-        random choice derives from it. ``progress``: show progress bars.
+        ``layer``: module name of the inner layer or a ``"block:K"`` selector
+        (:func:`exray.models.layers.resolve_layer`; default ``"block:-2"``, the second-to-last conv block).
+        ``seed``: every random choice derives from it. ``progress``: show progress bars.
         """
 
     @abstractmethod
