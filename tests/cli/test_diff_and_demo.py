@@ -88,7 +88,7 @@ def test_diff_refuses_pickled_models_without_opt_in(tmp_path, capsys):
 
 
 def test_demo_tells_the_planted_trigger_from_the_natural_one(tmp_path, capsys):
-    assert main(["demo", "--quiet", "--json", "--out", str(tmp_path)]) == 0
+    assert main(["demo", "--analytic", "--quiet", "--json", "--out", str(tmp_path)]) == 0
     verdicts = json.loads(capsys.readouterr().out)
     assert [v["natural"] for v in verdicts] == [False, True]
     assert (tmp_path / "demo-verdicts.json").exists()
