@@ -18,7 +18,9 @@ class EvaluationConfig:
 
     ``methods``: refinement methods (rows after the scanner's), registry names of :mod:`exray.baselines`.
     ``scanner``/``scanner_options``: the upstream scanner (``"abs"``: Table 1; ``"nc"``: Table 3).
-    ``layer``: the layer of EX-RAY and of the baselines (default: the second-to-last conv block).
+    ``layer``: the layer of EX-RAY and of the baselines (default: the second-to-last conv block); the
+    scanner always inverts at its default layer, so that a layer ablation of the refinement judges the
+    same triggers.
     ``policy``/``mask_config``: EX-RAY's decision policy and mask optimisation (also for the one-sided
     variants). ``method_options``: constructor keywords per method, e.g. ``{"ig": {"steps": 20}}`` (options
     of methods not in ``methods`` are validated and otherwise unused).
@@ -81,7 +83,6 @@ class EvaluationConfig:
             "scanner": self.scanner,
             "options": self.scanner_options,
             "seed": self.seed,
-            "layer": self.layer,
         }
 
     def method_settings(self, name: str, scan_key: str) -> dict[str, Any]:

@@ -124,7 +124,6 @@ def _evaluate_model(truth: ModelTruth, run: _Run) -> tuple[ModelEvaluation, dict
                 scanner=config.scanner,
                 refine=None,
                 seed=config.seed,
-                layer=config.layer,
                 calibration=config.calibration,
                 scanner_options=config.scanner_options,
                 name=truth.name,
