@@ -4,27 +4,15 @@ second run reuses every cached stage."""
 import json
 
 import yaml
+from tests.zoo.conftest import micro_spec
 
 from exray.cli import main
 
-MICRO = {
-    "name": "micro-demo",
-    "seed": 3,
-    "models": {"clean": 1, "trojaned": 1},
-    "classes": [3, 3],
-    "confusion_pairs": [0, 0],
-    "image_size": 16,
-    "architectures": [{"name": "cnn", "kwargs": {"width": 0.25}}],
-    "data": {
-        "train_per_class": 20,
-        "test_per_class": 10,
-        "attack_per_class": 10,
-        "examples_per_class": [3, 3],
-    },
-    "triggers": {"types": ["instagram"], "source_modes": [1]},
-    "training": {"epochs": 1, "batch_size": 32},
-    "quality": {"min_clean_accuracy": 0.0, "min_attack_success_rate": 0.0, "attempts": 1},
-}
+MICRO = micro_spec(
+    name="micro-demo",
+    seed=3,
+    data={"train_per_class": 20, "test_per_class": 10, "attack_per_class": 10, "examples_per_class": [3, 3]},
+)
 
 
 def test_demo_builds_scans_and_reports_then_reuses_the_cache(tmp_path, monkeypatch, capsys):
