@@ -129,3 +129,15 @@ def test_calibrate_command_fits_on_ground_truth(model_dirs, tmp_path, capsys):
     assert "cross-entropy" in capsys.readouterr().out
     scan_args = ["scan", str(model_dirs["planted"]), "--out", str(tmp_path / "again.jsonl")]
     assert main([*scan_args, "--calibration", str(tmp_path / "c.json"), "--quiet"]) == 0
+
+
+def test_scanner_options_reach_the_scanner_and_bad_ones_stop_the_scan(model_dirs, tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    base = ["scan", str(model_dirs["planted"]), "--out", str(out), "--no-refine", "--quiet", "--json"]
+    assert main([*base, "--scanner-option", "epochs=0"]) == 2
+    assert "epochs" in capsys.readouterr().err and not out.exists()
+    assert main([*base, "--scanner-option", "epochs"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert main([*base, "--scanner-option", "modes=[patch]", "--scanner-option", "top_n_neurons=1"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["triggers"] and {t["kind"] for t in record["triggers"]} == {"patch"}

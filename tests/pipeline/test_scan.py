@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from exray.errors import ConfigError, InputError
+from exray.errors import ConfigError, InputError, LayerError
 from exray.pipeline import scan
 from exray.scanners import FoundTrigger
 from exray.triggers import PatchTrigger
@@ -66,3 +66,13 @@ def test_bad_calls():
         scan(model, {0: examples()[0]})
     with pytest.raises(ConfigError, match="refine"):
         scan(model, examples(), refine="magic")
+
+
+def test_the_scanner_and_the_refinement_take_their_own_layers():
+    model, data = colour_model(planted=True), examples()
+    with pytest.raises(LayerError, match="nope"):
+        scan(model, data, refine=None, scanner_layer="nope")
+    alone = scan(model, data, refine=None, layer="nope")  # the refinement's layer: unused without one
+    assert alone.triggers
+    with pytest.raises(LayerError, match="nope"):
+        scan(model, data, refine="exray", layer="nope")

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+import yaml
 
 from exray.differencing import MaskConfig
 from exray.differencing.policies import POLICY_NAMES
+from exray.errors import ConfigError
 
 
 def add_output_flags(parser: argparse.ArgumentParser) -> None:
@@ -24,10 +28,42 @@ def add_exray_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--loss", choices=("official", "paper"), default="official", help="mask loss form")
     group.add_argument("--epochs", type=int, default=MaskConfig.epochs, help="mask optimisation epochs")
     group.add_argument(
+        "--patience",
+        type=int,
+        help="stop a mask problem once its best mask has not shrunk for this many epochs (default: never)",
+    )
+    group.add_argument(
         "--precision", choices=("fp32", "bf16"), default="fp32", help="suffix precision (bf16: ~2x faster)"
     )
     group.add_argument("--seed", type=int, default=0, help="random seed")
 
 
 def mask_config(args: argparse.Namespace) -> MaskConfig:
-    return MaskConfig(loss=args.loss, epochs=args.epochs, precision=args.precision)
+    return MaskConfig(loss=args.loss, epochs=args.epochs, precision=args.precision, patience=args.patience)
+
+
+def add_scanner_flags(parser: argparse.ArgumentParser) -> None:
+    """The upstream scanner's layer and options."""
+    group = parser.add_argument_group("scanner")
+    group.add_argument(
+        "--scanner-layer", help="the scanner's layer (default: its own, the second-to-last block)"
+    )
+    group.add_argument(
+        "--scanner-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a scanner setting, e.g. epochs=20 or modes=[patch] (repeatable; values are read as YAML)",
+    )
+
+
+def scanner_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``--scanner-option KEY=VALUE`` flags as a dict (the scanner validates names and values)."""
+    options: dict[str, Any] = {}
+    for item in args.scanner_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--scanner-option takes KEY=VALUE, got {item!r}")
+        parsed = yaml.safe_load(value)
+        options[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return options

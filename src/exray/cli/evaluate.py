@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from exray.baselines import list_methods
-from exray.cli.common import add_output_flags
+from exray.cli.common import add_output_flags, scanner_options
 from exray.differencing import MaskConfig
 from exray.differencing.policies import POLICY_NAMES
 from exray.evaluation import EvaluationConfig, evaluate_zoo
@@ -57,7 +57,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     group.add_argument(
         "--precision", choices=("fp32", "bf16"), default="fp32", help="suffix precision (bf16: ~2x faster)"
     )
+    group.add_argument(
+        "--patience",
+        type=int,
+        help="stop a mask problem once its best mask has not shrunk for this many epochs (default: never)",
+    )
     group.add_argument("--seed", type=int, default=0, help="random seed (scans, masks, forest, split)")
+    parser.add_argument(
+        "--scanner-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a scanner setting, e.g. epochs=20 (repeatable; values are read as YAML)",
+    )
     add_output_flags(parser)
     parser.set_defaults(run=run)
 
@@ -66,10 +78,11 @@ def config_from(args: argparse.Namespace) -> EvaluationConfig:
     return EvaluationConfig(
         methods=tuple(dict.fromkeys(args.methods)),
         scanner=args.scanner,
+        scanner_options=scanner_options(args),
         seed=args.seed,
         layer=args.layer,
         policy=args.policy,
-        mask_config=MaskConfig(epochs=args.epochs, precision=args.precision),
+        mask_config=MaskConfig(epochs=args.epochs, precision=args.precision, patience=args.patience),
         calibration=Calibration.load(args.calibration) if args.calibration else Calibration(),
         calibration_source=f"from {args.calibration}" if args.calibration else "default",
         min_asr=args.min_asr,

@@ -7,7 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from exray.cli.common import add_exray_flags, add_output_flags, mask_config
+from exray.cli.common import (
+    add_exray_flags,
+    add_output_flags,
+    add_scanner_flags,
+    mask_config,
+    scanner_options,
+)
 from exray.pipeline import Calibration, ScanOptions, read_results, scan_many
 
 
@@ -32,6 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--trust-pickle", action="store_true", help="allow loading pickled TrojAI model.pt files"
     )
+    add_scanner_flags(parser)
     add_exray_flags(parser)
     add_output_flags(parser)
     parser.set_defaults(run=run)
@@ -43,6 +50,8 @@ def options_from(args: argparse.Namespace) -> ScanOptions:
         refine=None if args.no_refine else "exray",
         seed=args.seed,
         layer=args.layer,
+        scanner_layer=args.scanner_layer,
+        scanner_options=scanner_options(args),
         policy=args.policy,
         mask_config=mask_config(args),
         calibration=Calibration.load(args.calibration) if args.calibration else Calibration(),

@@ -28,6 +28,7 @@ from exray.errors import ConfigError, ExrayError
 from exray.models.io import input_image_size, load_model
 from exray.pipeline.calibration import Calibration
 from exray.pipeline.scan import scan
+from exray.scanners import get_scanner
 from exray.utils import set_thread_budget, versions
 
 
@@ -39,6 +40,7 @@ class ScanOptions:
     refine: str | None = "exray"
     seed: int = 0
     layer: str | None = None
+    scanner_layer: str | None = None
     policy: str = "official"
     mask_config: MaskConfig = field(default_factory=MaskConfig)
     calibration: Calibration = field(default_factory=Calibration)
@@ -49,6 +51,7 @@ class ScanOptions:
     def __post_init__(self) -> None:
         if self.refine not in (None, "exray"):
             raise ConfigError(f"refine must be None or 'exray', got {self.refine!r}")
+        get_scanner(self.scanner, **self.scanner_options)  # bad scanner settings fail before any model
 
 
 def scan_model_dir(path: str | Path, options: ScanOptions, *, progress: bool = False) -> dict[str, Any]:
@@ -64,6 +67,7 @@ def scan_model_dir(path: str | Path, options: ScanOptions, *, progress: bool = F
             refine=options.refine,
             seed=options.seed,
             layer=options.layer,
+            scanner_layer=options.scanner_layer,
             policy=options.policy,
             mask_config=options.mask_config,
             calibration=options.calibration,

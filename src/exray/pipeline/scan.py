@@ -128,6 +128,7 @@ def scan(
     refine: str | RefinementMethod | None = "exray",
     seed: int = 0,
     layer: str | None = None,
+    scanner_layer: str | None = None,
     policy: str | Policy = "official",
     mask_config: MaskConfig | None = None,
     calibration: Calibration | None = None,
@@ -143,6 +144,9 @@ def scan(
     judges the given triggers instead. ``refine="exray"`` prunes natural triggers, ``None`` reports the
     scanner alone; another name of :data:`REFINERS` or a :class:`~exray.baselines.RefinementMethod` object
     prunes with that method (``policy`` and ``mask_config`` configure the EX-RAY methods given by name).
+    ``layer`` is the refinement's layer (default: the second-to-last conv block, EXA Table 11),
+    ``scanner_layer`` the scanner's (default: its own), so that a layer ablation of the refinement judges
+    the same triggers, as in ``exray evaluate``.
     Timings per stage are recorded in the result.
     """
     method = resolve_refiner(refine, policy, mask_config)
@@ -153,7 +157,7 @@ def scan(
     if triggers is None:
         chosen = get_scanner(scanner, **(scanner_options or {})) if isinstance(scanner, str) else scanner
         start = time.perf_counter()
-        found = chosen.scan(model, examples, layer=layer, seed=seed, progress=progress)
+        found = chosen.scan(model, examples, layer=scanner_layer, seed=seed, progress=progress)
         timings.update({f"scanner.{k}": v for k, v in found.timings.items()})
         timings["scanner"] = time.perf_counter() - start
         diagnostics["scanner"] = found.diagnostics
