@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from exray.errors import ConfigError
-from exray.triggers.base import Trigger, check_config, check_images, register_trigger
+from exray.triggers.base import Trigger, check_config, register_trigger
 from exray.utils import derive_seed, torch_generator
 
 
@@ -48,14 +48,13 @@ class WarpTrigger(Trigger):
         """The (1, H, W, 2) grid_sample grid of the warp."""
         return _sampling_grid(self.seed, self.strength, self.grid, height, width).clone()
 
-    def apply(
+    def _stamp(
         self,
         images: torch.Tensor,
         *,
         foreground: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
-        check_images(images)
         grid = _sampling_grid(self.seed, self.strength, self.grid, *images.shape[-2:])
         grid = grid.to(images.device, images.dtype).expand(images.shape[0], -1, -1, -1)
         return F.grid_sample(images, grid, mode="bilinear", align_corners=True).clamp(0.0, 1.0)

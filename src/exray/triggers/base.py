@@ -30,7 +30,6 @@ class Trigger(ABC):
     type: ClassVar[str]
     stamps_foreground: ClassVar[bool] = False
 
-    @abstractmethod
     def apply(
         self,
         images: torch.Tensor,
@@ -43,7 +42,20 @@ class Trigger(ABC):
         ``foreground``: (N, 1, H, W) or (N, H, W) masks of the foreground object (bool, or float
         thresholded at 0.5), for triggers confined to it. ``rng``: source of the per-image random choices
         of triggers that have any (e.g. placement); ``None`` means a generator seeded with 0.
+        Validates ``images`` (InputError) and delegates to :meth:`_stamp`.
         """
+        check_images(images)
+        return self._stamp(images, foreground=foreground, rng=rng)
+
+    @abstractmethod
+    def _stamp(
+        self,
+        images: torch.Tensor,
+        *,
+        foreground: torch.Tensor | None,
+        rng: np.random.Generator | None,
+    ) -> torch.Tensor:
+        """:meth:`apply` on validated ``images``: what each trigger type implements."""
 
     @abstractmethod
     def to_config(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from exray.errors import ConfigError
-from exray.triggers.base import Trigger, check_config, check_images, register_trigger
+from exray.triggers.base import Trigger, check_config, register_trigger
 
 _EPS = 1e-6
 
@@ -68,14 +68,13 @@ class ColorTransformFilter(Trigger):
             vignette=vignette,
         )
 
-    def apply(
+    def _stamp(
         self,
         images: torch.Tensor,
         *,
         foreground: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
-        check_images(images)
         matrix = torch.tensor(self.matrix, dtype=images.dtype, device=images.device)
         bias = torch.tensor(self.bias, dtype=images.dtype, device=images.device)[None, :, None, None]
         out = (torch.einsum("ij,njhw->nihw", matrix, images) + bias).clamp(_EPS, 1.0) ** self.gamma

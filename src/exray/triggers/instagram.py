@@ -14,7 +14,7 @@ import torch
 
 from exray.errors import ConfigError
 from exray.triggers import color_ops as ops
-from exray.triggers.base import Trigger, check_config, check_images, register_trigger
+from exray.triggers.base import Trigger, check_config, register_trigger
 
 
 def gotham(images: torch.Tensor) -> torch.Tensor:
@@ -81,14 +81,13 @@ class InstagramFilter(Trigger):
         if self.name not in INSTAGRAM_FILTERS:
             raise ConfigError(f"unknown Instagram filter {self.name!r}; known: {list(INSTAGRAM_FILTERS)}")
 
-    def apply(
+    def _stamp(
         self,
         images: torch.Tensor,
         *,
         foreground: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
-        check_images(images)
         return INSTAGRAM_FILTERS[self.name](images).clamp(0.0, 1.0)
 
     def to_config(self) -> dict[str, Any]:

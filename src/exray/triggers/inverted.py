@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from exray.errors import ConfigError, InputError
-from exray.triggers.base import Trigger, check_config, check_images, register_trigger
+from exray.triggers.base import Trigger, check_config, register_trigger
 
 #: Pixels whose binarised mask value exceeds this count towards a trigger's size (spec §4.9.7: m² > 0.01).
 MASK_THRESHOLD = 0.1
@@ -101,14 +101,13 @@ class MaskPatternTrigger(Trigger):
         """Σ m of the soft mask (Neural Cleanse's norm, spec §3.2)."""
         return float(self.mask.sum())
 
-    def apply(
+    def _stamp(
         self,
         images: torch.Tensor,
         *,
         foreground: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
-        check_images(images)
         if tuple(images.shape[-2:]) != tuple(self.mask.shape):
             raise InputError(
                 f"this trigger's mask is {tuple(self.mask.shape)}; images are {tuple(images.shape[-2:])}"
@@ -210,14 +209,13 @@ class FilterMapTrigger(Trigger):
         self.window = window
         self.official_min = bool(official_min)
 
-    def apply(
+    def _stamp(
         self,
         images: torch.Tensor,
         *,
         foreground: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
-        check_images(images)
         features = filter_features(images, self.window, official_min=self.official_min)
         return apply_filter_map(features, self.weights.to(images.device, images.dtype))
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from exray.errors import ConfigError
-from exray.triggers.base import Trigger, check_config, check_images, register_trigger, rgb_triple
+from exray.triggers.base import Trigger, check_config, register_trigger, rgb_triple
 from exray.utils import derive_seed, torch_generator
 
 
@@ -45,14 +45,13 @@ class PatchTrigger(Trigger):
         top = round(self.location[1] * (height - side))
         return top, left, side
 
-    def apply(
+    def _stamp(
         self,
         images: torch.Tensor,
         *,
         foreground: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
-        check_images(images)
         top, left, side = self.box(*images.shape[-2:])
         out = images.clone()
         color = torch.tensor(self.color, dtype=images.dtype, device=images.device)
@@ -95,14 +94,13 @@ class BlendTrigger(Trigger):
         """The (3, height, width) float32 pattern in [0, 1]."""
         return _pattern(self.seed, height, width).clone()
 
-    def apply(
+    def _stamp(
         self,
         images: torch.Tensor,
         *,
         foreground: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
-        check_images(images)
         pattern = _pattern(self.seed, *images.shape[-2:]).to(images.device, images.dtype)
         return (1.0 - self.opacity) * images + self.opacity * pattern[None]
 

@@ -28,7 +28,6 @@ from exray.errors import ConfigError, InputError
 from exray.triggers.base import (
     Trigger,
     check_config,
-    check_images,
     foreground_masks,
     register_trigger,
     rgb_triple,
@@ -136,7 +135,7 @@ class PolygonTrigger(Trigger):
         stamp[row : row + side, col : col + side] = poly
         return stamp & _region_mask(foreground, self.region)
 
-    def apply(
+    def _stamp(
         self,
         images: torch.Tensor,
         *,
@@ -144,7 +143,6 @@ class PolygonTrigger(Trigger):
         rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
         """Stamp one polygon per image at a random position inside its foreground mask."""
-        check_images(images)
         masks = foreground_masks(foreground, images).cpu().numpy()
         gen = rng if rng is not None else np.random.default_rng(0)
         out = images.clone()
