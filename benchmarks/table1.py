@@ -20,12 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 import torch
 
 import exray
+from exray.baselines import list_methods
 from exray.cli.demo import DEMO_LAYER, DEMO_MASKS, DEMO_SCANNER
 from exray.differencing import MaskConfig
 from exray.evaluation import EvaluationConfig, evaluate_zoo
@@ -61,6 +63,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "table1")
     parser.add_argument("--layer", default=DEMO_LAYER, help="EX-RAY's and the baselines' layer")
     parser.add_argument("--full", action="store_true", help="library-default ABS and mask budgets")
+    parser.add_argument(
+        "--methods", nargs="+", default=list_methods(), help="rows after ABS's (default: every method)"
+    )
+    parser.add_argument(
+        "--patience", type=int, default=DEMO_MASKS.patience, help="mask early stopping (epochs without gain)"
+    )
     parser.add_argument("--workers", type=int, default=1, help="parallel model builds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -72,7 +80,10 @@ def main() -> None:
         seed=args.seed,
         layer=args.layer,
         scanner_options={} if args.full else DEMO_SCANNER,
-        mask_config=MaskConfig(precision="bf16") if args.full else DEMO_MASKS,
+        methods=tuple(args.methods),
+        mask_config=MaskConfig(precision="bf16")
+        if args.full
+        else replace(DEMO_MASKS, patience=args.patience),
     )
     result = evaluate_zoo(zoo, args.out, config=config, progress=True)
 

@@ -27,8 +27,10 @@ th{background:#f3f3f3}.natural{color:#2a7a2a;font-weight:bold}.injected{color:#b
 """
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text.strip("/")).strip("_") or "model"
+def _slug(model: str) -> str:
+    """A page directory for a model path: its last two components (``zoo_id-00000003``), made file-safe."""
+    tail = "/".join(Path(model).parts[-2:])
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", tail.strip("/")).strip("_") or "model"
 
 
 def _page(title: str, body: str) -> str:
