@@ -2,11 +2,13 @@
 second run reuses every cached stage."""
 
 import json
+from pathlib import Path
 
 import yaml
 from tests.zoo.conftest import micro_spec
 
 from exray.cli import main
+from exray.cli.demo import SHIPPED_ZOOS
 
 MICRO = micro_spec(
     name="micro-demo",
@@ -43,3 +45,9 @@ def test_demo_builds_scans_and_reports_then_reuses_the_cache(tmp_path, monkeypat
 def test_demo_names_a_missing_spec(tmp_path, capsys):
     assert main(["demo", "--spec", str(tmp_path / "nope.yaml"), "--quiet"]) == 2
     assert "nope.yaml" in capsys.readouterr().err
+
+
+def test_the_shipped_specs_are_package_data_and_zoos_links_to_them():
+    root = Path(__file__).resolve().parents[2]
+    assert {p.name for p in SHIPPED_ZOOS.glob("*.yaml")} >= {"tiny.yaml", "demo.yaml", "r2-like.yaml"}
+    assert (root / "zoos").resolve() == SHIPPED_ZOOS.resolve()

@@ -26,8 +26,8 @@ from exray.models import build_model
 from exray.models.analytic import COLOURS, symbol_images
 from exray.zoo import cached_build
 
-#: The shipped specs live next to the package in a source checkout (``make demo`` runs from one).
-SHIPPED_ZOOS = Path(__file__).resolve().parents[3] / "zoos"
+#: The shipped specs are package data (``zoos/`` in a source checkout links to them).
+SHIPPED_ZOOS = Path(__file__).resolve().parents[1] / "zoo" / "specs"
 #: Rows of the demo table after ABS alone: EX-RAY and the baselines that cost little on top of it.
 DEMO_METHODS = ("inner_l2", "inner_rf", "exray")
 #: EX-RAY's layer in the demo: the narrow 32×32 zoo models keep trigger features apart from class features
@@ -66,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
     if args.analytic:
         return run_analytic(args)
     if not args.spec.is_file():
-        raise ConfigError(f"zoo spec {args.spec} not found (pass --spec; the shipped specs are in zoos/)")
+        raise ConfigError(
+            f"zoo spec {args.spec} not found (pass --spec; the shipped specs are in {SHIPPED_ZOOS})"
+        )
     if not args.quiet:
         print(f"zoo: {args.spec} (built on first use, then cached)", file=sys.stderr)
     zoo = cached_build(args.spec, workers=args.workers, progress=not args.quiet)
