@@ -12,6 +12,7 @@ from exray.baselines import list_methods
 from exray.cli import main
 from exray.errors import ConfigError
 from exray.evaluation import EvaluationConfig, evaluate_zoo
+from exray.pipeline import Calibration
 
 from .conftest import FAST, read_json
 
@@ -141,3 +142,14 @@ def test_a_population_that_cannot_be_scanned_still_gives_a_table(colour_zoo, tmp
     assert "no model could be scanned" in capsys.readouterr().out
     data = read_json(out / "evaluation.json")
     assert len(data["errors"]) == 4 and data["rows"][0]["tp"] == 0
+
+
+def test_calibrate_fits_a_method_of_an_evaluation(evaluated, tmp_path, capsys):
+    out = tmp_path / "c.json"
+    assert main(["calibrate", str(evaluated.files["json"]), "--method", "exray", "--out", str(out)]) == 0
+    assert "4 models" in capsys.readouterr().out
+    fitted = Calibration.load(out)
+    for model in evaluated.models:  # EX-RAY separates this population: the fit learns the cut
+        assert (fitted.probability(model.outcomes["exray"].score) > 0.5) == model.truth.poisoned
+    assert main(["calibrate", str(evaluated.files["json"]), "--method", "nope", "--out", str(out)]) == 2
+    assert "abs" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from exray.errors import InputError
@@ -14,14 +15,20 @@ from exray.pipeline import Calibration, fit, read_results
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "calibrate",
-        help="fit P(trojaned) to ground truth from an `exray scan` results file",
+        help="fit P(trojaned) to ground truth from `exray scan` or `exray evaluate` results",
         description=(
-            "Read the model scores of a results file, the ground truth of each model directory "
-            f"({GROUND_TRUTH_FILE}), and fit the logistic calibration that minimises the TrojAI "
-            "cross-entropy."
+            "Read the model scores of a results file and each model's ground truth, and fit the logistic "
+            "calibration that minimises the TrojAI cross-entropy. From an `exray scan` results file the "
+            f"labels are the model directories' {GROUND_TRUTH_FILE}; from the evaluation.json of "
+            "`exray evaluate` they are the zoo's, and --method picks the row whose scores are fitted."
         ),
     )
-    parser.add_argument("results", type=Path, help="JSON-lines file written by `exray scan`")
+    parser.add_argument(
+        "results", type=Path, help="JSON-lines file of `exray scan`, or evaluation.json of `exray evaluate`"
+    )
+    parser.add_argument(
+        "--method", default="exray", help="with an evaluation.json: the method (row) to calibrate"
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("calibration.json"), help="calibration JSON to write"
     )
@@ -36,16 +43,40 @@ def ground_truth(model_dir: str) -> int:
         raise InputError(f"{path} is missing or does not hold 0/1") from None
 
 
-def run(args: argparse.Namespace) -> int:
-    records = [r for r in read_results(args.results).values() if r.get("score") is not None]
+def evaluated_scores(path: Path, method: str) -> tuple[list[float], list[int]]:
+    """Model scores of ``method`` and the ground truth from an ``exray evaluate`` evaluation.json."""
+    try:
+        models = json.loads(path.read_text())["models"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise InputError(f"{path} is not an evaluation.json written by `exray evaluate`") from None
+    pairs = [
+        (float(m["outcomes"][method]["score"]), int(m["poisoned"]))
+        for m in models
+        if m["outcomes"].get(method, {}).get("score") is not None
+    ]
+    if not pairs:
+        rows = sorted({k for m in models for k in m["outcomes"]})
+        raise InputError(f"{path} has no scores of method {method!r}; its rows are {rows}")
+    return [s for s, _ in pairs], [y for _, y in pairs]
+
+
+def scanned_scores(path: Path) -> tuple[list[float], list[int]]:
+    """Model scores of an ``exray scan`` results file and each model directory's ground truth."""
+    records = [r for r in read_results(path).values() if r.get("score") is not None]
     if not records:
-        raise InputError(f"{args.results} holds no scanned models")
-    scores = [float(r["score"]) for r in records]
-    labels = [ground_truth(r["model"]) for r in records]
+        raise InputError(f"{path} holds no scanned models")
+    return [float(r["score"]) for r in records], [ground_truth(r["model"]) for r in records]
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.results.suffix == ".json":
+        scores, labels = evaluated_scores(args.results, args.method)
+    else:
+        scores, labels = scanned_scores(args.results)
     fitted = fit(scores, labels)
     before = cross_entropy([Calibration().probability(s) for s in scores], labels)
     after = cross_entropy([fitted.probability(s) for s in scores], labels)
     fitted.save(args.out)
-    print(f"{len(records)} models: cross-entropy {before:.4f} (default) -> {after:.4f} (fitted)")
+    print(f"{len(scores)} models: cross-entropy {before:.4f} (default) -> {after:.4f} (fitted)")
     print(f"wrote {args.out}")
     return 0
