@@ -148,6 +148,7 @@ def test_calibrate_fits_a_method_of_an_evaluation(evaluated, tmp_path, capsys):
     out = tmp_path / "c.json"
     assert main(["calibrate", str(evaluated.files["json"]), "--method", "exray", "--out", str(out)]) == 0
     assert "4 models" in capsys.readouterr().out
+    assert read_json(out)["provenance"]["method"] == "exray"
     fitted = Calibration.load(out)
     for model in evaluated.models:  # EX-RAY separates this population: the fit learns the cut
         assert (fitted.probability(model.outcomes["exray"].score) > 0.5) == model.truth.poisoned

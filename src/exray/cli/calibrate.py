@@ -10,6 +10,7 @@ from exray.errors import InputError
 from exray.metrics import cross_entropy
 from exray.models.io import GROUND_TRUTH_FILE
 from exray.pipeline import Calibration, fit, read_results
+from exray.utils import versions
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -76,7 +77,15 @@ def run(args: argparse.Namespace) -> int:
     fitted = fit(scores, labels)
     before = cross_entropy([Calibration().probability(s) for s in scores], labels)
     after = cross_entropy([fitted.probability(s) for s in scores], labels)
-    fitted.save(args.out)
+    provenance = {
+        "fitted_on": str(args.results),
+        "method": args.method if args.results.suffix == ".json" else "scan",
+        "models": len(scores),
+        "trojaned": sum(labels),
+        "cross_entropy": {"default": before, "fitted": after},
+        "versions": versions(),
+    }
+    fitted.save(args.out, provenance)
     print(f"{len(scores)} models: cross-entropy {before:.4f} (default) -> {after:.4f} (fitted)")
     print(f"wrote {args.out}")
     return 0

@@ -14,6 +14,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -45,8 +46,12 @@ class Calibration:
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps({"calibration": self.to_dict()}, indent=2) + "\n")
+    def save(self, path: str | Path, provenance: dict[str, Any] | None = None) -> None:
+        """Write the calibration JSON; ``provenance`` (what it was fitted on) is stored next to it."""
+        record: dict[str, Any] = {"calibration": self.to_dict()}
+        if provenance:
+            record["provenance"] = provenance
+        Path(path).write_text(json.dumps(record, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
