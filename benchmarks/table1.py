@@ -5,12 +5,13 @@ Builds (or reuses, via ``exray.zoo.cached_build``) the population of ``zoos/r2-l
 ``--out``, so a re-run only redraws the table), and prints the measured table per trigger group next to the
 paper's round-2 numbers (EXP Table 1: 276 polygon- and 276 filter-trojaned models against 552 clean ones),
 then the issue's targets on the overall group: ABS+EX-RAY accuracy ≥ 0.90 and above every baseline,
-FP reduction ≥ 80 % at TP loss ≤ 10 %, cross-entropy ≤ 0.30. Hours of CPU on a laptop; not a test.
+FP reduction ≥ 80 % at TP loss ≤ 10 %, cross-entropy ≤ 0.30. About 50 min on 2 cores with the zoo
+build (docs/results.md); not a test.
 
     .venv/bin/python benchmarks/table1.py [--spec zoos/r2-like.yaml] [--out build/table1] [--layer L]
 
 The defaults are the demo's CPU budget (``exray demo``): ABS with 20 inversion epochs and the top 2 neurons
-per victim, EX-RAY's masks in bf16 with early stopping after 40 epochs without a smaller mask, and the
+per victim, EX-RAY's masks in bf16 with early stopping after 20 epochs without a smaller mask, and the
 refinement at the first conv block, where narrow 32×32 models separate best (docs/results.md). Pass
 ``--full`` for the library defaults (ABS 40 epochs, top 3 neurons, 400 mask epochs): 2-4x the CPU time.
 """
@@ -66,9 +67,7 @@ def main() -> None:
     parser.add_argument(
         "--methods", nargs="+", default=list_methods(), help="rows after ABS's (default: every method)"
     )
-    parser.add_argument(
-        "--patience", type=int, default=DEMO_MASKS.patience, help="mask early stopping (epochs without gain)"
-    )
+    parser.add_argument("--patience", type=int, default=20, help="mask early stopping (epochs without gain)")
     parser.add_argument("--workers", type=int, default=1, help="parallel model builds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
