@@ -154,3 +154,16 @@ def test_calibrate_fits_a_method_of_an_evaluation(evaluated, tmp_path, capsys):
         assert (fitted.probability(model.outcomes["exray"].score) > 0.5) == model.truth.poisoned
     assert main(["calibrate", str(evaluated.files["json"]), "--method", "nope", "--out", str(out)]) == 2
     assert "abs" in capsys.readouterr().err
+
+
+def test_the_evaluate_flags_reach_the_config(tmp_path):
+    from exray.cli import build_parser
+    from exray.cli.evaluate import config_from
+
+    flags = ["--methods", "exray", "--layer", "block:1", "--patience", "20", "--precision", "bf16"]
+    options = ["--scanner-option", "epochs=20", "--scanner-option", "modes=[patch]"]
+    args = build_parser().parse_args(["evaluate", str(tmp_path), *flags, *options])
+    config = config_from(args)
+    assert config.layer == "block:1" and config.methods == ("exray",)
+    assert (config.mask_config.patience, config.mask_config.precision) == (20, "bf16")
+    assert config.scanner_options == {"epochs": 20, "modes": ("patch",)}

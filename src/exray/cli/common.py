@@ -20,34 +20,40 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
 def add_exray_flags(parser: argparse.ArgumentParser) -> None:
     """Layer, policy and mask-optimisation options of EX-RAY."""
     group = parser.add_argument_group("EX-RAY")
-    group.add_argument("--layer", help="module name of the layer (default: second-to-last conv block)")
-    group.add_argument("--policy", choices=POLICY_NAMES, default="official", help="decision policy")
+    add_refinement_flags(group)
     group.add_argument(
         "--sides", choices=("both", "a_to_b", "b_to_a"), default="both", help="mask constraints"
     )
     group.add_argument("--loss", choices=("official", "paper"), default="official", help="mask loss form")
+    group.add_argument("--seed", type=int, default=0, help="random seed")
+
+
+def add_refinement_flags(group: argparse._ArgumentGroup) -> None:
+    """The layer, decision policy and mask budget shared by ``scan``, ``diff`` and ``evaluate``."""
+    group.add_argument("--layer", help="module name of the layer (default: second-to-last conv block)")
+    group.add_argument("--policy", choices=POLICY_NAMES, default="official", help="EX-RAY decision policy")
     group.add_argument("--epochs", type=int, default=MaskConfig.epochs, help="mask optimisation epochs")
+    group.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32", help="suffix precision (bf16: ~2x faster)"
+    )
     group.add_argument(
         "--patience",
         type=int,
         help="stop a mask problem once its best mask has not shrunk for this many epochs (default: never)",
     )
-    group.add_argument(
-        "--precision", choices=("fp32", "bf16"), default="fp32", help="suffix precision (bf16: ~2x faster)"
-    )
-    group.add_argument("--seed", type=int, default=0, help="random seed")
 
 
 def mask_config(args: argparse.Namespace) -> MaskConfig:
     return MaskConfig(loss=args.loss, epochs=args.epochs, precision=args.precision, patience=args.patience)
 
 
-def add_scanner_flags(parser: argparse.ArgumentParser) -> None:
-    """The upstream scanner's layer and options."""
+def add_scanner_flags(parser: argparse.ArgumentParser, *, layer: bool = True) -> None:
+    """The upstream scanner's settings (and its layer, unless ``layer`` is False)."""
     group = parser.add_argument_group("scanner")
-    group.add_argument(
-        "--scanner-layer", help="the scanner's layer (default: its own, the second-to-last block)"
-    )
+    if layer:
+        group.add_argument(
+            "--scanner-layer", help="the scanner's layer (default: its own, the second-to-last block)"
+        )
     group.add_argument(
         "--scanner-option",
         action="append",

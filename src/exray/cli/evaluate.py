@@ -8,9 +8,8 @@ import sys
 from pathlib import Path
 
 from exray.baselines import list_methods
-from exray.cli.common import add_output_flags, scanner_options
+from exray.cli.common import add_output_flags, add_refinement_flags, add_scanner_flags, scanner_options
 from exray.differencing import MaskConfig
-from exray.differencing.policies import POLICY_NAMES
 from exray.evaluation import EvaluationConfig, evaluate_zoo
 from exray.pipeline import Calibration
 
@@ -51,25 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--trust-pickle", action="store_true", help="allow loading pickled TrojAI model.pt files"
     )
     group = parser.add_argument_group("EX-RAY and the baselines")
-    group.add_argument("--layer", help="module name of the layer (default: second-to-last conv block)")
-    group.add_argument("--policy", choices=POLICY_NAMES, default="official", help="EX-RAY decision policy")
-    group.add_argument("--epochs", type=int, default=MaskConfig.epochs, help="mask optimisation epochs")
-    group.add_argument(
-        "--precision", choices=("fp32", "bf16"), default="fp32", help="suffix precision (bf16: ~2x faster)"
-    )
-    group.add_argument(
-        "--patience",
-        type=int,
-        help="stop a mask problem once its best mask has not shrunk for this many epochs (default: never)",
-    )
+    add_refinement_flags(group)
     group.add_argument("--seed", type=int, default=0, help="random seed (scans, masks, forest, split)")
-    parser.add_argument(
-        "--scanner-option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a scanner setting, e.g. epochs=20 (repeatable; values are read as YAML)",
-    )
+    add_scanner_flags(parser, layer=False)  # the scanner stays at its layer: every method judges its triggers
     add_output_flags(parser)
     parser.set_defaults(run=run)
 
