@@ -12,7 +12,7 @@ build (docs/results.md); not a test.
 
 The defaults are the demo's CPU budget (``exray demo``): ABS with 20 inversion epochs and the top 2 neurons
 per victim, EX-RAY's masks in bf16 with early stopping after 20 epochs without a smaller mask, and the
-refinement at the first conv block, where narrow 32×32 models separate best (docs/results.md). Pass
+refinement at ``block:1`` (the documented run; the layer ablation there favours ``block:middle``). Pass
 ``--full`` for the library defaults (ABS 40 epochs, top 3 neurons, 400 mask epochs): 2-4x the CPU time.
 """
 
@@ -29,7 +29,7 @@ import torch
 
 import exray
 from exray.baselines import list_methods
-from exray.cli.demo import DEMO_LAYER, DEMO_MASKS, DEMO_SCANNER
+from exray.cli.demo import DEMO_MASKS, DEMO_SCANNER
 from exray.differencing import MaskConfig
 from exray.evaluation import EvaluationConfig, evaluate_zoo
 from exray.zoo import cached_build
@@ -62,7 +62,9 @@ def main() -> None:
     )
     parser.add_argument("--spec", type=Path, default=ROOT / "zoos" / "r2-like.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "table1")
-    parser.add_argument("--layer", default=DEMO_LAYER, help="EX-RAY's and the baselines' layer")
+    parser.add_argument(
+        "--layer", default="block:1", help="EX-RAY's and the baselines' layer (docs/results.md: block:1)"
+    )
     parser.add_argument("--full", action="store_true", help="library-default ABS and mask budgets")
     parser.add_argument(
         "--methods", nargs="+", default=list_methods(), help="rows after ABS's (default: every method)"
