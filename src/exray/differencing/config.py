@@ -23,8 +23,9 @@ class MaskConfig:
     * ``loss="paper"``: Σm + w·CE per side, with w = ``barrier_weight`` while the side's cross-entropy
       exceeds ``alpha`` and 0 otherwise (paper eq. 4, α = 0.1, spec §4.4).
     * ``patience``: stop a problem early once its best feasible mask has not shrunk by more than
-      ``min_improvement`` (in units of Σm) for this many epochs. ``None`` runs all ``epochs`` as the
-      official code does.
+      ``min_improvement`` (in units of Σm) for this many epochs *and* is decided (≥ 95 % of its channels
+      below 0.1 or above 0.9; a uniform plateau of the size term is not convergence). ``None`` runs all
+      ``epochs`` as the official code does.
     * ``precision="bf16"`` runs the suffix under bfloat16 autocast (about 2× faster on CPUs with bf16
       units; masks and Adam state stay fp32).
     * ``engine="batched"`` optimises many problems in one stacked pass; ``"reference"`` runs each problem

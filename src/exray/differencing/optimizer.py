@@ -33,6 +33,19 @@ _ADAM_EPS = 1e-8
 _EVAL_PAIR_CAP = 4096
 
 
+#: Early stopping waits until the best mask is decided: at least this fraction of its channels lie within
+#: ``DECIDED_MARGIN`` of 0 or 1. The size term first shrinks every channel alike (a uniform plateau where
+#: no smaller feasible mask is found for many epochs); only the barrier then tells the channels apart.
+DECIDED_CHANNELS = 0.95
+DECIDED_MARGIN = 0.1
+
+
+def decided(masks: torch.Tensor) -> torch.Tensor:
+    """(K,) bool: which of the (K, C) masks are nearly binary (see :data:`DECIDED_CHANNELS`)."""
+    near = (masks < DECIDED_MARGIN) | (masks > 1 - DECIDED_MARGIN)
+    return near.float().mean(1) >= DECIDED_CHANNELS
+
+
 @dataclass
 class MaskProblem:
     """One mask to find: features ``a`` (class ``label_a``) against features ``b`` (class ``label_b``).
@@ -318,7 +331,7 @@ class _Solver:
         self.history[active, epoch] = size[active]
         self.epochs_run[active] = epoch + 1
         if self.config.patience is not None:
-            stop = active & (self.since_best >= self.config.patience)
+            stop = active & (self.since_best >= self.config.patience) & decided(self.best_mask)
             if stop.any():
                 self.active = active & ~stop
                 self.steps = self._layout()
