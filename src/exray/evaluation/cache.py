@@ -16,6 +16,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+#: Part of every refinement method's cache key: bump it when a change of code changes the scores that the
+#: same settings give (2: mask early stopping waits for a decided mask), so that stale caches are redone.
+SCORES_REVISION = 2
+
 
 def settings_key(settings: dict[str, Any]) -> str:
     """A short stable hash of JSON-able ``settings``."""

@@ -8,6 +8,7 @@ from typing import Any
 from exray.baselines import METHODS, ExrayMethod, RefinementMethod, get_method, list_methods
 from exray.differencing import MaskConfig
 from exray.errors import ConfigError
+from exray.evaluation.cache import SCORES_REVISION
 from exray.pipeline import Calibration
 from exray.scanners import list_scanners
 
@@ -93,6 +94,7 @@ class EvaluationConfig:
             "layer": self.layer,
             "min_asr": self.min_asr,
             "scan": scan_key,
+            "revision": SCORES_REVISION,
         }
 
     def to_dict(self) -> dict[str, Any]:
