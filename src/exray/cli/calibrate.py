@@ -70,7 +70,8 @@ def scanned_scores(path: Path) -> tuple[list[float], list[int]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.results.suffix == ".json":
+    evaluation = args.results.suffix == ".json"
+    if evaluation:
         scores, labels = evaluated_scores(args.results, args.method)
     else:
         scores, labels = scanned_scores(args.results)
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     after = cross_entropy([fitted.probability(s) for s in scores], labels)
     provenance = {
         "fitted_on": str(args.results),
-        "method": args.method if args.results.suffix == ".json" else "scan",
+        "method": args.method if evaluation else "scan",
         "models": len(scores),
         "trojaned": sum(labels),
         "cross_entropy": {"default": before, "fitted": after},
