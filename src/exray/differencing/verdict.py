@@ -8,6 +8,11 @@ Paper §3.2, spec §4.2 and §4.5. For a trigger t that flips victim class V to 
   M1 onto the V/V+t pair and M2 onto the V/T pair;
 * a decision policy turns them into natural / injected.
 
+M2's pairs are fixed (V_j with its own stamped copy). M1's pairs of clean V and T images are redrawn every
+epoch — the paper's "random order" variant (spec §4.3 [CHOICE]) — because V_j and T_j are unrelated
+images; the official script keeps the index pairing. On the tiny zoos the index pairing shrinks M1 by
+up to a quarter and helps no model's verdict (docs/results.md).
+
 :func:`compare_triggers` judges many triggers of one model at once: all their M1 and M2 problems are
 optimised in one stacked pass (M1 problems shared by triggers of the same V/T pair are solved once).
 """
