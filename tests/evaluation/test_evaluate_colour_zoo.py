@@ -160,10 +160,24 @@ def test_the_evaluate_flags_reach_the_config(tmp_path):
     from exray.cli import build_parser
     from exray.cli.evaluate import config_from
 
-    flags = ["--methods", "exray", "--layer", "block:1", "--patience", "20", "--precision", "bf16"]
+    flags = [
+        "--methods",
+        "exray",
+        "--layer",
+        "block:1",
+        "--patience",
+        "20",
+        "--precision",
+        "bf16",
+        "--loss",
+        "paper",
+    ]
     options = ["--scanner-option", "epochs=20", "--scanner-option", "modes=[patch]"]
     args = build_parser().parse_args(["evaluate", str(tmp_path), *flags, *options])
     config = config_from(args)
     assert config.layer == "block:1" and config.methods == ("exray",)
     assert (config.mask_config.patience, config.mask_config.precision) == (20, "bf16")
+    assert (
+        config.mask_config.loss == "paper" and config.method("exray").options()["config"]["loss"] == "paper"
+    )
     assert config.scanner_options == {"epochs": 20, "modes": ("patch",)}

@@ -24,12 +24,11 @@ def add_exray_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--sides", choices=("both", "a_to_b", "b_to_a"), default="both", help="mask constraints"
     )
-    group.add_argument("--loss", choices=("official", "paper"), default="official", help="mask loss form")
     group.add_argument("--seed", type=int, default=0, help="random seed")
 
 
 def add_refinement_flags(group: argparse._ArgumentGroup) -> None:
-    """The layer, decision policy and mask budget shared by ``scan``, ``diff`` and ``evaluate``."""
+    """The layer, decision policy and mask optimisation shared by ``scan``, ``diff`` and ``evaluate``."""
     group.add_argument("--layer", help="module name of the layer (default: second-to-last conv block)")
     group.add_argument("--policy", choices=POLICY_NAMES, default="official", help="EX-RAY decision policy")
     group.add_argument("--epochs", type=int, default=MaskConfig.epochs, help="mask optimisation epochs")
@@ -41,6 +40,7 @@ def add_refinement_flags(group: argparse._ArgumentGroup) -> None:
         type=int,
         help="stop a mask problem once its best mask has not shrunk for this many epochs (default: never)",
     )
+    group.add_argument("--loss", choices=("official", "paper"), default="official", help="mask loss form")
 
 
 def mask_config(args: argparse.Namespace) -> MaskConfig:

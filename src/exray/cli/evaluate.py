@@ -8,8 +8,13 @@ import sys
 from pathlib import Path
 
 from exray.baselines import list_methods
-from exray.cli.common import add_output_flags, add_refinement_flags, add_scanner_flags, scanner_options
-from exray.differencing import MaskConfig
+from exray.cli.common import (
+    add_output_flags,
+    add_refinement_flags,
+    add_scanner_flags,
+    mask_config,
+    scanner_options,
+)
 from exray.evaluation import EvaluationConfig, evaluate_zoo
 from exray.pipeline import Calibration
 
@@ -65,7 +70,7 @@ def config_from(args: argparse.Namespace) -> EvaluationConfig:
         seed=args.seed,
         layer=args.layer,
         policy=args.policy,
-        mask_config=MaskConfig(epochs=args.epochs, precision=args.precision, patience=args.patience),
+        mask_config=mask_config(args),
         calibration=Calibration.load(args.calibration) if args.calibration else Calibration(),
         calibration_source=f"from {args.calibration}" if args.calibration else "default",
         min_asr=args.min_asr,
