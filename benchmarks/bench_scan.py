@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 import exray
-from exray.cli.demo import DEMO_LAYER
+from exray.cli.demo import DEMO_LAYER, DEMO_MASKS
 from exray.differencing import MaskConfig
 from exray.scanners import get_scanner
 from exray.zoo import cached_build, read_metadata
@@ -61,7 +62,9 @@ def scan_model(
     return row
 
 
-def judge(model, examples, triggers, seed: int, layer: str, masks: MaskConfig) -> dict:
+def judge(
+    model: torch.nn.Module, examples: dict, triggers: list, seed: int, layer: str, masks: MaskConfig
+) -> dict:
     """EX-RAY on ABS's triggers, as ``exray scan`` runs it after the scanner."""
     start = time.perf_counter()
     result = exray.scan(model, examples, triggers=triggers, seed=seed, layer=layer, mask_config=masks)
@@ -89,9 +92,14 @@ def main() -> None:
         "--layer", default=DEMO_LAYER, help=f"EX-RAY's layer (default: the demo's, {DEMO_LAYER})"
     )
     parser.add_argument(
-        "--precision", choices=("fp32", "bf16"), default="bf16", help="EX-RAY's suffix precision"
+        "--precision",
+        choices=("fp32", "bf16"),
+        default=DEMO_MASKS.precision,
+        help="EX-RAY's suffix precision",
     )
-    parser.add_argument("--patience", type=int, default=40, help="EX-RAY's early stopping (0: none)")
+    parser.add_argument(
+        "--patience", type=int, default=DEMO_MASKS.patience, help="EX-RAY's early stopping (0: none)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
@@ -107,7 +115,7 @@ def main() -> None:
     if args.nc_universal:
         scanners["nc_universal"] = get_scanner("nc_universal")
 
-    masks = MaskConfig(precision=args.precision, patience=args.patience or None)
+    masks = replace(DEMO_MASKS, precision=args.precision, patience=args.patience or None)
     print(f"zoo {zoo} ({spec.name}), {len(rows)} models, {args.threads} threads, torch {torch.__version__}")
     print(f"EX-RAY at {args.layer}, masks {args.precision}, patience {masks.patience}")
     header = f"{'model':<14} {'arch':<12} {'truth':<14}" + "".join(f" {s[:6]:>7}" for s in ABS_STAGES)
