@@ -1,0 +1,152 @@
+"""Does EX-RAY's premise hold on a zoo, and at which layer? Verdicts on triggers known by construction.
+
+EX-RAY (paper §3) calls a trigger natural when the feature maps that flip victim V to V+trigger (M2) lie
+inside those that separate clean V from clean T (M1). Whether that holds depends on the model and the
+layer, independently of any trigger-inversion scanner. This script judges, at every requested layer, two
+kinds of trigger whose answer is known by construction, so no scanner error can blur the picture:
+
+* **planted**: each trojaned model's own trigger, stamped exactly as in training on the model's held-out
+  example scenes of each source class (re-rendered from the zoo's draw) — should be judged *injected*;
+* **glyph swap**: for each glyph-only confusion pair (a, b) of every model, the victim's scenes re-rendered
+  with class b's sign (same background, pose, lighting; only the glyph differs) — a natural trigger by
+  construction (the "stamped" image *is* a class-b image), both directions — should be judged *natural*.
+
+Prints, per layer, how many planted triggers were judged injected and how many glyph swaps natural, then
+one row per trigger with the overlaps (I1, I2). A layer where both counts are high is one where EX-RAY can
+work on this population; ``exray scan --layer`` takes it. Run it on an otherwise idle machine.
+
+    .venv/bin/python benchmarks/premise_by_layer.py [--zoo DIR | --spec zoos/tiny.yaml] \
+        [--layers block:0,block:1,block:middle,block:-2,block:-1] [--models N] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import exray
+from exray.cli.demo import DEMO_MASKS
+from exray.data.synth import SignRenderer
+from exray.differencing import MaskConfig
+from exray.differencing.verdict import TriggerCase, compare_triggers
+from exray.scanners.result import FILTER_TYPES
+from exray.utils import derive_seed, versions
+from exray.zoo import ZOO_FILE, cached_build, designs, draw_model, parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LAYERS = "block:0,block:1,block:middle,block:-2,block:-1"
+
+
+def quantised(images: torch.Tensor) -> torch.Tensor:
+    """As the model sees its example PNGs: 8 bits per channel."""
+    return (images * 255.0).round() / 255.0
+
+
+def known_cases(
+    spec, design, attempt: int, examples: dict[int, torch.Tensor]
+) -> list[tuple[str, TriggerCase]]:
+    """The planted triggers and glyph swaps of one model, as (description, case) pairs."""
+    draw = draw_model(spec, design, attempt)
+    renderer = SignRenderer(draw.classes, size=spec.image_size, options=spec.data.options())
+
+    def scenes(label: int, scene_class: int, trigger=None) -> torch.Tensor:
+        labels = np.full(draw.examples_per_class, label)
+        seed = derive_seed(draw.examples_seed, scene_class)
+        return quantised(renderer.render(labels, seed, triggers=trigger).images)
+
+    cases = []
+    for attack in draw.attacks:
+        kind = "filter" if attack.trigger.type in FILTER_TYPES else "patch"
+        for source in attack.source_classes:
+            stamped = scenes(source, source, attack.trigger)
+            case = TriggerCase(
+                examples[source], examples[attack.target_class], stamped, source, attack.target_class, kind
+            )
+            cases.append((f"planted {attack.trigger.type} {source}→{attack.target_class}", case))
+    for a, b in draw.confusion_pairs():
+        for victim, target in ((a, b), (b, a)):
+            swapped = scenes(target, victim)
+            case = TriggerCase(examples[victim], examples[target], swapped, victim, target, "patch")
+            cases.append((f"glyph swap {victim}→{target}", case))
+    return cases
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--zoo", type=Path, help="a built zoo directory (its zoo.json holds the spec)")
+    where.add_argument(
+        "--spec", type=Path, default=ROOT / "zoos" / "tiny.yaml", help="build or reuse via the cache"
+    )
+    parser.add_argument("--layers", default=DEFAULT_LAYERS, help="comma-separated layer selectors")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default=DEMO_MASKS.precision)
+    parser.add_argument("--patience", type=int, default=DEMO_MASKS.patience)
+    parser.add_argument("--models", type=int, help="judge only the first N models of the zoo")
+    parser.add_argument("--seed", type=int, default=0, help="mask-optimisation seed")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write every verdict here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    zoo = args.zoo if args.zoo is not None else cached_build(args.spec, progress=True)
+    spec = parse_spec(json.loads((zoo / ZOO_FILE).read_text())["spec"])
+    masks = replace(MaskConfig(), precision=args.precision, patience=args.patience)
+    layers = [layer.strip() for layer in args.layers.split(",") if layer.strip()]
+
+    rows = []
+    for design in designs(spec)[: args.models]:
+        directory = zoo / design.name
+        config = json.loads((directory / "config.json").read_text())
+        model = exray.load_model(directory)
+        examples = exray.load_examples(directory)
+        cases = known_cases(spec, design, int(config["attempt"]), examples)
+        for layer in layers:
+            verdicts = compare_triggers(
+                model, [case for _, case in cases], layer=layer, config=masks, seed=args.seed
+            )
+            for (what, _), verdict in zip(cases, verdicts):
+                rows.append(
+                    {
+                        "model": design.name,
+                        "architecture": design.architecture.name,
+                        "layer": layer,
+                        "trigger": what,
+                        "natural": verdict.natural,
+                        "overlap": [round(v, 3) for v in verdict.overlap],
+                        "reasons": verdict.reasons,
+                    }
+                )
+        print(f"{design.name} ({design.architecture.name}): {len(cases)} known triggers judged", flush=True)
+
+    print(f"\n{'layer':<14} {'planted judged injected':>24} {'glyph swaps judged natural':>27}")
+    for layer in layers:
+        planted = [r for r in rows if r["layer"] == layer and r["trigger"].startswith("planted")]
+        swaps = [r for r in rows if r["layer"] == layer and r["trigger"].startswith("glyph")]
+        injected = sum(not r["natural"] for r in planted)
+        natural = sum(r["natural"] for r in swaps)
+        print(f"{layer:<14} {injected:>18} of {len(planted):<3} {natural:>21} of {len(swaps):<3}")
+    print()
+    for r in rows:
+        verdict = "natural " if r["natural"] else "injected"
+        i1, i2 = r["overlap"]
+        print(f"{r['model']} {r['layer']:<13} {r['trigger']:<26} {verdict} I1={i1:.2f} I2={i2:.2f}")
+    if args.json is not None:
+        record = {
+            "zoo": str(zoo),
+            "layers": layers,
+            "masks": masks.to_dict(),
+            "seed": args.seed,
+            "rows": rows,
+        }
+        record["versions"] = versions()
+        args.json.write_text(json.dumps(record, indent=1))
+        print(f"\nverdicts: {args.json}")
+
+
+if __name__ == "__main__":
+    main()
