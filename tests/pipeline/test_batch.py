@@ -97,6 +97,31 @@ def test_scan_command_writes_results_and_a_browsable_report(model_dirs, tmp_path
             assert (report / Path(link).parent / image).stat().st_size > 0
 
 
+def test_scan_command_judges_from_every_flipped_victim_on_request(model_dirs, tmp_path):
+    out, report = tmp_path / "r.jsonl", tmp_path / "report"
+    args = [
+        "scan",
+        str(model_dirs["planted"]),
+        "--victims",
+        "flipped",
+        "--out",
+        str(out),
+        "--report",
+        str(report),
+    ]
+    assert main([*args, "--quiet"]) == 0
+    (record,) = read_results(out).values()
+    voted = [t for t in record["triggers"] if t["victim_votes"]]
+    assert voted and record["probability"] > 0.8
+    assert all(t["target"] not in map(int, t["victim_votes"]) for t in voted)
+    assert all(
+        t["pruned"] == (2 * list(t["victim_votes"].values()).count(False) <= len(t["victim_votes"]))
+        for t in voted
+    )
+    (page,) = report.glob("*/index.html")
+    assert "from each class it flips" in page.read_text()
+
+
 def test_trojai_entry_point_writes_one_float(model_dirs, tmp_path):
     result = tmp_path / "result.txt"
     args = [

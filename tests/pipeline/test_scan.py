@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from exray.baselines import RefinementMethod, TriggerScore
 from exray.errors import ConfigError, InputError, LayerError
 from exray.pipeline import scan
 from exray.scanners import FoundTrigger
@@ -66,6 +67,8 @@ def test_bad_calls():
         scan(model, {0: examples()[0]})
     with pytest.raises(ConfigError, match="refine"):
         scan(model, examples(), refine="magic")
+    with pytest.raises(ConfigError, match="victims"):
+        scan(model, examples(), victims="some")
 
 
 def test_the_scanner_and_the_refinement_take_their_own_layers():
@@ -76,3 +79,53 @@ def test_the_scanner_and_the_refinement_take_their_own_layers():
     assert alone.triggers
     with pytest.raises(LayerError, match="nope"):
         scan(model, data, refine="exray", layer="nope")
+
+
+def _supplied_patches(model, data):
+    colours = [(1.0, 0.0, 1.0), (0.0, 1.0, 0.0)]  # magenta (planted), green (class 1's own feature)
+    return [
+        FoundTrigger.evaluate(model, PatchTrigger(colour, 0.15, (0.0, 0.0)), data, victim=0, kind="patch")
+        for colour in colours
+    ]
+
+
+def test_flipped_victims_judge_a_trigger_from_every_class_it_flips():
+    model, data = colour_model(planted=True), examples()
+    result = scan(model, data, triggers=_supplied_patches(model, data), victims="flipped")
+    magenta, green = result.triggers
+    assert set(magenta.victim_votes) == set(green.victim_votes) == {0, 2, 3}  # every class but the target
+    assert not any(magenta.victim_votes.values()) and not magenta.pruned
+    assert all(green.victim_votes.values()) and green.pruned
+    assert result.to_dict()["triggers"][0]["victim_votes"] == {"0": False, "2": False, "3": False}
+
+
+class VictimOracle(RefinementMethod):
+    """Test double: a trigger is "injected" exactly when judged from one of ``injected_from``."""
+
+    name = "victim_oracle"
+    title = "victim oracle"
+    fixed_threshold = 0.5
+
+    def __init__(self, injected_from):
+        super().__init__()
+        self.injected_from = set(injected_from)
+
+    def _score(self, model, cases, *, layer, seed, progress):
+        return [TriggerScore(float(case.victim_label in self.injected_from)) for case in cases]
+
+
+@pytest.mark.parametrize(
+    ("injected_from", "pruned_found", "pruned_flipped"),
+    [({0}, False, True), ({2, 3}, True, False), ({0, 2}, False, False), (set(), True, True)],
+)
+def test_flipped_victims_keep_a_trigger_only_when_most_verdicts_say_injected(
+    injected_from, pruned_found, pruned_flipped
+):
+    model, data = colour_model(planted=True), examples()
+    magenta = _supplied_patches(model, data)[:1]  # found with victim 0; flips 0, 2 and 3
+    oracle = VictimOracle(injected_from)
+    found = scan(model, data, triggers=magenta, refine=oracle).triggers[0]
+    flipped = scan(model, data, triggers=magenta, refine=oracle, victims="flipped").triggers[0]
+    assert found.pruned is pruned_found and found.victim_votes is None
+    assert flipped.pruned is pruned_flipped
+    assert flipped.victim_votes == {v: v not in injected_from for v in (0, 2, 3)}

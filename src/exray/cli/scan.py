@@ -15,6 +15,7 @@ from exray.cli.common import (
     scanner_options,
 )
 from exray.pipeline import Calibration, ScanOptions, read_results, scan_many
+from exray.pipeline.scan import VICTIM_RULES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +32,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("model_dirs", nargs="+", type=Path, help="model directories")
     parser.add_argument("--scanner", choices=("abs", "nc"), default="abs", help="upstream scanner")
     parser.add_argument("--no-refine", action="store_true", help="report the scanner alone (no EX-RAY)")
+    parser.add_argument(
+        "--victims",
+        choices=VICTIM_RULES,
+        default="found",
+        help="judge each trigger with the scanner's victim class (the paper) or with every class it flips, "
+        "keeping it when most of those verdicts say injected",
+    )
     parser.add_argument("--out", type=Path, default=Path("results.jsonl"), help="JSON-lines results file")
     parser.add_argument("--report", type=Path, help="write an HTML report per model and an index into DIR")
     parser.add_argument("--workers", type=int, default=1, help="models scanned in parallel (share the cores)")
@@ -53,6 +61,7 @@ def options_from(args: argparse.Namespace) -> ScanOptions:
         scanner_layer=args.scanner_layer,
         scanner_options=scanner_options(args),
         policy=args.policy,
+        victims=args.victims,
         mask_config=mask_config(args),
         calibration=Calibration.load(args.calibration) if args.calibration else Calibration(),
         trust_pickle=args.trust_pickle,

@@ -27,7 +27,7 @@ from exray.differencing import MaskConfig
 from exray.errors import ConfigError, ExrayError
 from exray.models.io import input_image_size, load_model
 from exray.pipeline.calibration import Calibration
-from exray.pipeline.scan import scan
+from exray.pipeline.scan import VICTIM_RULES, scan
 from exray.scanners import get_scanner
 from exray.utils import set_thread_budget, versions
 
@@ -42,6 +42,7 @@ class ScanOptions:
     layer: str | None = None
     scanner_layer: str | None = None
     policy: str = "official"
+    victims: str = "found"
     mask_config: MaskConfig = field(default_factory=MaskConfig)
     calibration: Calibration = field(default_factory=Calibration)
     scanner_options: dict[str, Any] = field(default_factory=dict)
@@ -51,6 +52,8 @@ class ScanOptions:
     def __post_init__(self) -> None:
         if self.refine not in (None, "exray"):
             raise ConfigError(f"refine must be None or 'exray', got {self.refine!r}")
+        if self.victims not in VICTIM_RULES:
+            raise ConfigError(f"victims must be one of {VICTIM_RULES}, got {self.victims!r}")
         get_scanner(self.scanner, **self.scanner_options)  # bad scanner settings fail before any model
 
 
@@ -69,6 +72,7 @@ def scan_model_dir(path: str | Path, options: ScanOptions, *, progress: bool = F
             layer=options.layer,
             scanner_layer=options.scanner_layer,
             policy=options.policy,
+            victims=options.victims,
             mask_config=options.mask_config,
             calibration=options.calibration,
             scanner_options=options.scanner_options,

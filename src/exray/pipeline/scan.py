@@ -5,6 +5,13 @@ victim class reaches ``refine_min_asr`` is judged by EX-RAY (all of a model's tr
 a trigger judged natural is pruned. The model's score is the largest ASR among the triggers that were not
 pruned, and the probability is the calibrated score.
 
+``victims="found"`` (the paper's and the official code's rule, spec §4.2) judges a trigger once, with the
+victim class the scanner reports. ``victims="flipped"`` [CHOICE] judges it with *every* class it flips
+(label-specific ASR ≥ ``refine_min_asr``) and keeps it only when a strict majority of those verdicts say
+injected: a trojan trigger flips each of its source classes through its own features, while a natural
+universal trigger (a colour shift toward the target's colour) is natural from most victims even when one
+victim/target pair happens to look injected.
+
 Any refinement method of :mod:`exray.baselines` can take EX-RAY's place through the same per-trigger
 interface: by name for the methods that decide by their own rule (:data:`REFINERS`), or as a configured
 :class:`~exray.baselines.RefinementMethod` object (a score baseline with its thresholds, a fitted forest).
@@ -14,23 +21,27 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
-from exray.baselines import Judgement, RefinementMethod, get_method, select_cases
+from exray.baselines import Judgement, RefinementCase, RefinementMethod, get_method, select_cases
+from exray.baselines.base import ASR_TOLERANCE
 from exray.differencing import MaskConfig, Verdict
 from exray.differencing.policies import Policy
 from exray.errors import ConfigError, InputError
 from exray.models.layers import check_images
 from exray.pipeline.calibration import Calibration
 from exray.scanners import FoundTrigger, Scanner, get_scanner
+from exray.scanners.common import predict
 from exray.utils import versions
 
 #: Refinement methods usable by name: EX-RAY and its one-sided variants decide by their own rule.
 REFINERS = ("exray", "exray_v2t", "exray_t2v")
+#: Which victim classes a trigger is judged with (see the module docstring).
+VICTIM_RULES = ("found", "flipped")
 
 
 @dataclass
@@ -38,13 +49,16 @@ class TriggerReport:
     """One trigger of a scan and what happened to it: ``pruned`` when the refinement judged it natural.
 
     ``judgement``: the refinement method's score and decision; ``verdict``: EX-RAY's verdict (EX-RAY and
-    its one-sided variants).
+    its one-sided variants), both for the scanner's victim class. ``victim_votes``: with
+    ``victims="flipped"``, whether the method called the trigger natural from each victim class it flips
+    (the majority decides ``pruned``).
     """
 
     found: FoundTrigger
     verdict: Verdict | None = None
     note: str | None = None
     judgement: Judgement | None = None
+    victim_votes: dict[int, bool] | None = None
 
     @property
     def pruned(self) -> bool:
@@ -64,6 +78,9 @@ class TriggerReport:
             "pruned": self.pruned,
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
             "judgement": None if self.judgement is None else self.judgement.to_dict(),
+            "victim_votes": None
+            if self.victim_votes is None
+            else {str(k): v for k, v in self.victim_votes.items()},
             "note": self.note,
         }
 
@@ -133,6 +150,7 @@ def scan(
     mask_config: MaskConfig | None = None,
     calibration: Calibration | None = None,
     refine_min_asr: float = 0.9,
+    victims: str = "found",
     triggers: list[FoundTrigger] | None = None,
     scanner_options: dict[str, Any] | None = None,
     name: str = "model",
@@ -146,9 +164,11 @@ def scan(
     prunes with that method (``policy`` and ``mask_config`` configure the EX-RAY methods given by name).
     ``layer`` is the refinement's layer (default: the second-to-last conv block, EXA Table 11),
     ``scanner_layer`` the scanner's (default: its own), so that a layer ablation of the refinement judges
-    the same triggers, as in ``exray evaluate``.
+    the same triggers, as in ``exray evaluate``. ``victims``: one of :data:`VICTIM_RULES` (module docstring).
     Timings per stage are recorded in the result.
     """
+    if victims not in VICTIM_RULES:
+        raise ConfigError(f"victims must be one of {VICTIM_RULES}, got {victims!r}")
     method = resolve_refiner(refine, policy, mask_config)
     check_examples(examples)
     calibration = calibration or Calibration()
@@ -168,7 +188,7 @@ def scan(
     reports = [TriggerReport(t) for t in triggers]
     if method is not None:
         start = time.perf_counter()
-        _refine(method, model, examples, reports, refine_min_asr, layer, seed, progress)
+        _refine(method, model, examples, reports, refine_min_asr, victims, layer, seed, progress)
         timings[method.name] = time.perf_counter() - start
     score = max((r.score for r in reports), default=0.0)
     return ScanResult(
@@ -198,7 +218,7 @@ def resolve_refiner(
     return get_method(refine, policy=policy, config=mask_config)
 
 
-def _refine(method, model, examples, reports, min_asr, layer, seed, progress) -> None:
+def _refine(method, model, examples, reports, min_asr, victims, layer, seed, progress) -> None:
     """Judge every strong-enough trigger with ``method``, all of the model's triggers in one call."""
     selection = select_cases(
         examples, [r.found for r in reports], min_asr=min_asr, stamp_targets=method.needs_stamped_target
@@ -207,9 +227,59 @@ def _refine(method, model, examples, reports, min_asr, layer, seed, progress) ->
         reports[i].note = note
     if not selection.cases:
         return
-    judgements = method.judge(model, selection.cases, layer=layer, seed=seed, progress=progress)
+    owners, cases = list(selection.indices), list(selection.cases)
+    if victims == "flipped":
+        for i in selection.indices:
+            extra = flipped_cases(model, examples, reports[i].found, min_asr, method.needs_stamped_target)
+            owners += [i] * len(extra)
+            cases += extra
+    judgements = method.judge(model, cases, layer=layer, seed=seed, progress=progress)
     for i, judgement in zip(selection.indices, judgements):
         reports[i].judgement = judgement
         reports[i].verdict = judgement.score.verdict
         if judgement.natural is None:
             reports[i].note = judgement.score.note
+    if victims == "flipped":
+        for i in selection.indices:
+            votes = {
+                case.victim_label: judgement.natural
+                for owner, case, judgement in zip(owners, cases, judgements)
+                if owner == i and judgement.natural is not None
+            }
+            _decide_by_majority(reports[i], votes)
+
+
+def flipped_cases(
+    model: nn.Module,
+    examples: dict[int, torch.Tensor],
+    found: FoundTrigger,
+    min_asr: float,
+    stamp_targets: bool = False,
+) -> list[RefinementCase]:
+    """Cases for the classes other than the scanner's victim that ``found`` flips to its target (the
+    fraction of the class's examples classified as the target once stamped reaches ``min_asr``)."""
+    cases = []
+    for label, images in sorted(examples.items()):
+        if label in (found.victim, found.target):
+            continue
+        stamped = found.trigger.apply(images)
+        asr = (predict(model, stamped).argmax(1) == found.target).float().mean().item()
+        if asr >= min_asr - ASR_TOLERANCE:
+            stamped_target = found.trigger.apply(examples[found.target]) if stamp_targets else None
+            cases.append(
+                RefinementCase(
+                    images, examples[found.target], stamped, label, found.target, found.kind, stamped_target
+                )
+            )
+    return cases
+
+
+def _decide_by_majority(report: TriggerReport, votes: dict[int, bool]) -> None:
+    """Keep the trigger only when a strict majority of its victims' verdicts say injected."""
+    if report.judgement is None or report.judgement.natural is None or len(votes) < 2:
+        return
+    injected = sum(not natural for natural in votes.values())
+    natural = injected * 2 <= len(votes)
+    report.victim_votes = dict(sorted(votes.items()))
+    report.judgement = replace(report.judgement, natural=natural)
+    report.note = f"judged from the {len(votes)} classes it flips: injected from {injected}"

@@ -71,9 +71,15 @@ def write_model_report(result: Any, examples: dict[int, torch.Tensor], report_di
             cells.append(f"<td colspan='2'>not refined: {html.escape(report.note or '')}</td>")
         else:
             mask_heatmap(verdict.m1, verdict.m2, out / f"t{i}_masks.png", title=f"layer {verdict.layer}")
-            word = "natural" if verdict.natural else "injected"
+            word = "natural" if report.pruned else "injected"
             accuracy = ", ".join(f"{k} {v:.2f}" for k, v in verdict.cross_accuracy.items())
             why = "<br>".join(html.escape(r) for r in verdict.reasons) or "no natural-trigger rule fired"
+            if report.victim_votes:
+                votes = ", ".join(
+                    f"{v} {'natural' if natural else 'injected'}"
+                    for v, natural in report.victim_votes.items()
+                )
+                why += f"<br>from each class it flips: {votes}"
             cells.append(f"<td><img src='t{i}_masks.png' alt='masks' style='max-width:640px'></td>")
             cells.append(
                 f"<td><span class='{word}'>{word.upper()}</span><br>I1 {verdict.overlap[0]:.2f}, "
