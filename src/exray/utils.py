@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -38,6 +39,17 @@ def set_thread_budget(threads: int | None) -> None:
     if threads is not None and threads > 0:
         torch.set_num_threads(int(threads))
         os.environ["OMP_NUM_THREADS"] = str(int(threads))
+
+
+@contextmanager
+def intra_op_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads, then restore the previous setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def versions(extra: Sequence[str] = ()) -> dict[str, str]:

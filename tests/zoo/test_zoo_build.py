@@ -5,6 +5,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 import exray
 from exray.cli import main
@@ -177,3 +178,26 @@ def test_parallel_workers_and_the_cli(tmp_path, capsys) -> None:
         assert [r["status"] for r in csv.DictReader(handle)] == ["ok", "ok"]
     assert load_spec(path).num_models == 2
     assert main(["zoo", "build", str(tmp_path / "missing.yaml"), "--out", str(out), "--quiet"]) == 2
+
+
+@pytest.mark.slow
+def test_weights_do_not_depend_on_workers_or_the_callers_threads(tmp_path) -> None:
+    spec = parse_spec(
+        micro_spec(
+            image_size=32,
+            architectures=[{"name": "vgg11_bn", "kwargs": {"width": 0.25}}],
+            models={"clean": 1, "trojaned": 1},
+        )
+    )
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        build_zoo(spec, tmp_path / "in-process", workers=1, progress=False)
+    finally:
+        torch.set_num_threads(previous)
+    build_zoo(spec, tmp_path / "parallel", workers=2, progress=False)
+    for name in ("id-00000000", "id-00000001"):
+        weights = [
+            (tmp_path / zoo / name / "model.safetensors").read_bytes() for zoo in ("in-process", "parallel")
+        ]
+        assert weights[0] == weights[1], name

@@ -24,7 +24,7 @@ from exray.errors import ConfigError
 from exray.evaluation import EvaluationConfig, evaluate_zoo
 from exray.models import build_model
 from exray.models.analytic import COLOURS, symbol_images
-from exray.zoo import cached_build
+from exray.zoo import cached_build, default_workers
 
 #: The shipped specs are package data (``zoos/`` in a source checkout links to them).
 SHIPPED_ZOOS = Path(__file__).resolve().parents[1] / "zoo" / "specs"
@@ -55,7 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--layer", default=DEMO_LAYER, help=f"EX-RAY's layer (default {DEMO_LAYER}; see docs/results.md)"
     )
-    parser.add_argument("--workers", type=int, default=1, help="parallel model builds (share the cores)")
+    parser.add_argument(
+        "--workers", type=int, default=default_workers(), help="parallel model builds (default: one per core)"
+    )
     parser.add_argument("--analytic", action="store_true", help="the seconds-long hand-wired demonstration")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     add_output_flags(parser)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from exray.cli.common import add_output_flags
-from exray.zoo import BuildSummary, build_zoo, load_spec
+from exray.zoo import BuildSummary, build_zoo, default_workers, load_spec
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     build.add_argument("spec", type=Path, help="zoo spec file (.json, .yaml or .yml)")
     build.add_argument("--out", type=Path, required=True, help="output directory")
     build.add_argument(
-        "--workers", type=int, default=1, help="models trained in parallel processes (default 1)"
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="models trained in parallel processes, one thread each (default: one per core)",
     )
     build.add_argument(
         "--rebuild",

@@ -8,6 +8,7 @@ from exray.zoo.build import (
     BuildSummary,
     ModelRecord,
     build_zoo,
+    default_workers,
     inspect_zoo,
     read_metadata,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "build_zoo",
     "cache_dir",
     "cached_build",
+    "default_workers",
     "designs",
     "draw_model",
     "inspect_zoo",

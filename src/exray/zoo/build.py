@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from exray import __version__
 from exray.errors import ConfigError, ModelLoadError
 from exray.models.io import WEIGHTS_FILE, read_config
-from exray.utils import set_thread_budget
+from exray.utils import intra_op_threads, set_thread_budget
 from exray.zoo.draw import ModelDesign, designs, recipe, recipe_hash
 from exray.zoo.model import build_model_dir
 from exray.zoo.spec import ZooSpec, load_spec
@@ -242,25 +242,29 @@ def inspect_zoo(
     return finished, changed, stale
 
 
-def _cores() -> int:
+def default_workers() -> int:
+    """One worker per core available to this process (each model trains on one thread)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 
 
-def _init_worker(threads: int) -> None:
-    set_thread_budget(threads)
-
-
 JobResult = tuple[dict[str, Any] | None, str, str, float]
 
 
 def _job(spec: ZooSpec, design: ModelDesign, out: Path, progress: bool) -> JobResult:
-    """Build one model; never raises: returns (config, error message, traceback, seconds)."""
+    """Build one model; never raises: returns (config, error message, traceback, seconds).
+
+    The model is built with one intra-op thread, whoever builds it: a CPU's multi-threaded reductions
+    (convolution gradients) sum in an order that depends on the thread count, so this is what makes a
+    zoo bit-identical on one machine whether it is built in-process, by parallel workers or by the test
+    suite. Parallelism comes from ``workers``.
+    """
     start = time.perf_counter()
     try:
-        config = build_model_dir(spec, design, out, progress=progress)
+        with intra_op_threads(1):
+            config = build_model_dir(spec, design, out, progress=progress)
         return config, "", "", time.perf_counter() - start
     except Exception as err:  # a failing model is recorded and the build goes on (issue 3)
         return None, f"{type(err).__name__}: {err}", traceback.format_exc(), time.perf_counter() - start
@@ -275,10 +279,9 @@ def _run(
         for design in todo:
             yield design, *_job(spec, design, out, progress)
         return
-    threads = max(1, _cores() // workers)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker, initargs=(threads,)
+        workers, mp_context=context, initializer=set_thread_budget, initargs=(1,)
     ) as pool:
         futures: dict[Future, ModelDesign] = {pool.submit(_job, spec, d, out, False): d for d in todo}
         try:
@@ -305,11 +308,12 @@ def build_zoo(
 ) -> BuildSummary:
     """Build (or resume) the zoo ``spec`` into ``out``; see the module docstring.
 
-    ``workers`` > 1 trains that many models at once in spawned processes, each limited to
-    ``max(1, cores // workers)`` threads; ``workers == 1`` trains in this process with its thread
-    setting. ``on_model`` is called with each model's record as it finishes. Raises ConfigError when
-    finished models no longer match the spec and ``rebuild`` is false, or when another build is running
-    into ``out`` (a lock file guards the directory).
+    ``workers`` > 1 trains that many models at once in spawned processes, ``workers == 1`` in this
+    process; every model trains with one intra-op thread (see :func:`_job`), so the weights do not depend
+    on ``workers``. :func:`default_workers` uses every core. ``on_model`` is called with each model's
+    record as it finishes. Raises ConfigError when finished models no longer match the spec and
+    ``rebuild`` is false, or when another build is running into ``out`` (a lock file guards the
+    directory).
     """
     if not isinstance(spec, ZooSpec):
         spec = load_spec(spec)
