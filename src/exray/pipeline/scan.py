@@ -36,6 +36,7 @@ from exray.models.layers import check_images
 from exray.pipeline.calibration import Calibration
 from exray.scanners import FoundTrigger, Scanner, get_scanner
 from exray.scanners.common import predict
+from exray.scanners.result import attack_rates
 from exray.utils import versions
 
 #: Refinement methods usable by name: EX-RAY and its one-sided variants decide by their own rule.
@@ -256,22 +257,21 @@ def flipped_cases(
     min_asr: float,
     stamp_targets: bool = False,
 ) -> list[RefinementCase]:
-    """Cases for the classes other than the scanner's victim that ``found`` flips to its target (the
-    fraction of the class's examples classified as the target once stamped reaches ``min_asr``)."""
-    cases = []
-    for label, images in sorted(examples.items()):
-        if label in (found.victim, found.target):
-            continue
-        stamped = found.trigger.apply(images)
-        asr = (predict(model, stamped).argmax(1) == found.target).float().mean().item()
-        if asr >= min_asr - ASR_TOLERANCE:
-            stamped_target = found.trigger.apply(examples[found.target]) if stamp_targets else None
-            cases.append(
-                RefinementCase(
-                    images, examples[found.target], stamped, label, found.target, found.kind, stamped_target
-                )
-            )
-    return cases
+    """Cases for the classes other than the scanner's victim that ``found`` flips to its target: its
+    label-specific ASR on that class (:func:`~exray.scanners.result.attack_rates`) reaches ``min_asr``."""
+    stamped = {
+        label: found.trigger.apply(images)
+        for label, images in sorted(examples.items())
+        if label not in (found.victim, found.target)
+    }
+    rates, _ = attack_rates({c: predict(model, x).argmax(1) for c, x in stamped.items()}, found.target)
+    flipped = [c for c in stamped if rates[c] >= min_asr - ASR_TOLERANCE]
+    stamped_target = found.trigger.apply(examples[found.target]) if stamp_targets and flipped else None
+    target = examples[found.target]
+    return [
+        RefinementCase(examples[c], target, stamped[c], c, found.target, found.kind, stamped_target)
+        for c in flipped
+    ]
 
 
 def _decide_by_majority(report: TriggerReport, votes: dict[int, bool]) -> None:
