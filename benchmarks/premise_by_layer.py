@@ -12,8 +12,10 @@ kinds of trigger whose answer is known by construction, so no scanner error can 
   construction (the "stamped" image *is* a class-b image), both directions — should be judged *natural*.
 
 Prints, per layer, how many planted triggers were judged injected and how many glyph swaps natural, then
-one row per trigger with the overlaps (I1, I2). A layer where both counts are high is one where EX-RAY can
-work on this population; ``exray scan --layer`` takes it. Run it on an otherwise idle machine.
+one row per trigger with the overlaps (I1, I2) and each mask's share of the layer's channels (an M1
+that covers most channels contains any M2, whatever the trigger). A layer where both counts are high is
+one where EX-RAY can work on this population; ``exray scan --layer`` takes it. Run it on an otherwise
+idle machine.
 
     .venv/bin/python benchmarks/premise_by_layer.py [--zoo DIR | --spec zoos/tiny.yaml] \
         [--layers block:0,block:1,block:middle,block:-2,block:-1] [--models N] [--json out.json]
@@ -118,23 +120,36 @@ def main() -> None:
                         "trigger": what,
                         "natural": verdict.natural,
                         "overlap": [round(v, 3) for v in verdict.overlap],
+                        "mask_share": [
+                            round(size / verdict.m1.numel(), 3) for size in (verdict.m1_size, verdict.m2_size)
+                        ],
                         "reasons": verdict.reasons,
                     }
                 )
         print(f"{design.name} ({design.architecture.name}): {len(cases)} known triggers judged", flush=True)
 
-    print(f"\n{'layer':<14} {'planted judged injected':>24} {'glyph swaps judged natural':>27}")
+    print(
+        f"\n{'layer':<14} {'planted judged injected':>24} {'glyph swaps judged natural':>27}"
+        f" {'median |M1|':>12}"
+    )
     for layer in layers:
         planted = [r for r in rows if r["layer"] == layer and r["trigger"].startswith("planted")]
         swaps = [r for r in rows if r["layer"] == layer and r["trigger"].startswith("glyph")]
         injected = sum(not r["natural"] for r in planted)
         natural = sum(r["natural"] for r in swaps)
-        print(f"{layer:<14} {injected:>18} of {len(planted):<3} {natural:>21} of {len(swaps):<3}")
+        share = float(np.median([r["mask_share"][0] for r in rows if r["layer"] == layer]))
+        print(
+            f"{layer:<14} {injected:>18} of {len(planted):<3} {natural:>21} of {len(swaps):<3} {share:>12.0%}"
+        )
     print()
     for r in rows:
         verdict = "natural " if r["natural"] else "injected"
         i1, i2 = r["overlap"]
-        print(f"{r['model']} {r['layer']:<13} {r['trigger']:<26} {verdict} I1={i1:.2f} I2={i2:.2f}")
+        s1, s2 = r["mask_share"]
+        print(
+            f"{r['model']} {r['layer']:<13} {r['trigger']:<26} {verdict} I1={i1:.2f} I2={i2:.2f}"
+            f"  |M1|={s1:.0%} |M2|={s2:.0%} of the channels"
+        )
     if args.json is not None:
         record = {
             "zoo": str(zoo),
