@@ -5,11 +5,11 @@ import csv
 import json
 
 import pytest
-import torch
 
 import exray
 from exray.cli import main
 from exray.errors import ConfigError
+from exray.utils import intra_op_threads
 from exray.zoo import METADATA_COLUMNS, build_zoo, load_spec, parse_spec, read_metadata
 
 from .conftest import micro_spec, write_spec
@@ -189,12 +189,8 @@ def test_weights_do_not_depend_on_workers_or_the_callers_threads(tmp_path) -> No
             models={"clean": 1, "trojaned": 1},
         )
     )
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
+    with intra_op_threads(2):
         build_zoo(spec, tmp_path / "in-process", workers=1, progress=False)
-    finally:
-        torch.set_num_threads(previous)
     build_zoo(spec, tmp_path / "parallel", workers=2, progress=False)
     for name in ("id-00000000", "id-00000001"):
         weights = [

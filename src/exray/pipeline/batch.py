@@ -27,7 +27,7 @@ from exray.differencing import MaskConfig
 from exray.errors import ConfigError, ExrayError
 from exray.models.io import input_image_size, load_model
 from exray.pipeline.calibration import Calibration
-from exray.pipeline.scan import VICTIM_RULES, scan
+from exray.pipeline.scan import check_victim_rule, scan
 from exray.scanners import get_scanner
 from exray.utils import set_thread_budget, versions
 
@@ -52,8 +52,7 @@ class ScanOptions:
     def __post_init__(self) -> None:
         if self.refine not in (None, "exray"):
             raise ConfigError(f"refine must be None or 'exray', got {self.refine!r}")
-        if self.victims not in VICTIM_RULES:
-            raise ConfigError(f"victims must be one of {VICTIM_RULES}, got {self.victims!r}")
+        check_victim_rule(self.victims)
         get_scanner(self.scanner, **self.scanner_options)  # bad scanner settings fail before any model
 
 

@@ -168,8 +168,7 @@ def scan(
     the same triggers, as in ``exray evaluate``. ``victims``: one of :data:`VICTIM_RULES` (module docstring).
     Timings per stage are recorded in the result.
     """
-    if victims not in VICTIM_RULES:
-        raise ConfigError(f"victims must be one of {VICTIM_RULES}, got {victims!r}")
+    check_victim_rule(victims)
     method = resolve_refiner(refine, policy, mask_config)
     check_examples(examples)
     calibration = calibration or Calibration()
@@ -203,6 +202,12 @@ def scan(
         timings=timings,
         diagnostics=diagnostics,
     )
+
+
+def check_victim_rule(victims: str) -> None:
+    """Raise ConfigError unless ``victims`` is one of :data:`VICTIM_RULES`."""
+    if victims not in VICTIM_RULES:
+        raise ConfigError(f"victims must be one of {VICTIM_RULES}, got {victims!r}")
 
 
 def resolve_refiner(
