@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 
 import exray
+from exray.cli import main
 from exray.differencing import MaskConfig, symmetric_mask
-from exray.pipeline import scan
+from exray.pipeline import read_results, scan
 from exray.scanners import get_scanner
 
 zoo = pytest.importorskip("exray.zoo")
@@ -57,3 +58,32 @@ def test_early_stopping_never_returns_a_uniform_plateau():
         )
         near = ((result.values < 0.1) | (result.values > 0.9)).float().mean().item()
         assert result.epochs_run == config.epochs or near >= 0.95, (row["name"], result.epochs_run, near)
+
+
+@pytest.mark.slow
+# Its own xdist group, so that the longest test runs beside the other tiny-zoo tests.
+@pytest.mark.xdist_group("tiny_zoo_scan")
+def test_exray_scan_flags_the_tiny_zoos_trojaned_models_and_clears_its_clean_ones(tmp_path):
+    """Issue 4's done-when, through the CLI as the README runs it: ABS + EX-RAY at the first block (on
+    these 32×32 models the second-to-last block judges even the planted triggers natural: docs/results.md).
+    A trojaned model must be flagged for a trigger from a planted source class to the planted target."""
+    directory = zoo.cached_build(SPEC)
+    rows = {row["name"]: row for row in zoo.read_metadata(directory)}
+    out, report = tmp_path / "tiny.jsonl", tmp_path / "report"
+    args = ["scan", *(str(directory / name) for name in sorted(rows)), "--out", str(out)]
+    args += ["--report", str(report), "--workers", "2", "--layer", "block:1"]
+    assert main([*args, "--precision", "bf16", "--patience", "40", "--quiet"]) == 0
+    for path, record in read_results(out).items():
+        row = rows[Path(path).name]
+        assert record["error"] is None, record["error"]
+        # strong (ASR ≥ 0.9, so refined) and judged injected
+        kept = [(t["victim"], t["target"]) for t in record["triggers"] if t["score"] >= 0.9]
+        if row["poisoned"] == "True":
+            sources = {int(s) for s in row["source_classes"].split()}
+            planted = [(v, t) for v, t in kept if v in sources and t == int(row["target_class"])]
+            assert record["probability"] > 0.5 and planted, (row["name"], record["probability"], kept)
+        else:
+            assert record["probability"] < 0.5, (row["name"], record["probability"], kept)
+    index = (report / "index.html").read_text()
+    assert all(name in index for name in rows)
+    assert len(list(report.glob("*/index.html"))) == len(rows)
