@@ -152,6 +152,12 @@ def test_calibrate_command_fits_on_ground_truth(model_dirs, tmp_path, capsys):
     list(scan_many([model_dirs["clean"], model_dirs["planted"]], FAST, out=out, progress=False))
     assert main(["calibrate", str(out), "--out", str(tmp_path / "c.json")]) == 0
     assert "cross-entropy" in capsys.readouterr().out
+    # the file's content, not its suffix, tells scan results from an evaluation.json
+    renamed = shutil.copy(out, tmp_path / "r.json")
+    assert main(["calibrate", str(renamed), "--out", str(tmp_path / "c2.json")]) == 0
+    first, second = (json.loads((tmp_path / n).read_text()) for n in ("c.json", "c2.json"))
+    assert second["calibration"] == first["calibration"] and second["provenance"]["method"] == "scan"
+    assert main(["calibrate", str(tmp_path / "missing.json")]) == 2
     scan_args = ["scan", str(model_dirs["planted"]), "--out", str(tmp_path / "again.jsonl")]
     assert main([*scan_args, "--calibration", str(tmp_path / "c.json"), "--quiet"]) == 0
 

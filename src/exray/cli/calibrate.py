@@ -44,17 +44,30 @@ def ground_truth(model_dir: str) -> int:
         raise InputError(f"{path} is missing or does not hold 0/1") from None
 
 
-def evaluated_scores(path: Path, method: str) -> tuple[list[float], list[int]]:
-    """Model scores of ``method`` and the ground truth from an ``exray evaluate`` evaluation.json."""
+def evaluation_models(path: Path) -> list[dict] | None:
+    """The per-model entries when ``path`` is an ``exray evaluate`` evaluation.json (one JSON object with
+    ``models``), else None: then it is read as the JSON lines of ``exray scan``, whatever its suffix."""
     try:
-        models = json.loads(path.read_text())["models"]
-    except (OSError, ValueError, KeyError, TypeError):
+        document = json.loads(path.read_text())
+    except OSError as error:
+        raise InputError(f"cannot read {path}: {error}") from None
+    except ValueError:  # several lines of JSON: a scan results file
+        return None
+    if isinstance(document, dict) and isinstance(document.get("models"), list):
+        return document["models"]
+    return None
+
+
+def evaluated_scores(path: Path, models: list[dict], method: str) -> tuple[list[float], list[int]]:
+    """Model scores of ``method`` and the ground truth from the entries of an evaluation.json."""
+    try:
+        pairs = [
+            (float(m["outcomes"][method]["score"]), int(m["poisoned"]))
+            for m in models
+            if m["outcomes"].get(method, {}).get("score") is not None
+        ]
+    except (KeyError, TypeError, ValueError, AttributeError):
         raise InputError(f"{path} is not an evaluation.json written by `exray evaluate`") from None
-    pairs = [
-        (float(m["outcomes"][method]["score"]), int(m["poisoned"]))
-        for m in models
-        if m["outcomes"].get(method, {}).get("score") is not None
-    ]
     if not pairs:
         rows = sorted({k for m in models for k in m["outcomes"]})
         raise InputError(f"{path} has no scores of method {method!r}; its rows are {rows}")
@@ -70,9 +83,10 @@ def scanned_scores(path: Path) -> tuple[list[float], list[int]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    evaluation = args.results.suffix == ".json"
+    models = evaluation_models(args.results)
+    evaluation = models is not None
     if evaluation:
-        scores, labels = evaluated_scores(args.results, args.method)
+        scores, labels = evaluated_scores(args.results, models, args.method)
     else:
         scores, labels = scanned_scores(args.results)
     fitted = fit(scores, labels)
