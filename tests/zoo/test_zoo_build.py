@@ -10,7 +10,7 @@ import exray
 from exray.cli import main
 from exray.errors import ConfigError
 from exray.utils import intra_op_threads
-from exray.zoo import METADATA_COLUMNS, build_zoo, load_spec, parse_spec, read_metadata
+from exray.zoo import METADATA_COLUMNS, build_zoo, cache_dir, load_spec, parse_spec, read_metadata
 
 from .conftest import micro_spec, write_spec
 
@@ -197,3 +197,17 @@ def test_weights_do_not_depend_on_workers_or_the_callers_threads(tmp_path) -> No
             (tmp_path / zoo / name / "model.safetensors").read_bytes() for zoo in ("in-process", "parallel")
         ]
         assert weights[0] == weights[1], name
+
+
+def test_train_threads_are_recorded_and_a_cached_build_on_other_threads_lives_apart(tmp_path) -> None:
+    """Another thread count trains other weights (as another CPU does): the count is a build setting,
+    recorded per model, and the cache keeps such a build apart from the one-thread build."""
+    spec = parse_spec(micro_spec())
+    summary = build_zoo(spec, tmp_path / "zoo", workers=1, progress=False, train_threads=2)
+    assert summary.ok
+    config = json.loads((tmp_path / "zoo" / "id-00000000" / "config.json").read_text())
+    assert config["training"]["threads"] == 2
+    assert cache_dir(spec, tmp_path).name + "-t2" == cache_dir(spec, tmp_path, train_threads=2).name
+    for bad in (0, 1.5, True):
+        with pytest.raises(ConfigError, match="train_threads"):
+            build_zoo(spec, tmp_path / "bad", train_threads=bad)

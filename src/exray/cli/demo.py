@@ -58,6 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--workers", type=int, default=default_workers(), help="parallel model builds (default: one per core)"
     )
+    parser.add_argument(
+        "--train-threads",
+        type=int,
+        default=1,
+        help="intra-op threads each zoo model trains on (default 1; another count trains other weights)",
+    )
     parser.add_argument("--analytic", action="store_true", help="the seconds-long hand-wired demonstration")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     add_output_flags(parser)
@@ -73,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.quiet:
         print(f"zoo: {args.spec} (built on first use, then cached)", file=sys.stderr)
-    zoo = cached_build(args.spec, workers=args.workers, progress=not args.quiet)
+    zoo = cached_build(
+        args.spec, workers=args.workers, progress=not args.quiet, train_threads=args.train_threads
+    )
     config = EvaluationConfig(
         methods=tuple(args.methods),
         seed=args.seed,

@@ -28,7 +28,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=int,
         default=default_workers(),
-        help="models trained in parallel processes, one thread each (default: one per core)",
+        help="models trained in parallel processes (default: one per core)",
+    )
+    build.add_argument(
+        "--train-threads",
+        type=int,
+        default=1,
+        help="intra-op threads each model trains on (default 1: the same weights whoever builds the zoo "
+        "on this machine; another count, like another CPU, trains other weights)",
     )
     build.add_argument(
         "--rebuild",
@@ -41,7 +48,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
-    summary = build_zoo(spec, args.out, workers=args.workers, progress=not args.quiet, rebuild=args.rebuild)
+    summary = build_zoo(
+        spec,
+        args.out,
+        workers=args.workers,
+        progress=not args.quiet,
+        rebuild=args.rebuild,
+        train_threads=args.train_threads,
+    )
     if args.json:
         print(json.dumps(summary.to_dict()))
     else:

@@ -253,17 +253,18 @@ def default_workers() -> int:
 JobResult = tuple[dict[str, Any] | None, str, str, float]
 
 
-def _job(spec: ZooSpec, design: ModelDesign, out: Path, progress: bool) -> JobResult:
+def _job(spec: ZooSpec, design: ModelDesign, out: Path, progress: bool, threads: int) -> JobResult:
     """Build one model; never raises: returns (config, error message, traceback, seconds).
 
-    The model is built with one intra-op thread, whoever builds it: a CPU's multi-threaded reductions
-    (convolution gradients) sum in an order that depends on the thread count, so this is what makes a
-    zoo bit-identical on one machine whether it is built in-process, by parallel workers or by the test
-    suite. Parallelism comes from ``workers``.
+    The model is built with ``threads`` intra-op threads (1 by default), whoever builds it: a CPU's
+    multi-threaded reductions (convolution gradients) sum in an order that depends on the thread count, so
+    a fixed count is what makes a zoo bit-identical on one machine whether it is built in-process, by
+    parallel workers or by the test suite. Parallelism comes from ``workers``; another thread count (or
+    another CPU) trains other weights.
     """
     start = time.perf_counter()
     try:
-        with intra_op_threads(1):
+        with intra_op_threads(threads):
             config = build_model_dir(spec, design, out, progress=progress)
         return config, "", "", time.perf_counter() - start
     except Exception as err:  # a failing model is recorded and the build goes on (issue 3)
@@ -271,19 +272,21 @@ def _job(spec: ZooSpec, design: ModelDesign, out: Path, progress: bool) -> JobRe
 
 
 def _run(
-    spec: ZooSpec, todo: list[ModelDesign], out: Path, workers: int, progress: bool
+    spec: ZooSpec, todo: list[ModelDesign], out: Path, workers: int, progress: bool, threads: int
 ) -> Iterator[tuple[ModelDesign, dict[str, Any] | None, str, str, float]]:
     """Build ``todo`` in this process (workers == 1) or in a pool of spawned processes; yield results as
     they finish."""
     if workers == 1:
         for design in todo:
-            yield design, *_job(spec, design, out, progress)
+            yield design, *_job(spec, design, out, progress, threads)
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=set_thread_budget, initargs=(1,)
+        workers, mp_context=context, initializer=set_thread_budget, initargs=(threads,)
     ) as pool:
-        futures: dict[Future, ModelDesign] = {pool.submit(_job, spec, d, out, False): d for d in todo}
+        futures: dict[Future, ModelDesign] = {
+            pool.submit(_job, spec, d, out, False, threads): d for d in todo
+        }
         try:
             for future in as_completed(futures):
                 design = futures[future]
@@ -305,13 +308,15 @@ def build_zoo(
     progress: bool = True,
     rebuild: bool = False,
     on_model: Callable[[ModelRecord], None] | None = None,
+    train_threads: int = 1,
 ) -> BuildSummary:
     """Build (or resume) the zoo ``spec`` into ``out``; see the module docstring.
 
     ``workers`` > 1 trains that many models at once in spawned processes, ``workers == 1`` in this
-    process; every model trains with one intra-op thread (see :func:`_job`), so the weights do not depend
-    on ``workers``. :func:`default_workers` uses every core. ``on_model`` is called with each model's
-    record as it finishes. Raises ConfigError when finished models no longer match the spec and
+    process; every model trains with ``train_threads`` intra-op threads (see :func:`_job`), so the weights
+    do not depend on ``workers``; they do depend on ``train_threads`` and on the CPU.
+    :func:`default_workers` uses every core. ``on_model`` is called with each model's record as it
+    finishes. Raises ConfigError when finished models no longer match the spec and
     ``rebuild`` is false, or when another build is running into ``out`` (a lock file guards the
     directory).
     """
@@ -319,6 +324,8 @@ def build_zoo(
         spec = load_spec(spec)
     if not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be an int >= 1, got {workers!r}")
+    if not isinstance(train_threads, int) or isinstance(train_threads, bool) or train_threads < 1:
+        raise ConfigError(f"train_threads must be an int >= 1, got {train_threads!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(out / LOCK_FILE), timeout=0)
@@ -327,7 +334,7 @@ def build_zoo(
     except Timeout:
         raise ConfigError(f"another exray zoo build is running into {out}; wait for it or stop it") from None
     try:
-        return _build(spec, out, workers, progress, rebuild, on_model)
+        return _build(spec, out, workers, progress, rebuild, on_model, train_threads)
     finally:
         lock.release()
 
@@ -339,6 +346,7 @@ def _build(
     progress: bool,
     rebuild: bool,
     on_model: Callable[[ModelRecord], None] | None,
+    threads: int,
 ) -> BuildSummary:
     start = time.perf_counter()
     finished, changed, stale = inspect_zoo(spec, out)
@@ -375,7 +383,7 @@ def _build(
     _write_state(spec, out, all_designs, records, tracebacks, complete=False)
     with bar:
         for design, config, error, trace, seconds in _run(
-            spec, todo, out, workers, progress and workers == 1
+            spec, todo, out, workers, progress and workers == 1, threads
         ):
             if config is None:
                 record = ModelRecord.failure(design, error, seconds)

@@ -28,10 +28,12 @@ def cache_root(root: str | Path | None = None) -> Path:
     return Path(env) if env else Path.home() / ".cache" / "exray"
 
 
-def cache_dir(spec: ZooSpec, root: str | Path | None = None) -> Path:
-    """Where :func:`cached_build` puts ``spec``: ``<root>/zoos/<name>-<hash of spec and exray version>``."""
+def cache_dir(spec: ZooSpec, root: str | Path | None = None, *, train_threads: int = 1) -> Path:
+    """Where :func:`cached_build` puts ``spec``: ``<root>/zoos/<name>-<hash of spec and exray version>``,
+    with ``-t<N>`` appended for a build whose models train on N > 1 threads (other weights)."""
     key = hashlib.sha256(f"{spec.digest()}:{__version__}".encode()).hexdigest()[:16]
-    return cache_root(root) / "zoos" / f"{spec.name}-{key}"
+    suffix = f"-t{train_threads}" if train_threads != 1 else ""
+    return cache_root(root) / "zoos" / f"{spec.name}-{key}{suffix}"
 
 
 def _finished(out: Path, spec: ZooSpec) -> dict | None:
@@ -50,23 +52,25 @@ def cached_build(
     *,
     workers: int = 1,
     progress: bool = False,
+    train_threads: int = 1,
 ) -> Path:
     """The directory of the zoo ``spec_path`` built in the cache (see :func:`cache_dir`), building or
     resuming it under a file lock when needed.
 
     Raises :class:`~exray.errors.ExrayError` when the zoo is not fully good (a model errored or misses
     the quality bar): a cached zoo is a fixture others rely on. Errored models are retried on the next
-    call; quality failures are deterministic and reported again without retraining.
+    call; quality failures are deterministic and reported again without retraining. ``train_threads``
+    is :func:`~exray.zoo.build_zoo`'s (a build on another thread count is another zoo, cached apart).
     """
     spec = spec_path if isinstance(spec_path, ZooSpec) else load_spec(spec_path)
-    out = cache_dir(spec, cache_root)
+    out = cache_dir(spec, cache_root, train_threads=train_threads)
     state = _finished(out, spec)
     if state is None:
         out.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(out) + ".lock"):
             state = _finished(out, spec)
             if state is None:
-                build_zoo(spec, out, workers=workers, progress=progress)
+                build_zoo(spec, out, workers=workers, progress=progress, train_threads=train_threads)
                 state = _finished(out, spec)
     if state is None or not state.get("ok"):
         summary = (state or {}).get("summary") or {}

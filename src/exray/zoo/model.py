@@ -135,6 +135,7 @@ def build_model_dir(
         "training": {
             **draw.training.to_dict(),
             "seed": draw.train_seed,
+            "threads": torch.get_num_threads(),  # the weights depend on it (zoo.build._job)
             "seconds": result.seconds,
             "history": result.to_dict()["history"],
         },
