@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from exray.cli import main
+from exray.cli import build_parser, main
+from exray.cli.scan import options_from
+from exray.errors import ConfigError
 from exray.pipeline import ScanOptions, read_results, scan_many
 
 FAST = ScanOptions(scanner_options={"epochs": 10, "probe_epochs": 2})
@@ -172,3 +174,26 @@ def test_scanner_options_reach_the_scanner_and_bad_ones_stop_the_scan(model_dirs
     assert main([*base, "--scanner-option", "modes=[patch]", "--scanner-option", "top_n_neurons=1"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["triggers"] and {t["kind"] for t in record["triggers"]} == {"patch"}
+
+
+def test_min_asr_and_m1_pairing_reach_the_scan_and_coverage_reaches_the_report(model_dirs, tmp_path):
+    """`--min-asr 1.0` (stricter than the official > 0.99 on 10 images) leaves triggers below it unjudged
+    and counted; `--m1-pairing index` reaches the mask settings; every judged trigger's page shows each
+    mask's share of the layer."""
+    out, report = tmp_path / "r.jsonl", tmp_path / "report"
+    args = ["scan", str(model_dirs["clean"]), "--out", str(out), "--report", str(report), "--quiet"]
+    assert main([*args, "--min-asr", "1.0", "--m1-pairing", "index"]) == 0
+    (record,) = read_results(out).values()
+    for trigger in record["triggers"]:
+        if trigger["asr"] < 1.0:
+            assert trigger["verdict"] is None and "not refined" in trigger["note"]
+        else:
+            assert trigger["verdict"] is not None
+            assert len(trigger["verdict"]["coverage"]) == 2 and len(trigger["verdict"]["degenerate"]) == 2
+    assert any(t["verdict"] is not None for t in record["triggers"])
+    page = next(report.glob("*/index.html")).read_text()
+    assert "channels" in page and "M1 " in page
+    options = options_from(build_parser().parse_args([*args, "--min-asr", "0.99", "--m1-pairing", "index"]))
+    assert options.refine_min_asr == 0.99 and options.mask_config.m1_pairing == "index"
+    with pytest.raises(ConfigError, match="refine_min_asr"):
+        ScanOptions(refine_min_asr=0.0)

@@ -41,10 +41,23 @@ def add_refinement_flags(group: argparse._ArgumentGroup) -> None:
         help="stop a mask problem once its best mask has not shrunk for this many epochs (default: never)",
     )
     group.add_argument("--loss", choices=("official", "paper"), default="official", help="mask loss form")
+    group.add_argument(
+        "--m1-pairing",
+        choices=("random", "index"),
+        default=MaskConfig.m1_pairing,
+        help="M1's victim/target pairs: redrawn every epoch (random, the paper) or victim j with target j "
+        "(index, the official script)",
+    )
 
 
 def mask_config(args: argparse.Namespace) -> MaskConfig:
-    return MaskConfig(loss=args.loss, epochs=args.epochs, precision=args.precision, patience=args.patience)
+    return MaskConfig(
+        loss=args.loss,
+        epochs=args.epochs,
+        precision=args.precision,
+        patience=args.patience,
+        m1_pairing=args.m1_pairing,
+    )
 
 
 def add_scanner_flags(parser: argparse.ArgumentParser, *, layer: bool = True) -> None:

@@ -44,6 +44,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, default=1, help="models scanned in parallel (share the cores)")
     parser.add_argument("--calibration", type=Path, help="calibration JSON from `exray calibrate`")
     parser.add_argument(
+        "--min-asr",
+        type=float,
+        default=0.9,
+        help="EX-RAY judges a trigger only when its ASR on the victim class reaches this (default 0.9; "
+        "the official scripts: 0.99)",
+    )
+    parser.add_argument(
         "--trust-pickle", action="store_true", help="allow loading pickled TrojAI model.pt files"
     )
     add_scanner_flags(parser)
@@ -62,6 +69,7 @@ def options_from(args: argparse.Namespace) -> ScanOptions:
         scanner_options=scanner_options(args),
         policy=args.policy,
         victims=args.victims,
+        refine_min_asr=args.min_asr,
         mask_config=mask_config(args),
         calibration=Calibration.load(args.calibration) if args.calibration else Calibration(),
         trust_pickle=args.trust_pickle,

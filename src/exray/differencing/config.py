@@ -12,6 +12,7 @@ Engine = Literal["batched", "reference"]
 Precision = Literal["fp32", "bf16"]
 Sides = Literal["both", "a_to_b", "b_to_a"]
 SIDES: tuple[str, ...] = ("both", "a_to_b", "b_to_a")
+Pairing = Literal["random", "index"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ class MaskConfig:
       ``epochs`` as the official code does.
     * ``precision="bf16"`` runs the suffix under bfloat16 autocast (about 2× faster on CPUs with bf16
       units; masks and Adam state stay fp32).
+    * ``m1_pairing``: how M1 pairs clean victim and clean target images. ``"random"`` (the paper, §3.2)
+      redraws the pairs every epoch (an independent permutation of each class); ``"index"`` is the
+      official script's: victim image j is always paired with target image j (the first min(|V|, |T|) of
+      each), one permutation applied to both each epoch.
     * ``engine="batched"`` optimises many problems in one stacked pass; ``"reference"`` runs each problem
       alone through a transcription of the official loop (official symmetric loss only; for checking
       and for measuring the batched engine against it).
@@ -44,6 +49,7 @@ class MaskConfig:
     min_improvement: float = 1e-2
     engine: Engine = "batched"
     precision: Precision = "fp32"
+    m1_pairing: Pairing = "random"
 
     def __post_init__(self) -> None:
         if self.loss not in ("official", "paper"):
@@ -67,6 +73,8 @@ class MaskConfig:
             raise ConfigError(
                 "the reference engine implements the official fp32 loop without early stopping only"
             )
+        if self.m1_pairing not in ("random", "index"):
+            raise ConfigError(f"m1_pairing must be 'random' or 'index', got {self.m1_pairing!r}")
         if self.min_improvement < 0:
             raise ConfigError(f"min_improvement must be >= 0, got {self.min_improvement!r}")
 

@@ -114,7 +114,9 @@ class MaskResult:
     ``values``: per-channel mask in [0, 1]; ``size`` = Σ values; ``flip_accuracy`` = (fraction of a-rows
     flipped to B with b's masked channels, fraction of b-rows flipped to A with a's masked channels), on
     all evaluation pairs. ``feasible`` is False when no epoch met the flip constraints, in which case
-    ``values`` is the final mask. ``history`` holds Σm per epoch.
+    ``values`` is the final mask. ``history`` holds Σm per epoch. ``best_epoch``: the epoch whose mask
+    is ``values`` (−1 when infeasible or unknown); epoch 0 evaluates the initial mask (every channel ≈ 1)
+    before any update. See :attr:`degenerate`.
     """
 
     values: torch.Tensor
@@ -127,6 +129,19 @@ class MaskResult:
     sides: Sides
     seed: int
     history: torch.Tensor = field(repr=False)
+    best_epoch: int = -1
+
+    @property
+    def degenerate(self) -> bool:
+        """No feasible mask smaller than the initial all-ones one: infeasible, kept from epoch 0 (before
+        any update), or every channel still above 0.9 (not one channel could be dropped while both flips
+        held). Such a mask contains any other, so it says nothing about which features differ."""
+        return not self.feasible or self.best_epoch == 0 or bool((self.values > 0.9).all())
+
+    @property
+    def coverage(self) -> float:
+        """|M| / C: the share of the layer's channels the mask covers."""
+        return self.size / max(self.values.numel(), 1)
 
     def to_dict(self) -> dict:
         return {
@@ -139,6 +154,9 @@ class MaskResult:
             "label_b": self.label_b,
             "sides": self.sides,
             "seed": self.seed,
+            "best_epoch": self.best_epoch,
+            "degenerate": self.degenerate,
+            "coverage": self.coverage,
         }
 
 
@@ -231,6 +249,7 @@ class _Solver:
         self.base_acc = torch.ones(k, 2, device=device)
         self.best_size = torch.full((k,), math.inf, device=device)
         self.best_mask = torch.zeros(k, channels, device=device)
+        self.best_epoch = torch.full((k,), -1, dtype=torch.long, device=device)
         self.since_best = torch.zeros(k, dtype=torch.long, device=device)
         self.epochs_run = torch.zeros(k, dtype=torch.long, device=device)
         self.history = torch.zeros(k, config.epochs, device=device)
@@ -327,6 +346,7 @@ class _Solver:
         improved = better & (self.best_size - size > self.config.min_improvement)
         self.best_mask = torch.where(better[:, None], mask, self.best_mask)
         self.best_size = torch.where(better, size, self.best_size)
+        self.best_epoch = torch.where(better, epoch, self.best_epoch)
         self.since_best = torch.where(improved, 0, self.since_best + active.long())
         self.history[active, epoch] = size[active]
         self.epochs_run[active] = epoch + 1
@@ -403,12 +423,18 @@ class _Solver:
             feasible = math.isfinite(self.best_size[k].item())
             values = self.best_mask[k] if feasible else final[k]
             epochs = int(self.epochs_run[k])
-            results.append(make_result(self.cut, problem, values, feasible, self.history[k, :epochs]))
+            history, best_epoch = self.history[k, :epochs], int(self.best_epoch[k])
+            results.append(make_result(self.cut, problem, values, feasible, history, best_epoch))
         return results
 
 
 def make_result(
-    cut: LayerCut, problem: MaskProblem, values: torch.Tensor, feasible: bool, history: torch.Tensor
+    cut: LayerCut,
+    problem: MaskProblem,
+    values: torch.Tensor,
+    feasible: bool,
+    history: torch.Tensor,
+    best_epoch: int = -1,
 ) -> MaskResult:
     """A :class:`MaskResult` for ``values``, with flip accuracies on all of the problem's evaluation pairs."""
     ia, ib = problem.eval_pairs()
@@ -429,4 +455,5 @@ def make_result(
         sides=problem.sides,
         seed=problem.seed,
         history=history.detach().cpu().clone(),
+        best_epoch=best_epoch,
     )

@@ -107,11 +107,22 @@ class R3Policy:
         return bool(fired), fired
 
 
+@dataclass(frozen=True)
+class R2Policy(R3Policy):
+    """The round-2 submission's rule (naiyeleo/ABS, TrojAI round 2, ``prune_by_neuron_mask``): R3's
+    thresholds on the overlaps of *binarised* masks — a channel counts when its mask value is above
+    ``binarize`` (0.9), I1 = |B1∩B2|/|B1|, I2 = |B1∩B2|/|B2|, and an empty binarised mask gives 1. The
+    cross-check accuracies use the soft masks, as the submission does."""
+
+    binarize: float = 0.9
+    name: str = "r2"
+
+
 EXF_MASK = OfficialPolicy("exf_mask", i1=0.8, i2=0.8, side_acc=0.8, majority_acc=0.8, all_acc_floor=0.4)
 EXF_FILTER = OfficialPolicy(
     "exf_filter", i1=0.9, i2=0.88, side_acc=0.99, majority_acc=0.9, majority_min_i2=0.85, joint_overlap=0.6
 )
-POLICY_NAMES = ("official", "exf_mask", "exf_filter", "paper", "r3")
+POLICY_NAMES = ("official", "exf_mask", "exf_filter", "paper", "r3", "r2")
 
 
 def resolve_policy(policy: str | Policy, trigger_kind: str = "patch") -> Policy:
@@ -122,7 +133,13 @@ def resolve_policy(policy: str | Policy, trigger_kind: str = "patch") -> Policy:
         return policy
     if policy == "official":
         return EXF_FILTER if trigger_kind == "filter" else EXF_MASK
-    named = {"exf_mask": EXF_MASK, "exf_filter": EXF_FILTER, "paper": PaperPolicy(), "r3": R3Policy()}
+    named = {
+        "exf_mask": EXF_MASK,
+        "exf_filter": EXF_FILTER,
+        "paper": PaperPolicy(),
+        "r3": R3Policy(),
+        "r2": R2Policy(),
+    }
     if policy not in named:
         raise ConfigError(f"unknown policy {policy!r}; choose one of {POLICY_NAMES} or pass a Policy object")
     return named[policy]

@@ -38,7 +38,7 @@ def reference_mask(cut: LayerCut, problem: MaskProblem, config: MaskConfig) -> M
     optimizer = torch.optim.Adam([weights], lr=config.lr)
     use1, use2 = problem.sides in ("both", "a_to_b"), problem.sides in ("both", "b_to_a")
     base1 = base2 = 1.0
-    best, best_size = None, math.inf
+    best, best_size, best_epoch = None, math.inf, -1
     history = []
     va, vb = problem.label_a, problem.label_b
     with frozen(cut.model):
@@ -74,7 +74,7 @@ def reference_mask(cut: LayerCut, problem: MaskProblem, config: MaskConfig) -> M
             size = float(mask.sum())
             history.append(size)
             if acc1 >= base1 - 1e-6 and acc2 >= base2 - 1e-6 and size < best_size:
-                best, best_size = mask, size
+                best, best_size, best_epoch = mask, size, epoch
     feasible = best is not None
     values = best if feasible else (torch.tanh(weights.detach()) / 2 + 0.5)[0]
-    return make_result(cut, problem, values, feasible, torch.tensor(history))
+    return make_result(cut, problem, values, feasible, torch.tensor(history), best_epoch)

@@ -73,7 +73,11 @@ class Verdict:
     [0, 1]. ``overlap`` = (I1, I2). ``cross_accuracy``: the four cross-check accuracies (see
     :mod:`exray.differencing.policies`). ``reasons``: the policy rules that fired. ``trigger_success``:
     fraction of stamped victim images classified as the target. ``derived_target``: the target re-derived
-    from the stamped predictions (−1: the trigger flips nothing).
+    from the stamped predictions (−1: the trigger flips nothing). ``coverage`` = (|M1|/C, |M2|/C), each
+    mask's share of the layer's C channels: an M1 that covers most of the layer contains any M2, whatever
+    the trigger (the layer is too entangled for EX-RAY's premise). ``degenerate`` = (M1, M2): no feasible
+    mask smaller than the initial all-ones one was found; a degenerate mask never by itself makes a
+    trigger natural (``notes`` says when it would have).
     """
 
     natural: bool
@@ -98,6 +102,8 @@ class Verdict:
     seed: int
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    coverage: tuple[float, float] = (0.0, 0.0)
+    degenerate: tuple[bool, bool] = (False, False)
 
     @property
     def injected(self) -> bool:
@@ -120,6 +126,8 @@ class Verdict:
         data["m1_flip_accuracy"] = list(self.m1_flip_accuracy)
         data["m2_flip_accuracy"] = list(self.m2_flip_accuracy)
         data["epochs_run"] = list(self.epochs_run)
+        data["coverage"] = list(self.coverage)
+        data["degenerate"] = list(self.degenerate)
         return data
 
     def to_json(self, **kwargs: Any) -> str:
@@ -130,8 +138,16 @@ class Verdict:
         data = dict(data)
         data["m1"] = torch.tensor(data["m1"], dtype=torch.float32)
         data["m2"] = torch.tensor(data["m2"], dtype=torch.float32)
-        for key in ("overlap", "m1_flip_accuracy", "m2_flip_accuracy", "epochs_run"):
-            data[key] = tuple(data[key])
+        for key in (
+            "overlap",
+            "m1_flip_accuracy",
+            "m2_flip_accuracy",
+            "epochs_run",
+            "coverage",
+            "degenerate",
+        ):
+            if key in data:  # coverage and degenerate are missing from records of exray < 0.x
+                data[key] = tuple(data[key])
         return cls(**data)
 
     def summary(self) -> str:
@@ -142,12 +158,29 @@ class Verdict:
         return (
             f"{word}: {self.kind} trigger {self.victim_label}→{self.target_label} "
             f"(success {self.trigger_success:.2f}) |M1|={self.m1_size:.1f} |M2|={self.m2_size:.1f} "
-            f"I1={i1:.2f} I2={i2:.2f} — {why}"
+            f"I1={i1:.2f} I2={i2:.2f} — {why}; {coverage_text(self)}"
         )
 
 
-def overlaps(m1: torch.Tensor, m2: torch.Tensor) -> tuple[float, float]:
-    """(I1, I2) = (Σmin(M1,M2)/ΣM1, Σmin(M1,M2)/ΣM2), spec §4.5."""
+def coverage_text(verdict: Verdict) -> str:
+    """Each mask's share of the layer, with a warning for degenerate masks: "M1 covers 31 % of 64
+    channels, M2 4 %"."""
+    parts = []
+    for name, share, degenerate in zip(("M1", "M2"), verdict.coverage, verdict.degenerate):
+        parts.append(f"{name} {share:.0%}" + (" (degenerate)" if degenerate else ""))
+    return f"{parts[0]} and {parts[1]} of {verdict.m1.numel()} channels"
+
+
+def overlaps(m1: torch.Tensor, m2: torch.Tensor, binarize: float | None = None) -> tuple[float, float]:
+    """(I1, I2) = (Σmin(M1,M2)/ΣM1, Σmin(M1,M2)/ΣM2), spec §4.5.
+
+    With ``binarize``, the overlaps of the binarised masks B = {channels with mask > binarize}:
+    (|B1∩B2|/|B1|, |B1∩B2|/|B2|), an empty B giving 1 (the TrojAI round-2 submission's form).
+    """
+    if binarize is not None:
+        b1, b2 = m1 > binarize, m2 > binarize
+        inter, n1, n2 = int((b1 & b2).sum()), int(b1.sum()), int(b2.sum())
+        return (inter / n1 if n1 else 1.0, inter / n2 if n2 else 1.0)
     inter = torch.minimum(m1, m2).sum()
     return float(inter / m1.sum().clamp(min=1e-12)), float(inter / m2.sum().clamp(min=1e-12))
 
@@ -191,6 +224,7 @@ def compare_triggers(
     check_sides(sides)
     if not cases:
         return []
+    config = config or MaskConfig()
     start = time.perf_counter()
     device = model_device(model)
     cut = make_cut(model, layer, cases[0].victim, backend)
@@ -217,17 +251,20 @@ def compare_triggers(
             continue
         if prep.m1_key not in m1_index:
             m1_index[prep.m1_key] = len(problems)
+            # index pairing (the official script): victim j with target j, the first n of each
+            paired = config.m1_pairing == "index"
+            n = min(len(case.victim), len(case.target)) if paired else None
             problems.append(
                 MaskProblem(
-                    a=prep.f_v,
-                    b=prep.f_t,
+                    a=prep.f_v[:n],
+                    b=prep.f_t[:n],
                     label_a=case.victim_label,
                     label_b=prep.target,
-                    paired=False,
+                    paired=paired,
                     sides=sides,
                     seed=derive_seed(seed, "M1", case.victim_label, prep.target),
-                    inputs_a=case.victim.to(device) if inputs else None,
-                    inputs_b=case.target.to(device) if inputs else None,
+                    inputs_a=case.victim[:n].to(device) if inputs else None,
+                    inputs_b=case.target[:n].to(device) if inputs else None,
                 )
             )
         m2_index.append(len(problems))
@@ -252,13 +289,23 @@ def compare_triggers(
     for prep, m2_at in zip(prepared, m2_index):
         m1, m2 = masks[m1_index[prep.m1_key]], masks[m2_at]
         accuracy = _cross_accuracies(cut, prep, m1, m2, device)
-        i1, i2 = overlaps(m1.values, m2.values)
         chosen = resolve_policy(policy, prep.case.kind)
+        i1, i2 = overlaps(m1.values, m2.values, getattr(chosen, "binarize", None))
         natural, reasons = chosen.decide(i1, i2, accuracy)
         notes = list(prep.notes)
         for mask, name in ((m1, "M1"), (m2, "M2")):
             if not mask.feasible:
                 notes.append(f"{name} never met its flip constraints; the final mask is reported")
+            elif mask.degenerate:
+                notes.append(
+                    f"{name} is degenerate: no mask smaller than the initial all-ones one kept both flips"
+                )
+        if natural and (m1.degenerate or m2.degenerate):
+            # An all-ones mask contains any other, so the overlap and cross-check rules fire by
+            # construction: a degenerate mask is never by itself the reason for a natural verdict.
+            fired = "; ".join(reasons)
+            notes.append(f"kept: the natural-trigger rules fired only on a degenerate mask ({fired})")
+            natural, reasons = False, []
         verdicts.append(
             Verdict(
                 natural=natural,
@@ -279,6 +326,8 @@ def compare_triggers(
                 m1_feasible=m1.feasible,
                 m2_feasible=m2.feasible,
                 epochs_run=(m1.epochs_run, m2.epochs_run),
+                coverage=(m1.coverage, m2.coverage),
+                degenerate=(m1.degenerate, m2.degenerate),
                 layer=cut.layer,
                 seed=seed,
                 notes=notes,

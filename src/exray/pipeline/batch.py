@@ -27,7 +27,7 @@ from exray.differencing import MaskConfig
 from exray.errors import ConfigError, ExrayError
 from exray.models.io import input_image_size, load_model
 from exray.pipeline.calibration import Calibration
-from exray.pipeline.scan import check_victim_rule, scan
+from exray.pipeline.scan import check_min_asr, check_victim_rule, scan
 from exray.scanners import get_scanner
 from exray.utils import set_thread_budget, versions
 
@@ -43,6 +43,7 @@ class ScanOptions:
     scanner_layer: str | None = None
     policy: str = "official"
     victims: str = "found"
+    refine_min_asr: float = 0.9
     mask_config: MaskConfig = field(default_factory=MaskConfig)
     calibration: Calibration = field(default_factory=Calibration)
     scanner_options: dict[str, Any] = field(default_factory=dict)
@@ -53,6 +54,7 @@ class ScanOptions:
         if self.refine not in (None, "exray"):
             raise ConfigError(f"refine must be None or 'exray', got {self.refine!r}")
         check_victim_rule(self.victims)
+        check_min_asr(self.refine_min_asr)
         get_scanner(self.scanner, **self.scanner_options)  # bad scanner settings fail before any model
 
 
@@ -72,6 +74,7 @@ def scan_model_dir(path: str | Path, options: ScanOptions, *, progress: bool = F
             scanner_layer=options.scanner_layer,
             policy=options.policy,
             victims=options.victims,
+            refine_min_asr=options.refine_min_asr,
             mask_config=options.mask_config,
             calibration=options.calibration,
             scanner_options=options.scanner_options,

@@ -169,6 +169,7 @@ def scan(
     Timings per stage are recorded in the result.
     """
     check_victim_rule(victims)
+    check_min_asr(refine_min_asr)
     method = resolve_refiner(refine, policy, mask_config)
     check_examples(examples)
     calibration = calibration or Calibration()
@@ -208,6 +209,12 @@ def check_victim_rule(victims: str) -> None:
     """Raise ConfigError unless ``victims`` is one of :data:`VICTIM_RULES`."""
     if victims not in VICTIM_RULES:
         raise ConfigError(f"victims must be one of {VICTIM_RULES}, got {victims!r}")
+
+
+def check_min_asr(min_asr: float) -> None:
+    """Raise ConfigError unless ``min_asr`` (the ASR gate before refinement) is in (0, 1]."""
+    if isinstance(min_asr, bool) or not isinstance(min_asr, int | float) or not 0 < min_asr <= 1:
+        raise ConfigError(f"refine_min_asr must be a number in (0, 1], got {min_asr!r}")
 
 
 def resolve_refiner(

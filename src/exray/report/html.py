@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from exray.data.images import write_image
+from exray.differencing.verdict import coverage_text
 from exray.pipeline.batch import read_results
 from exray.report.plots import mask_heatmap
 
@@ -80,11 +81,13 @@ def write_model_report(result: Any, examples: dict[int, torch.Tensor], report_di
                     for v, natural in report.victim_votes.items()
                 )
                 why += f"<br>from each class it flips: {votes}"
+            notes = "".join(f"<br>{html.escape(n)}" for n in verdict.notes)
             cells.append(f"<td><img src='t{i}_masks.png' alt='masks' style='max-width:640px'></td>")
             cells.append(
                 f"<td><span class='{word}'>{word.upper()}</span><br>I1 {verdict.overlap[0]:.2f}, "
                 f"I2 {verdict.overlap[1]:.2f}<br>|M1| {verdict.m1_size:.1f}, |M2| {verdict.m2_size:.1f}"
-                f"<br><span class='small'>{accuracy}<br>{why}</span></td>"
+                f"<br>{coverage_text(verdict)}"
+                f"<br><span class='small'>{accuracy}<br>{why}{notes}</span></td>"
             )
         rows.append("<tr>" + "".join(cells) + "</tr>")
     header = (

@@ -1,0 +1,134 @@
+"""Fidelity options to the official EX-RAY code (issue 16 §1): M1 index pairing, degenerate masks, the
+round-2 rule on binarised masks, and mask coverage on every verdict."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from exray.differencing import MaskConfig, TriggerCase, Verdict, compare_triggers
+from exray.differencing import verdict as verdict_module
+from exray.differencing.policies import R2Policy, R3Policy, resolve_policy
+from exray.differencing.verdict import overlaps
+from exray.errors import ConfigError
+
+from .conftest import TARGET, VICTIM
+
+# ---- the round-2 rule: overlaps of binarised masks ----
+
+
+def test_binarised_overlaps_count_channels_above_the_cut():
+    m1 = torch.tensor([0.95, 0.95, 0.10, 0.00])
+    m2 = torch.tensor([0.95, 0.20, 0.95, 0.00])
+    assert overlaps(m1, m2, binarize=0.9) == (0.5, 0.5)  # B1 = {0, 1}, B2 = {0, 2}
+    assert overlaps(m1, torch.tensor([0.95, 0.0, 0.0, 0.0]), binarize=0.9) == (0.5, 1.0)
+    assert overlaps(torch.zeros(4), m2, binarize=0.9) == (1.0, 0.0)  # an empty B1 gives I1 = 1
+    soft = overlaps(m1, m2)
+    assert soft == pytest.approx((1.25 / 2.0, 1.25 / 2.1))  # Σmin = 0.95 + 0.2 + 0.1
+
+
+def test_r2_policy_is_r3_on_binarised_masks():
+    policy = resolve_policy("r2")
+    assert isinstance(policy, R2Policy) and policy.binarize == 0.9 and policy.name == "r2"
+    acc = {"acc1_1": 0.5, "acc1_2": 0.5, "acc2_1": 0.5, "acc2_2": 0.5}
+    for i1, i2 in ((0.95, 0.1), (0.1, 0.95), (0.5, 0.5)):
+        assert policy.decide(i1, i2, acc) == R3Policy().decide(i1, i2, acc)
+
+
+def test_r2_verdicts_use_binarised_overlaps(planted):
+    case = TriggerCase(planted["victim"], planted["target"], planted["injected"], VICTIM, TARGET)
+    config = MaskConfig(epochs=150)
+    (verdict,) = compare_triggers(planted["net"], [case], policy="r2", config=config, seed=0)
+    assert verdict.policy == "r2"
+    assert verdict.overlap == overlaps(verdict.m1, verdict.m2, binarize=0.9)
+    # On this hand-wired model the masks settle near 0.6-0.8 (one channel suffices at less than full
+    # strength): no channel passes the 0.9 cut, both binarised masks are empty and the round-2 rule
+    # gives I1 = I2 = 1, i.e. natural — as the submission would. The soft overlaps tell the trigger apart.
+    assert (verdict.m1 <= 0.9).all() and (verdict.m2 <= 0.9).all()
+    assert verdict.overlap == (1.0, 1.0) and verdict.natural
+    (soft,) = compare_triggers(planted["net"], [case], policy="r3", config=config, seed=0)
+    assert soft.injected and soft.overlap[0] < 0.1
+
+
+# ---- M1 index pairing (the official script) ----
+
+
+def test_index_pairing_pairs_victim_j_with_target_j(planted, monkeypatch):
+    seen = []
+    solve = verdict_module.optimize_masks
+
+    def spy(cut, problems, config, **kwargs):
+        seen.extend(problems)
+        return solve(cut, problems, config, **kwargs)
+
+    monkeypatch.setattr(verdict_module, "optimize_masks", spy)
+    target = planted["target"][:6]  # fewer target images than victim images
+    case = TriggerCase(planted["victim"], target, planted["injected"], VICTIM, TARGET)
+    for pairing, paired, rows in (("random", False, (10, 6)), ("index", True, (6, 6))):
+        seen.clear()
+        config = MaskConfig(epochs=100, m1_pairing=pairing)
+        (verdict,) = compare_triggers(planted["net"], [case], config=config, seed=0)
+        m1 = seen[0]
+        assert m1.paired is paired and (len(m1.a), len(m1.b)) == rows
+        assert verdict.injected, verdict.summary()
+    with pytest.raises(ConfigError, match="m1_pairing"):
+        MaskConfig(m1_pairing="shuffled")
+
+
+# ---- degenerate masks ----
+
+
+class _AllChannelsNeeded(nn.Module):
+    """Two feature channels f0 = R, f1 = G + 4B (a 1×1 convolution, the layer ``features``), averaged;
+    class 1's logit is f0 + f1, class 0's a constant 1.999. Victim = black (0, 0), target = yellow (1, 1):
+    flipping the victim to the target needs *both* channels at full strength (1 + 1 > 1.999), so M1 can
+    never drop a channel — a degenerate mask. The trigger (blue: f1 = 4) needs channel 1 alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Conv2d(3, 2, 1, bias=False)
+        self.head = nn.Linear(2, 2)
+        with torch.no_grad():
+            self.features.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 4.0]])[:, :, None, None])
+            self.head.weight.copy_(torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
+            self.head.bias.copy_(torch.tensor([1.999, 0.0]))
+        self.eval()
+
+    def forward(self, x):
+        return self.head(self.features(x).mean((2, 3)))
+
+
+def _solid(rgb, n=8, size=4):
+    return torch.tensor(rgb, dtype=torch.float32)[None, :, None, None].expand(n, 3, size, size).clone()
+
+
+def test_a_degenerate_mask_is_reported_and_never_by_itself_makes_a_trigger_natural():
+    net = _AllChannelsNeeded()
+    victim, target, stamped = _solid((0, 0, 0)), _solid((1, 1, 0)), _solid((0, 0, 1))
+    assert net(victim).argmax(1).eq(0).all() and net(target).argmax(1).eq(1).all()
+    assert net(stamped).argmax(1).eq(1).all()
+    case = TriggerCase(victim, target, stamped, 0, 1)
+    (verdict,) = compare_triggers(net, [case], layer="features", config=MaskConfig(epochs=80), seed=0)
+    assert verdict.degenerate == (True, False), verdict.summary()
+    assert (verdict.m1 > 0.9).all() and verdict.m2[0] < 0.1  # M2 = the trigger's channel only
+    # M2 lies inside the all-ones M1, so I2 ≈ 1 and the official rule would call it natural ...
+    assert verdict.overlap[1] > 0.99
+    # ... but a degenerate M1 is no evidence: the trigger is kept, and the notes say why.
+    assert not verdict.natural and verdict.reasons == []
+    assert any("degenerate" in note for note in verdict.notes), verdict.notes
+    assert verdict.coverage[0] == pytest.approx(verdict.m1_size / 2)
+
+
+def test_coverage_and_degenerate_are_on_every_verdict_and_round_trip(planted):
+    case = TriggerCase(planted["victim"], planted["target"], planted["natural"], VICTIM, TARGET)
+    (verdict,) = compare_triggers(planted["net"], [case], config=MaskConfig(epochs=150), seed=0)
+    channels = verdict.m1.numel()
+    assert verdict.coverage == pytest.approx((verdict.m1_size / channels, verdict.m2_size / channels))
+    assert verdict.degenerate == (False, False)
+    data = json.loads(verdict.to_json())
+    assert data["coverage"] == list(verdict.coverage) and data["degenerate"] == [False, False]
+    again = Verdict.from_dict(data)
+    assert again.coverage == pytest.approx(verdict.coverage) and again.degenerate == (False, False)
+    del data["coverage"], data["degenerate"]  # records written before these fields existed still load
+    assert Verdict.from_dict(data).degenerate == (False, False)
