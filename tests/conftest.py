@@ -1,9 +1,68 @@
-"""Test-session settings shared by every test module."""
+"""Test-session settings shared by every test module, and the knobs that rebuild the trained fixtures.
+
+Tests that train models (the tiny zoo, the training-loop and SDRM tests, …) must hold on any rebuild of
+their fixtures: another CPU sums gradients in another order and trains other weights. Two environment
+variables stand in for another machine (tests/README.md):
+
+* ``EXRAY_TEST_SEED=K`` shifts every trained fixture's seed by K (the tiny zoo is built from
+  ``zoos/tiny.yaml`` with ``seed + K``); ``fixture_seed(base)`` gives a test its shifted seed.
+* ``EXRAY_TEST_THREADS=N`` trains every fixture on N intra-op threads (the tiny zoo is built with
+  ``train_threads=N`` and cached apart from the one-thread build).
+"""
 
 import os
+from pathlib import Path
 
+import pytest
 import torch
 
-# `make test` runs two pytest-xdist workers on a 2-core machine: one intra-op thread each.
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    torch.set_num_threads(1)
+ZOOS = Path(__file__).resolve().parents[1] / "zoos"
+TINY_SPEC = ZOOS / "tiny.yaml"
+
+
+def _env_int(name: str, default: int, minimum: int) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        value = int(raw) if raw else default
+    except ValueError:
+        raise pytest.UsageError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise pytest.UsageError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+SEED_OFFSET = _env_int("EXRAY_TEST_SEED", 0, 0)
+#: `make test` runs two pytest-xdist workers on a 2-core machine: one intra-op thread each by default.
+THREADS = _env_int("EXRAY_TEST_THREADS", 1 if os.environ.get("PYTEST_XDIST_WORKER") else 0, 0)
+if THREADS:
+    torch.set_num_threads(THREADS)
+
+
+def fixture_seed(base: int) -> int:
+    """The seed a trained fixture uses: ``base`` shifted by ``EXRAY_TEST_SEED``."""
+    return base + SEED_OFFSET
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"exray fixtures: EXRAY_TEST_SEED={SEED_OFFSET} EXRAY_TEST_THREADS={THREADS or 'default'}"
+
+
+def tiny_spec():
+    """``zoos/tiny.yaml`` with its seed shifted by ``EXRAY_TEST_SEED``."""
+    from dataclasses import replace
+
+    from exray.zoo import load_spec
+
+    spec = load_spec(TINY_SPEC)
+    return replace(spec, seed=fixture_seed(spec.seed))
+
+
+@pytest.fixture(scope="session")
+def tiny_zoo() -> Path:
+    """The directory of the tiny zoo, built on first use into ``$EXRAY_CACHE`` (or ``~/.cache/exray``)
+    and reused by every later test session. Tests that use it carry ``@pytest.mark.xdist_group`` so that
+    `make test` (``pytest -n 2 --dist loadgroup``) runs them on one worker; :func:`exray.zoo.cached_build`
+    also holds a file lock, so two workers never build the same zoo twice."""
+    from exray.zoo import cached_build
+
+    return cached_build(tiny_spec(), workers=2, train_threads=max(THREADS, 1))

@@ -5,6 +5,7 @@ import dataclasses
 
 import pytest
 import torch
+from tests.conftest import fixture_seed
 
 from exray.attacks import AttackRecipe, SDRMConfig, SDRMRegularizer, poison_images, triggered_set
 from exray.data.signs import draw_classes
@@ -117,9 +118,9 @@ def test_config_round_trip_and_unknown_keys():
 @pytest.fixture(scope="module")
 def badnets_task():
     """3 sign classes, 120 training images each, a 4-pixel patch planted 1,2 → 0 (renders in ~1 s)."""
-    train, test = render_train_test(draw_classes(3, 0), 120, 60, seed=5, size=32)
-    attack = AttackRecipe("badnets", fraction=0.2).build(3, seed=0)
-    poisoned = poison_images(train.images, train.labels, [attack], seed=1, masks=train.masks)
+    train, test = render_train_test(draw_classes(3, fixture_seed(0)), 120, 60, seed=fixture_seed(5), size=32)
+    attack = AttackRecipe("badnets", fraction=0.2).build(3, seed=fixture_seed(0))
+    poisoned = poison_images(train.images, train.labels, [attack], seed=fixture_seed(1), masks=train.masks)
     return (
         poisoned,
         EvalSet(test.images, test.labels),
@@ -188,6 +189,7 @@ def _last_level_mmd(model, levels, clean, triggered):
     return float(mmd(a.double(), b.double()))
 
 
+@pytest.mark.trained
 def test_sdrm_training_lowers_the_last_level_mmd(badnets_task):
     poisoned, test, attack_set, attack = badnets_task
     data = poisoned.train_set()
@@ -197,13 +199,13 @@ def test_sdrm_training_lowers_the_last_level_mmd(badnets_task):
     triggered = attack_set.images[:60]
     values = {}
     for variant in ("rbt", "sdrm"):
-        model = seeded_model(lambda: build_model("cnn", 3, width=0.5), 0)
+        model = seeded_model(lambda: build_model("cnn", 3, width=0.5), fixture_seed(0))
         terms = [config.loss_term(model, data.images[:1])] if variant == "sdrm" else []
         result = train_model(
             model,
             data,
             config=train,
-            seed=0,
+            seed=fixture_seed(0),
             test=test,
             attacks=[attack_set],
             loss_terms=terms,

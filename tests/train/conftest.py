@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 import pytest
+from tests.conftest import fixture_seed
 
 from exray.attacks import Attack, PoisonedDataset, render_attack_set, render_clean_set, render_poisoned
 from exray.data.signs import draw_classes
@@ -21,12 +22,12 @@ class SignTask:
 
 @pytest.fixture(scope="session")
 def sign_task() -> SignTask:
-    renderer = SignRenderer(draw_classes(3, 0), size=32)
+    renderer = SignRenderer(draw_classes(3, fixture_seed(0)), size=32)
     square = PolygonTrigger(((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)), (1.0, 0.0, 1.0), 0.2)
     attack = Attack(square, (1,), 0, 0.5)
     return SignTask(
-        poisoned=render_poisoned(renderer, 100, [attack], seed=1),
-        clean=render_poisoned(renderer, 100, [], seed=1),
-        test=render_clean_set(renderer, 50, seed=2),
-        attack=render_attack_set(renderer, attack, 50, seed=3),
+        poisoned=render_poisoned(renderer, 100, [attack], seed=fixture_seed(1)),
+        clean=render_poisoned(renderer, 100, [], seed=fixture_seed(1)),
+        test=render_clean_set(renderer, 50, seed=fixture_seed(2)),
+        attack=render_attack_set(renderer, attack, 50, seed=fixture_seed(3)),
     )

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from tests.conftest import fixture_seed
 
 from exray.errors import ConfigError
 from exray.models import build_model
@@ -22,17 +23,20 @@ def test_step_sizes_follow_trojai() -> None:
     assert AdversarialConfig.from_dict(config.to_dict()) == config
 
 
+@pytest.mark.trained
 @pytest.mark.parametrize(
     "config",
     [AdversarialConfig("pgd", 4 / 255, 0.3, 7), AdversarialConfig("fbf", 16 / 255, 0.1, 1)],
     ids=["pgd", "fbf"],
 )
 def test_perturbations_stay_within_eps_and_raise_the_loss(sign_task, config) -> None:
-    model = seeded_model(lambda: build_model("cnn", 3, width=0.5), 0)
-    train_model(model, sign_task.clean.train_set(), config=TrainConfig(epochs=3), progress=False)
+    model = seeded_model(lambda: build_model("cnn", 3, width=0.5), fixture_seed(0))
+    train_model(
+        model, sign_task.clean.train_set(), config=TrainConfig(epochs=3), seed=fixture_seed(0), progress=False
+    )
     x, y = sign_task.test.images[:64], sign_task.test.labels[:64]
     grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
-    adv = perturb(model.eval(), x, y, config, torch_generator(0))
+    adv = perturb(model.eval(), x, y, config, torch_generator(fixture_seed(0)))
     assert (adv - x).abs().max() <= config.eps + 1e-6
     assert adv.min() >= 0.0 and adv.max() <= 1.0
     assert not adv.requires_grad and all(p.requires_grad for p in model.parameters())

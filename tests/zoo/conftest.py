@@ -1,9 +1,4 @@
-"""Zoo fixtures: the shipped tiny zoo (built once into the shared cache) and a seconds-fast micro spec.
-
-Tests that use ``tiny_zoo`` must carry ``@pytest.mark.xdist_group("tiny_zoo")`` so that `make test`
-(``pytest -n 2 --dist loadgroup``) runs them on one worker; :func:`exray.zoo.cached_build` also holds a
-file lock, so other suites that build the same zoo never build it twice.
-"""
+"""Zoo fixtures: a seconds-fast micro spec (the tiny zoo fixture, ``tiny_zoo``, is in tests/conftest.py)."""
 
 from pathlib import Path
 from typing import Any
@@ -11,10 +6,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exray.zoo import cached_build
-
 ZOOS = Path(__file__).resolve().parents[2] / "zoos"
-TINY_SPEC = ZOOS / "tiny.yaml"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,10 +41,3 @@ def micro_spec(**overrides: Any) -> dict[str, Any]:
 def write_spec(path: Path, spec: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(spec))
     return path
-
-
-@pytest.fixture(scope="session")
-def tiny_zoo() -> Path:
-    """The directory of the shipped tiny zoo, built on first use into ``$EXRAY_CACHE`` (or
-    ``~/.cache/exray``) and reused by every later test session."""
-    return cached_build(TINY_SPEC)

@@ -4,14 +4,13 @@ import time
 
 import pytest
 import torch
+from tests.conftest import THREADS, tiny_spec
 
 import exray
 from exray.attacks import Attack
 from exray.zoo import cached_build, read_metadata
 
-from .conftest import TINY_SPEC
-
-pytestmark = [pytest.mark.xdist_group("tiny_zoo"), pytest.mark.slow]
+pytestmark = [pytest.mark.xdist_group("tiny_zoo"), pytest.mark.slow, pytest.mark.trained]
 
 
 def test_tiny_zoo_meets_the_quality_bar(tiny_zoo) -> None:
@@ -48,5 +47,5 @@ def test_tiny_zoo_layout_loads_with_the_public_api(tiny_zoo) -> None:
 
 def test_cached_build_reuses_the_finished_zoo_at_once(tiny_zoo) -> None:
     start = time.perf_counter()
-    assert cached_build(TINY_SPEC) == tiny_zoo
+    assert cached_build(tiny_spec(), train_threads=max(THREADS, 1)) == tiny_zoo
     assert time.perf_counter() - start < 2.0
