@@ -3,13 +3,9 @@
 EX-RAY (paper §3) calls a trigger natural when the feature maps that flip victim V to V+trigger (M2) lie
 inside those that separate clean V from clean T (M1). Whether that holds depends on the model and the
 layer, independently of any trigger-inversion scanner. This script judges, at every requested layer, two
-kinds of trigger whose answer is known by construction, so no scanner error can blur the picture:
-
-* **planted**: each trojaned model's own trigger, stamped exactly as in training on the model's held-out
-  example scenes of each source class (re-rendered from the zoo's draw) — should be judged *injected*;
-* **glyph swap**: for each glyph-only confusion pair (a, b) of every model, the victim's scenes re-rendered
-  with class b's sign (same background, pose, lighting; only the glyph differs) — a natural trigger by
-  construction (the "stamped" image *is* a class-b image), both directions — should be judged *natural*.
+kinds of trigger whose answer is known by construction (``exray.evaluation.known``), so no scanner error
+can blur the picture: each trojaned model's **planted** trigger stamped on its own example scenes (should
+be judged *injected*) and **glyph swaps** between a confusion pair (should be judged *natural*).
 
 Prints, per layer, how many planted triggers were judged injected and how many glyph swaps natural, then
 one row per trigger with the overlaps (I1, I2) and each mask's share of the layer's channels (an M1
@@ -33,49 +29,14 @@ import torch
 
 import exray
 from exray.cli.demo import DEMO_MASKS
-from exray.data.synth import SignRenderer
 from exray.differencing import MaskConfig
-from exray.differencing.verdict import TriggerCase, compare_triggers
-from exray.scanners.result import FILTER_TYPES
-from exray.utils import derive_seed, versions
-from exray.zoo import ZOO_FILE, cached_build, designs, draw_model, parse_spec
+from exray.differencing.verdict import compare_triggers
+from exray.evaluation.known import known_triggers
+from exray.utils import versions
+from exray.zoo import ZOO_FILE, cached_build, designs, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LAYERS = "block:0,block:1,block:middle,block:-2,block:-1"
-
-
-def quantised(images: torch.Tensor) -> torch.Tensor:
-    """As the model sees its example PNGs: 8 bits per channel."""
-    return (images * 255.0).round() / 255.0
-
-
-def known_cases(
-    spec, design, attempt: int, examples: dict[int, torch.Tensor]
-) -> list[tuple[str, TriggerCase]]:
-    """The planted triggers and glyph swaps of one model, as (description, case) pairs."""
-    draw = draw_model(spec, design, attempt)
-    renderer = SignRenderer(draw.classes, size=spec.image_size, options=spec.data.options())
-
-    def scenes(label: int, scene_class: int, trigger=None) -> torch.Tensor:
-        labels = np.full(draw.examples_per_class, label)
-        seed = derive_seed(draw.examples_seed, scene_class)
-        return quantised(renderer.render(labels, seed, triggers=trigger).images)
-
-    cases = []
-    for attack in draw.attacks:
-        kind = "filter" if attack.trigger.type in FILTER_TYPES else "patch"
-        for source in attack.source_classes:
-            stamped = scenes(source, source, attack.trigger)
-            case = TriggerCase(
-                examples[source], examples[attack.target_class], stamped, source, attack.target_class, kind
-            )
-            cases.append((f"planted {attack.trigger.type} {source}→{attack.target_class}", case))
-    for a, b in draw.confusion_pairs():
-        for victim, target in ((a, b), (b, a)):
-            swapped = scenes(target, victim)
-            case = TriggerCase(examples[victim], examples[target], swapped, victim, target, "patch")
-            cases.append((f"glyph swap {victim}→{target}", case))
-    return cases
 
 
 def main() -> None:
@@ -102,22 +63,19 @@ def main() -> None:
 
     rows = []
     for design in designs(spec)[: args.models]:
-        directory = zoo / design.name
-        config = json.loads((directory / "config.json").read_text())
-        model = exray.load_model(directory)
-        examples = exray.load_examples(directory)
-        cases = known_cases(spec, design, int(config["attempt"]), examples)
+        model = exray.load_model(zoo / design.name)
+        cases = known_triggers(zoo, design.name)
         for layer in layers:
             verdicts = compare_triggers(
-                model, [case for _, case in cases], layer=layer, config=masks, seed=args.seed
+                model, [known.case for known in cases], layer=layer, config=masks, seed=args.seed
             )
-            for (what, _), verdict in zip(cases, verdicts):
+            for known, verdict in zip(cases, verdicts):
                 rows.append(
                     {
                         "model": design.name,
                         "architecture": design.architecture.name,
                         "layer": layer,
-                        "trigger": what,
+                        "trigger": known.description,
                         "natural": verdict.natural,
                         "overlap": [round(v, 3) for v in verdict.overlap],
                         "mask_share": [
