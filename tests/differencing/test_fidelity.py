@@ -10,8 +10,9 @@ from torch import nn
 from exray.differencing import MaskConfig, TriggerCase, Verdict, compare_triggers
 from exray.differencing import verdict as verdict_module
 from exray.differencing.policies import R2Policy, R3Policy, resolve_policy
-from exray.differencing.verdict import overlaps
+from exray.differencing.verdict import choose_layer, overlaps
 from exray.errors import ConfigError
+from exray.models.analytic import CHANNEL, ColourDetectorNet, symbol_images
 
 from .conftest import TARGET, VICTIM
 
@@ -132,3 +133,55 @@ def test_coverage_and_degenerate_are_on_every_verdict_and_round_trip(planted):
     assert again.coverage == pytest.approx(verdict.coverage) and again.degenerate == (False, False)
     del data["coverage"], data["degenerate"]  # records written before these fields existed still load
     assert Verdict.from_dict(data).degenerate == (False, False)
+
+
+# ---- beyond the paper: entangled layers and layer="auto" ----
+
+
+class _Entangled(nn.Module):
+    """Two classes, red symbol (0) and green symbol (1), through three 1×1 blocks: ``detectors`` (the 8
+    colour detectors of :class:`ColourDetectorNet`), ``mix`` (16 channels, each = red − green) and
+    ``unmix`` (logit 0 = mean of ``mix``, logit 1 = −mean − 0.4), then spatial max pooling.
+
+    At ``mix`` every channel carries both classes' evidence: swapping a share m̄ of them from a green
+    image into a red one gives logits (1 − m̄, m̄ − 0.4), so the clean-pair mask M1 must cover more than
+    70 % of the layer — entangled by construction. At ``detectors`` the same flip needs the red and green
+    channels only (m_red + m_green > 1.4 of 8 channels, under 25 %)."""
+
+    def __init__(self):
+        super().__init__()
+        self.detectors = ColourDetectorNet([{"red": 1}, {"green": 1}]).detectors
+        self.mix, self.unmix = nn.Conv2d(8, 16, 1, bias=False), nn.Conv2d(16, 2, 1)
+        with torch.no_grad():
+            self.mix.weight.zero_()
+            self.mix.weight[:, CHANNEL["red"]] = 1.0
+            self.mix.weight[:, CHANNEL["green"]] = -1.0
+            self.unmix.weight.copy_(
+                torch.stack([torch.full((16,), 1 / 16), torch.full((16,), -1 / 16)])[..., None, None]
+            )
+            self.unmix.bias.copy_(torch.tensor([0.0, -0.4]))
+        self.eval()
+
+    def forward(self, x):
+        return self.unmix(self.mix(self.detectors(x))).amax((2, 3))
+
+
+def test_an_entangled_layer_is_flagged_and_auto_picks_the_disentangled_one():
+    net = _Entangled()
+    red, green = symbol_images("red", 10, seed=1), symbol_images("green", 10, seed=2)
+    assert net(red).argmax(1).eq(0).all() and net(green).argmax(1).eq(1).all()
+    # a natural trigger by construction: the "stamped" victims are other green-class images
+    case = TriggerCase(red, green, symbol_images("green", 10, seed=3), 0, 1)
+    config = MaskConfig(epochs=200)
+    (at_mix,) = compare_triggers(net, [case], layer="mix", config=config, seed=0)
+    (at_detectors,) = compare_triggers(net, [case], layer="detectors", config=config, seed=0)
+    assert at_mix.entangled and at_mix.coverage[0] > 0.7 - 0.05, at_mix.summary()
+    assert not at_detectors.entangled and at_detectors.coverage[0] < 0.25, at_detectors.summary()
+    assert "entangled" in at_mix.summary() and json.loads(at_mix.to_json())["entangled"] is True
+
+    layer, shares = choose_layer(net, [case], config=config, seed=0)
+    assert list(shares) == ["detectors", "mix"]  # every block but the last (unmix)
+    assert layer == "detectors" and shares["detectors"] < shares["mix"]
+    (auto,) = compare_triggers(net, [case], layer="auto", config=config, seed=0)
+    assert auto.layer == "detectors" and auto.natural and not auto.entangled
+    assert any("chosen by auto" in note for note in auto.notes), auto.notes

@@ -129,3 +129,14 @@ def test_flipped_victims_keep_a_trigger_only_when_most_verdicts_say_injected(
     assert found.pruned is pruned_found and found.victim_votes is None
     assert flipped.pruned is pruned_flipped
     assert flipped.victim_votes == {v: v not in injected_from for v in (0, 2, 3)}
+
+
+def test_layer_auto_and_the_entanglement_diagnostics_reach_the_scan_result():
+    model, data = colour_model(planted=True), examples()
+    result = scan(model, data, refine="exray", layer="auto")
+    judged = [t.verdict for t in result.triggers if t.verdict is not None]
+    assert judged and all(any("chosen by auto" in n for n in v.notes) for v in judged)
+    assert result.flagged and result.probability > 0.8  # the planted magenta trigger is still kept
+    refinement = result.diagnostics["refinement"]
+    assert refinement["judged"] == len(judged) and refinement["layers"] == ["detectors.1"]
+    assert refinement["entangled"] == sum(v.entangled for v in judged)

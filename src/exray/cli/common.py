@@ -29,7 +29,11 @@ def add_exray_flags(parser: argparse.ArgumentParser) -> None:
 
 def add_refinement_flags(group: argparse._ArgumentGroup) -> None:
     """The layer, decision policy and mask optimisation shared by ``scan``, ``diff`` and ``evaluate``."""
-    group.add_argument("--layer", help="module name of the layer (default: second-to-last conv block)")
+    group.add_argument(
+        "--layer",
+        help="module name, block:K or block:middle (default: block:-2, the second-to-last conv block); "
+        "auto: per model, the block whose clean-pair masks cover the least of the layer",
+    )
     group.add_argument("--policy", choices=POLICY_NAMES, default="official", help="EX-RAY decision policy")
     group.add_argument("--epochs", type=int, default=MaskConfig.epochs, help="mask optimisation epochs")
     group.add_argument(

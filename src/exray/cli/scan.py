@@ -77,6 +77,16 @@ def options_from(args: argparse.Namespace) -> ScanOptions:
     )
 
 
+def entangled_note(record: dict) -> str:
+    """ " — 3 of 5 verdicts on an entangled layer" when EX-RAY judged triggers where its premise fails."""
+    refinement = record.get("diagnostics", {}).get("refinement") or {}
+    if not refinement.get("entangled"):
+        return ""
+    return (
+        f" — {refinement['entangled']} of {refinement['judged']} verdicts on an entangled layer (M1 > 50 %)"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     options = options_from(args)
     already = read_results(args.out)
@@ -96,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             pruned = len(record["triggers"]) - len(kept)
             print(
                 f"{record['model']}: p(trojaned)={record['probability']:.3f} score={record['score']:.2f} "
-                f"triggers={len(record['triggers'])} pruned-as-natural={pruned}"
+                f"triggers={len(record['triggers'])} pruned-as-natural={pruned}" + entangled_note(record)
             )
     if args.report:
         from exray.report import write_index

@@ -26,6 +26,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,7 +35,7 @@ from exray.differencing.masks import check_label, extract, make_cut, model_devic
 from exray.differencing.optimizer import MaskProblem, MaskResult, mix, optimize_masks
 from exray.differencing.policies import ACCURACY_KEYS, Policy, resolve_policy
 from exray.errors import InputError
-from exray.models.layers import Backend, LayerCut
+from exray.models.layers import Backend, LayerCut, conv_blocks
 from exray.utils import derive_seed
 
 
@@ -110,6 +111,12 @@ class Verdict:
         return not self.natural
 
     @property
+    def entangled(self) -> bool:
+        """M1 covers more than :data:`ENTANGLED_COVERAGE` of the layer: the layer is too entangled for
+        EX-RAY's premise, and a natural verdict here says little (beyond the paper)."""
+        return self.coverage[0] > ENTANGLED_COVERAGE
+
+    @property
     def m1_size(self) -> float:
         return float(self.m1.sum())
 
@@ -128,6 +135,7 @@ class Verdict:
         data["epochs_run"] = list(self.epochs_run)
         data["coverage"] = list(self.coverage)
         data["degenerate"] = list(self.degenerate)
+        data["entangled"] = self.entangled
         return data
 
     def to_json(self, **kwargs: Any) -> str:
@@ -136,6 +144,7 @@ class Verdict:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Verdict:
         data = dict(data)
+        data.pop("entangled", None)  # derived from coverage
         data["m1"] = torch.tensor(data["m1"], dtype=torch.float32)
         data["m2"] = torch.tensor(data["m2"], dtype=torch.float32)
         for key in (
@@ -168,7 +177,17 @@ def coverage_text(verdict: Verdict) -> str:
     parts = []
     for name, share, degenerate in zip(("M1", "M2"), verdict.coverage, verdict.degenerate):
         parts.append(f"{name} {share:.0%}" + (" (degenerate)" if degenerate else ""))
-    return f"{parts[0]} and {parts[1]} of {verdict.m1.numel()} channels"
+    text = f"{parts[0]} and {parts[1]} of {verdict.m1.numel()} channels"
+    if verdict.entangled:
+        text += " — the layer is too entangled for EX-RAY to judge (M1 covers most of it)"
+    return text
+
+
+#: ``layer`` value that makes :func:`compare_triggers` choose the layer itself (:func:`choose_layer`).
+AUTO_LAYER = "auto"
+#: M1 covering more than this share of the layer's channels: the layer is too entangled for EX-RAY's
+#: premise (M1 then contains any trigger's M2), so a *natural* verdict there says little.
+ENTANGLED_COVERAGE = 0.5
 
 
 def overlaps(m1: torch.Tensor, m2: torch.Tensor, binarize: float | None = None) -> tuple[float, float]:
@@ -220,6 +239,10 @@ def compare_triggers(
     share their M2 too.
 
     ``sides`` other than ``"both"`` computes one-sided M1 and M2 (the paper's baselines 7 and 8).
+
+    ``layer="auto"`` (beyond the paper) picks the layer per call, without ground truth: among the
+    model's convolutional blocks but the last, the one whose clean-pair masks M1 cover the smallest
+    median share of the layer (:func:`choose_layer`; the verdicts' notes list every candidate's share).
     """
     check_sides(sides)
     if not cases:
@@ -227,16 +250,13 @@ def compare_triggers(
     config = config or MaskConfig()
     start = time.perf_counter()
     device = model_device(model)
+    layer_notes: list[str] = []
+    if layer == AUTO_LAYER:
+        layer, shares = choose_layer(model, cases, sides=sides, config=config, seed=seed, backend=backend)
+        listed = ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+        layer_notes.append(f"layer {layer} chosen by auto: median |M1|/C per candidate block {listed}")
     cut = make_cut(model, layer, cases[0].victim, backend)
-    cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def features(images: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        key = _fingerprint(images)
-        if key not in cache:
-            cache[key] = extract(cut, images, name)
-        return cache[key]
-
-    prepared = [_prepare(case, i, features) for i, case in enumerate(cases)]
+    prepared = _prepare_all(cut, cases)
 
     problems: list[MaskProblem] = []
     m1_index: dict[tuple, int] = {}
@@ -251,22 +271,7 @@ def compare_triggers(
             continue
         if prep.m1_key not in m1_index:
             m1_index[prep.m1_key] = len(problems)
-            # index pairing (the official script): victim j with target j, the first n of each
-            paired = config.m1_pairing == "index"
-            n = min(len(case.victim), len(case.target)) if paired else None
-            problems.append(
-                MaskProblem(
-                    a=prep.f_v[:n],
-                    b=prep.f_t[:n],
-                    label_a=case.victim_label,
-                    label_b=prep.target,
-                    paired=paired,
-                    sides=sides,
-                    seed=derive_seed(seed, "M1", case.victim_label, prep.target),
-                    inputs_a=case.victim[:n].to(device) if inputs else None,
-                    inputs_b=case.target[:n].to(device) if inputs else None,
-                )
-            )
+            problems.append(_m1_problem(prep, cut, config, sides, seed))
         m2_index.append(len(problems))
         m2_seen[m2_key] = len(problems)
         problems.append(
@@ -292,7 +297,7 @@ def compare_triggers(
         chosen = resolve_policy(policy, prep.case.kind)
         i1, i2 = overlaps(m1.values, m2.values, getattr(chosen, "binarize", None))
         natural, reasons = chosen.decide(i1, i2, accuracy)
-        notes = list(prep.notes)
+        notes = list(prep.notes) + layer_notes
         for mask, name in ((m1, "M1"), (m2, "M2")):
             if not mask.feasible:
                 notes.append(f"{name} never met its flip constraints; the final mask is reported")
@@ -335,6 +340,72 @@ def compare_triggers(
             )
         )
     return verdicts
+
+
+def _prepare_all(cut: LayerCut, cases: list[TriggerCase]) -> list[_Prepared]:
+    """Every case's features at ``cut`` (each distinct image set extracted once) and its target."""
+    cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def features(images: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        key = _fingerprint(images)
+        if key not in cache:
+            cache[key] = extract(cut, images, name)
+        return cache[key]
+
+    return [_prepare(case, i, features) for i, case in enumerate(cases)]
+
+
+def _m1_problem(prep: _Prepared, cut: LayerCut, config: MaskConfig, sides: Sides, seed: int) -> MaskProblem:
+    """The clean-pair problem M1 (V vs T) of a prepared case."""
+    case, device = prep.case, model_device(cut.model)
+    # index pairing (the official script): victim j with target j, the first n of each
+    paired = config.m1_pairing == "index"
+    n = min(len(case.victim), len(case.target)) if paired else None
+    inputs = cut.needs_inputs
+    return MaskProblem(
+        a=prep.f_v[:n],
+        b=prep.f_t[:n],
+        label_a=case.victim_label,
+        label_b=prep.target,
+        paired=paired,
+        sides=sides,
+        seed=derive_seed(seed, "M1", case.victim_label, prep.target),
+        inputs_a=case.victim[:n].to(device) if inputs else None,
+        inputs_b=case.target[:n].to(device) if inputs else None,
+    )
+
+
+def choose_layer(
+    model: nn.Module,
+    cases: list[TriggerCase],
+    *,
+    sides: Sides = "both",
+    config: MaskConfig | None = None,
+    seed: int = 0,
+    backend: Backend = "auto",
+) -> tuple[str, dict[str, float]]:
+    """The layer for ``layer="auto"`` and the median |M1|/C of every candidate (beyond the paper).
+
+    EX-RAY's premise needs a layer where the features that separate two clean classes are few: when
+    M1 covers most of the channels it contains any trigger's M2 and every trigger looks natural
+    (docs/results.md). Without ground truth, the candidates — every convolutional block but the last,
+    whose output is already the classes' evidence — are ranked by the median share of the layer that
+    the clean-pair masks of ``cases`` need; the smallest wins, ties going to the deeper block.
+    """
+    config = config or MaskConfig()
+    blocks = conv_blocks(model, cases[0].victim[:1].to(model_device(model)))
+    candidates = blocks[:-1] or blocks
+    shares: dict[str, float] = {}
+    for name in candidates:
+        cut = make_cut(model, name, cases[0].victim, backend)
+        unique: dict[tuple, _Prepared] = {}
+        for prep in _prepare_all(cut, cases):
+            unique.setdefault(prep.m1_key, prep)
+        problems = [_m1_problem(prep, cut, config, sides, seed) for prep in unique.values()]
+        masks = optimize_masks(cut, problems, config)
+        shares[name] = float(np.median([m.coverage for m in masks]))
+    best = min(reversed(candidates), key=lambda name: shares[name])
+    return best, shares
 
 
 def _prepare(case: TriggerCase, index: int, features) -> _Prepared:

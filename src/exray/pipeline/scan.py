@@ -191,6 +191,14 @@ def scan(
         start = time.perf_counter()
         _refine(method, model, examples, reports, refine_min_asr, victims, layer, seed, progress)
         timings[method.name] = time.perf_counter() - start
+        verdicts = [r.verdict for r in reports if r.verdict is not None]
+        diagnostics["refinement"] = {
+            "judged": len(verdicts),
+            # beyond the paper: verdicts on a layer too entangled for EX-RAY's premise (M1 covers most of it)
+            "entangled": sum(v.entangled for v in verdicts),
+            "degenerate": sum(any(v.degenerate) for v in verdicts),
+            "layers": sorted({v.layer for v in verdicts}),
+        }
     score = max((r.score for r in reports), default=0.0)
     return ScanResult(
         model=name,

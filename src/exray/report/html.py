@@ -24,7 +24,7 @@ _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}
 th{background:#f3f3f3}.natural{color:#2a7a2a;font-weight:bold}.injected{color:#b22;font-weight:bold}
-.error{color:#b22}img.px{image-rendering:pixelated;width:96px;height:96px}.small{font-size:.85em;color:#555}
+.error{color:#b22}.warning{color:#a60;font-weight:bold}img.px{image-rendering:pixelated;width:96px;height:96px}.small{font-size:.85em;color:#555}
 """
 
 
@@ -43,6 +43,18 @@ def _page(title: str, body: str) -> str:
 
 def _upscaled(image: torch.Tensor, size: int = 96) -> torch.Tensor:
     return F.interpolate(image[None], size=(size, size), mode="nearest")[0]
+
+
+def entangled_warning(result: Any) -> str:
+    """A warning paragraph when some of EX-RAY's verdicts are on a layer too entangled for its premise."""
+    refinement = result.diagnostics.get("refinement") or {}
+    if not refinement.get("entangled"):
+        return ""
+    return (
+        f"<p class='warning'>{refinement['entangled']} of {refinement['judged']} verdicts are on a layer "
+        "where the clean-pair mask M1 covers most of the channels: there EX-RAY's premise does not hold "
+        "and a <i>natural</i> verdict says little (try <code>--layer auto</code> or an earlier block).</p>"
+    )
 
 
 def write_model_report(result: Any, examples: dict[int, torch.Tensor], report_dir: str | Path) -> Path:
@@ -98,7 +110,7 @@ def write_model_report(result: Any, examples: dict[int, torch.Tensor], report_di
     body = (
         f"<h1>{html.escape(result.model)}</h1><p>P(trojaned) = <b>{result.probability:.3f}</b> "
         f"(score {result.score:.2f}; scanner {html.escape(result.scanner)}, refine {result.refine}, "
-        f"seed {result.seed})</p><p class='small'>{html.escape(timings)}</p>"
+        f"seed {result.seed})</p>{entangled_warning(result)}<p class='small'>{html.escape(timings)}</p>"
         + (f"<table>{header}{''.join(rows)}</table>" if rows else "<p>No triggers found.</p>")
         + "<p><a href='../index.html'>all models</a></p>"
     )
