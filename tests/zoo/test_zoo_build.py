@@ -5,10 +5,12 @@ import csv
 import json
 
 import pytest
+import torch
 
 import exray
 from exray.cli import main
 from exray.errors import ConfigError
+from exray.models import capture
 from exray.utils import intra_op_threads
 from exray.zoo import METADATA_COLUMNS, build_zoo, cache_dir, load_spec, parse_spec, read_metadata
 
@@ -75,6 +77,12 @@ def test_layout_metadata_and_ground_truth(tmp_path) -> None:
         examples = exray.load_examples(directory)
         assert sorted(examples) == [0, 1, 2] and all(x.shape == (2, 3, 16, 16) for x in examples.values())
         assert model(examples[0]).shape == (2, 3)
+        # EX-RAY's default layer, as the method sees it (channels and map size per model)
+        with torch.no_grad(), capture(model, [config["exray_layer"]["layer"]]) as seen:
+            model(examples[0])
+        (c, h, w) = seen[config["exray_layer"]["layer"]].shape[1:]
+        assert config["exray_layer"]["channels"] == c and config["exray_layer"]["map"] == [h, w]
+        assert row["layer_channels"] == str(c) and row["layer_map"] == f"{h}×{w}"
         assert config["zoo"]["recipe_hash"] and config["exray_version"] == exray.__version__
         assert len(config["sign_classes"]) == 3 and config["training"]["epochs"] == 1
         if config["poisoned"]:

@@ -212,6 +212,16 @@ def resolve_layer(model: nn.Module, layer: str | None, sample: torch.Tensor) -> 
         raise LayerError(f"{layer!r} names no block; the model's blocks are {blocks}") from None
 
 
+def layer_shape(model: nn.Module, layer: str | None, sample: torch.Tensor) -> tuple[str, tuple[int, ...]]:
+    """The module name ``layer`` designates (see :func:`resolve_layer`) and the shape of its output for
+    one input, without the batch dimension: ``(C, H, W)`` for a convolutional block."""
+    name = resolve_layer(model, layer, sample)
+    shape = probe_modules(model, sample).shapes.get(name)
+    if shape is None:
+        raise LayerError(f"the layer {name!r} produced no tensor for the sample")
+    return name, tuple(int(d) for d in shape[1:])
+
+
 def default_layer(model: nn.Module, sample: torch.Tensor) -> str:
     """Name of the module whose output is the default EX-RAY/ABS layer: the output of the second-to-last
     convolutional block (the paper's best setting, EXA Table 11), or of the only block if there is one.

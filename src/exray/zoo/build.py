@@ -58,6 +58,8 @@ METADATA_COLUMNS = (
     "fraction",
     "clean_accuracy",
     "attack_success_rate",
+    "layer_channels",
+    "layer_map",
     "adversarial",
     "seed",
     "attempts",
@@ -82,6 +84,8 @@ class ModelRecord:
     fraction: str = ""
     clean_accuracy: float | None = None
     attack_success_rate: float | None = None
+    layer_channels: int | None = None  # at EX-RAY's default layer (config.json "exray_layer")
+    layer_map: str = ""  # its feature-map size, "H×W"
     adversarial: str = ""
     seed: int | None = None
     attempts: int = 0
@@ -109,6 +113,8 @@ class ModelRecord:
             adversarial=(
                 "" if not adv else f"{adv['method']} eps={adv['eps'] * 255:g}/255 ratio={adv['ratio']:g}"
             ),
+            layer_channels=(config.get("exray_layer") or {}).get("channels"),
+            layer_map="×".join(str(d) for d in (config.get("exray_layer") or {}).get("map", [])),
             seed=config.get("seed"),
             attempts=len(quality.get("attempts", [])),
             seconds=config.get("build_seconds"),

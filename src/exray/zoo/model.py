@@ -24,6 +24,7 @@ from exray.data.signs import classes_to_config
 from exray.data.synth import SignRenderer
 from exray.models import build_model
 from exray.models.io import read_config, save_model
+from exray.models.layers import layer_shape
 from exray.train import TrainResult, seeded_model, train_model
 from exray.utils import derive_seed, versions
 from exray.zoo.draw import ModelDesign, ModelDraw, draw_model, recipe, recipe_hash
@@ -120,6 +121,7 @@ def build_model_dir(
             "min_attack_success_rate": spec.quality.min_attack_success_rate,
             "attempts": [t.summary() for t in attempts],
         },
+        "exray_layer": exray_layer(best.model, spec.image_size),
         "sign_classes": classes_to_config(draw.classes),
         "confusion_pairs": [list(p) for p in draw.confusion_pairs()],
         "image_size": spec.image_size,
@@ -159,6 +161,13 @@ def build_model_dir(
         shutil.rmtree(final)
     os.replace(partial, final)
     return read_config(final)
+
+
+def exray_layer(model: torch.nn.Module, image_size: int) -> dict[str, Any]:
+    """EX-RAY's default layer (the second-to-last convolutional block, paper §4) of a zoo model: its
+    module, channels and feature-map size — the width the method's premise needs (issue 16)."""
+    name, shape = layer_shape(model, None, torch.zeros(1, 3, image_size, image_size))
+    return {"layer": name, "channels": shape[0], "map": list(shape[1:])}
 
 
 def write_examples(folder: Path, draw: ModelDraw, spec: ZooSpec) -> None:
