@@ -76,11 +76,11 @@ def main() -> None:
                         "architecture": design.architecture.name,
                         "layer": layer,
                         "trigger": known.description,
+                        "natural_by_construction": known.natural,
                         "natural": verdict.natural,
                         "overlap": [round(v, 3) for v in verdict.overlap],
-                        "mask_share": [
-                            round(size / verdict.m1.numel(), 3) for size in (verdict.m1_size, verdict.m2_size)
-                        ],
+                        "mask_share": [round(share, 3) for share in verdict.coverage],
+                        "degenerate": list(verdict.degenerate),
                         "reasons": verdict.reasons,
                     }
                 )
@@ -91,8 +91,8 @@ def main() -> None:
         f" {'median |M1|':>12}"
     )
     for layer in layers:
-        planted = [r for r in rows if r["layer"] == layer and r["trigger"].startswith("planted")]
-        swaps = [r for r in rows if r["layer"] == layer and r["trigger"].startswith("glyph")]
+        planted = [r for r in rows if r["layer"] == layer and not r["natural_by_construction"]]
+        swaps = [r for r in rows if r["layer"] == layer and r["natural_by_construction"]]
         injected = sum(not r["natural"] for r in planted)
         natural = sum(r["natural"] for r in swaps)
         share = float(np.median([r["mask_share"][0] for r in rows if r["layer"] == layer]))

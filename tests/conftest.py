@@ -32,10 +32,10 @@ def _env_int(name: str, default: int, minimum: int) -> int:
 
 
 SEED_OFFSET = _env_int("EXRAY_TEST_SEED", 0, 0)
-#: `make test` runs two pytest-xdist workers on a 2-core machine: one intra-op thread each by default.
-THREADS = _env_int("EXRAY_TEST_THREADS", 1 if os.environ.get("PYTEST_XDIST_WORKER") else 0, 0)
-if THREADS:
-    torch.set_num_threads(THREADS)
+#: One intra-op thread by default, with or without pytest-xdist (`make test` runs two workers on a 2-core
+#: machine), so that every trained fixture trains the same way however the suite is run.
+THREADS = _env_int("EXRAY_TEST_THREADS", 1, 1)
+torch.set_num_threads(THREADS)
 
 
 def fixture_seed(base: int) -> int:
@@ -44,7 +44,7 @@ def fixture_seed(base: int) -> int:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"exray fixtures: EXRAY_TEST_SEED={SEED_OFFSET} EXRAY_TEST_THREADS={THREADS or 'default'}"
+    return f"exray fixtures: EXRAY_TEST_SEED={SEED_OFFSET} EXRAY_TEST_THREADS={THREADS}"
 
 
 def tiny_spec():
@@ -65,4 +65,4 @@ def tiny_zoo() -> Path:
     also holds a file lock, so two workers never build the same zoo twice."""
     from exray.zoo import cached_build
 
-    return cached_build(tiny_spec(), workers=2, train_threads=max(THREADS, 1))
+    return cached_build(tiny_spec(), workers=2, train_threads=THREADS)

@@ -2,6 +2,7 @@
 round-2 rule on binarised masks, and mask coverage on every verdict."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -9,9 +10,9 @@ from torch import nn
 
 from exray.differencing import MaskConfig, TriggerCase, Verdict, compare_triggers
 from exray.differencing import verdict as verdict_module
-from exray.differencing.policies import R2Policy, R3Policy, resolve_policy
-from exray.differencing.verdict import choose_layer, overlaps
-from exray.errors import ConfigError
+from exray.differencing.policies import ACCURACY_KEYS, R2Policy, R3Policy, resolve_policy
+from exray.differencing.verdict import _set_aside_degenerate, choose_layer, overlaps
+from exray.errors import ConfigError, LayerError
 from exray.models.analytic import CHANNEL, ColourDetectorNet, symbol_images
 
 from .conftest import TARGET, VICTIM
@@ -185,3 +186,28 @@ def test_an_entangled_layer_is_flagged_and_auto_picks_the_disentangled_one():
     (auto,) = compare_triggers(net, [case], layer="auto", config=config, seed=0)
     assert auto.layer == "detectors" and auto.natural and not auto.entangled
     assert any("chosen by auto" in note for note in auto.notes), auto.notes
+
+
+def test_only_the_terms_a_degenerate_mask_makes_true_are_set_aside():
+    """An all-ones M1 makes I2 and the M1 cross-checks (acc2_*) true by construction, an all-ones M2 I1
+    and acc1_*: those are zeroed, the rest still decides — so a natural verdict that other evidence
+    supports survives a degenerate partner mask."""
+    degenerate, fine = SimpleNamespace(degenerate=True), SimpleNamespace(degenerate=False)
+    acc = dict.fromkeys(ACCURACY_KEYS, 0.9)
+    i1, i2, rest = _set_aside_degenerate(0.99, 0.85, acc, fine, degenerate)  # M2 degenerate
+    assert (i1, i2) == (0.0, 0.85) and rest == {"acc1_1": 0.0, "acc1_2": 0.0, "acc2_1": 0.9, "acc2_2": 0.9}
+    assert resolve_policy("exf_mask").decide(i1, i2, rest) == (True, ["I2 > 0.8"])  # M1 covers M2's evidence
+    i1, i2, rest = _set_aside_degenerate(0.3, 0.99, acc, degenerate, fine)  # M1 degenerate
+    assert (i1, i2) == (0.3, 0.0) and rest["acc2_1"] == rest["acc2_2"] == 0.0 and rest["acc1_1"] == 0.9
+    assert resolve_policy("exf_mask").decide(i1, i2, rest)[0] is False
+    assert acc == dict.fromkeys(ACCURACY_KEYS, 0.9)  # the caller's accuracies are not modified
+
+
+def test_layer_auto_is_refused_with_a_clear_error_where_it_cannot_apply(planted):
+    from exray.evaluation import EvaluationConfig
+    from exray.models.layers import resolve_layer
+
+    with pytest.raises(LayerError, match="chosen per call by EX-RAY"):
+        resolve_layer(planted["net"], "auto", planted["victim"][:1])
+    with pytest.raises(ConfigError, match="one layer"):
+        EvaluationConfig(layer="auto")

@@ -12,6 +12,8 @@ from exray.baselines import list_methods
 from exray.cli import main
 from exray.errors import ConfigError
 from exray.evaluation import EvaluationConfig, evaluate_zoo
+from exray.models import build_model
+from exray.models.io import save_model
 from exray.pipeline import Calibration
 
 from .conftest import FAST, read_json
@@ -181,3 +183,17 @@ def test_the_evaluate_flags_reach_the_config(tmp_path):
         config.mask_config.loss == "paper" and config.method("exray").options()["config"]["loss"] == "paper"
     )
     assert config.scanner_options == {"epochs": 20, "modes": ("patch",)}
+
+
+def test_a_model_rebuilt_in_place_is_scanned_again(colour_zoo, tmp_path):
+    """The caches are keyed by settings and model name; a zoo rebuilt into the same directory (another
+    seed, thread count or CPU) has other weights, so its scans and scores must not be reused."""
+    zoo, out = shutil.copytree(colour_zoo, tmp_path / "zoo"), tmp_path / "out"
+    config = dataclasses.replace(FAST, methods=("inner_l2",))
+    evaluate_zoo(zoo, out, config=config, progress=False, write=False)
+    rebuilt = build_model(
+        "colour_detectors", 4, votes=[{"red": 2}, {"green": 2.4}, {"blue": 2}, {"yellow": 2}]
+    )
+    save_model(rebuilt, zoo / "id-00000001", input_size=(3, 16, 16), metadata={"poisoned": True})
+    again = evaluate_zoo(zoo, out, config=config, progress=False, write=False)
+    assert again.computed == {"scan": 1, "inner_l2": 1}

@@ -216,6 +216,8 @@ def test_train_threads_are_recorded_and_a_cached_build_on_other_threads_lives_ap
     config = json.loads((tmp_path / "zoo" / "id-00000000" / "config.json").read_text())
     assert config["training"]["threads"] == 2
     assert cache_dir(spec, tmp_path).name + "-t2" == cache_dir(spec, tmp_path, train_threads=2).name
+    with pytest.raises(ConfigError, match="trained on 2 thread"):  # resuming never mixes thread counts
+        build_zoo(spec, tmp_path / "zoo", progress=False, train_threads=1)
     for bad in (0, 1.5, True):
         with pytest.raises(ConfigError, match="train_threads"):
             build_zoo(spec, tmp_path / "bad", train_threads=bad)

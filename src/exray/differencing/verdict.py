@@ -306,11 +306,15 @@ def compare_triggers(
                     f"{name} is degenerate: no mask smaller than the initial all-ones one kept both flips"
                 )
         if natural and (m1.degenerate or m2.degenerate):
-            # An all-ones mask contains any other, so the overlap and cross-check rules fire by
-            # construction: a degenerate mask is never by itself the reason for a natural verdict.
+            # An all-ones mask contains any other: the terms it makes true by construction are set aside
+            # and the policy decides on the rest, so a degenerate mask is never by itself the reason
+            # for a natural verdict.
             fired = "; ".join(reasons)
-            notes.append(f"kept: the natural-trigger rules fired only on a degenerate mask ({fired})")
-            natural, reasons = False, []
+            natural, reasons = chosen.decide(*_set_aside_degenerate(i1, i2, accuracy, m1, m2))
+            if not natural:
+                notes.append(
+                    f"kept: the natural-trigger rules fired only through a degenerate mask ({fired})"
+                )
         verdicts.append(
             Verdict(
                 natural=natural,
@@ -340,6 +344,20 @@ def compare_triggers(
             )
         )
     return verdicts
+
+
+def _set_aside_degenerate(
+    i1: float, i2: float, accuracy: dict[str, float], m1: MaskResult, m2: MaskResult
+) -> tuple[float, float, dict[str, float]]:
+    """The policy inputs with the terms a degenerate mask makes true by construction zeroed: an all-ones
+    M1 contains M2 (I2 ≈ 1) and, swapped onto V/V+t, flips it both ways (acc2_*); an all-ones M2 likewise
+    gives I1 ≈ 1 and acc1_*."""
+    accuracy = dict(accuracy)
+    if m1.degenerate:
+        i2, accuracy["acc2_1"], accuracy["acc2_2"] = 0.0, 0.0, 0.0
+    if m2.degenerate:
+        i1, accuracy["acc1_1"], accuracy["acc1_2"] = 0.0, 0.0, 0.0
+    return i1, i2, accuracy
 
 
 def _prepare_all(cut: LayerCut, cases: list[TriggerCase]) -> list[_Prepared]:

@@ -16,15 +16,33 @@ import os
 from pathlib import Path
 from typing import Any
 
+from exray.models.io import PICKLE_FILE, WEIGHTS_FILE
+
 #: Part of every refinement method's cache key: bump it when a change of code changes the scores that the
-#: same settings give (2: mask early stopping waits for a decided mask), so that stale caches are redone.
-SCORES_REVISION = 2
+#: same settings give (2: mask early stopping waits for a decided mask; 3: a degenerate mask never by itself
+#: makes a trigger natural), so that stale caches are redone.
+SCORES_REVISION = 3
 
 
 def settings_key(settings: dict[str, Any]) -> str:
     """A short stable hash of JSON-able ``settings``."""
     text = json.dumps(settings, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_digest(path: Path) -> str:
+    """A short hash of a model's weights (``model.safetensors``, else ``model.pt``, or the file itself):
+    a record computed on other weights — a zoo rebuilt into the same place — is not reused."""
+    path = Path(path)
+    candidates = [path] if path.is_file() else [path / WEIGHTS_FILE, path / PICKLE_FILE]
+    for candidate in candidates:
+        if candidate.is_file():
+            digest = hashlib.sha256()
+            with candidate.open("rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+            return digest.hexdigest()[:16]
+    return ""
 
 
 class StageCache:

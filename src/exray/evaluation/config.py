@@ -48,6 +48,11 @@ class EvaluationConfig:
         unknown = [m for m in self.methods if m not in known]
         if unknown:
             raise ConfigError(f"unknown methods {unknown}; choose from {known}")
+        if self.layer == "auto":
+            raise ConfigError(
+                "layer 'auto' picks a layer per call inside EX-RAY; an evaluation compares every method at "
+                "one layer: pass a module name or block:K (exray evaluate --layer block:1, …)"
+            )
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"methods are listed twice: {list(self.methods)}")
         if self.scanner not in list_scanners():

@@ -49,7 +49,7 @@ from exray.baselines import (
 )
 from exray.data.examples import load_examples
 from exray.errors import ConfigError, ExrayError
-from exray.evaluation.cache import StageCache, settings_key
+from exray.evaluation.cache import StageCache, model_digest, settings_key
 from exray.evaluation.config import EvaluationConfig
 from exray.evaluation.report import write_outputs
 from exray.evaluation.result import EvaluationResult, ModelEvaluation, Outcome
@@ -104,7 +104,10 @@ def _evaluate_model(truth: ModelTruth, run: _Run) -> tuple[ModelEvaluation, dict
     config = run.config
     evaluation = ModelEvaluation(truth, None)
     records: dict[str, dict[str, Any]] = {}
+    weights = model_digest(truth.path)
     scan_record = run.scan_cache.load(truth.name)
+    if scan_record is not None and scan_record.get("model_digest") != weights:
+        scan_record = None  # scanned on other weights (the zoo was rebuilt in place)
     loaded = None
 
     def loaded_model():
@@ -133,14 +136,16 @@ def _evaluate_model(truth: ModelTruth, run: _Run) -> tuple[ModelEvaluation, dict
         except Exception as err:  # one model's failure is recorded; the evaluation goes on
             record = {"triggers": None, "timings": {}, "error": _failure(err)}
         record["seconds"] = time.perf_counter() - start
-        scan_record = run.scan_cache.save(truth.name, {**record, "versions": versions()})
+        scan_record = run.scan_cache.save(
+            truth.name, {**record, "model_digest": weights, "versions": versions()}
+        )
         run.add_time("scan", record["seconds"])
         run.computed["scan"] = run.computed.get("scan", 0) + 1
     if scan_record["error"]:
         evaluation.errors["scan"] = scan_record["error"]
         return evaluation, records
     evaluation.triggers = [FoundTrigger.from_dict(t) for t in scan_record["triggers"]]
-    digest = settings_key({"triggers": scan_record["triggers"]})
+    digest = settings_key({"triggers": scan_record["triggers"], "model": weights})
 
     for name, method in run.methods.items():
         cached = run.method_caches[name].load(truth.name)

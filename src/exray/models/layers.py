@@ -196,6 +196,11 @@ def resolve_layer(model: nn.Module, layer: str | None, sample: torch.Tensor) -> 
     ``"block:middle"`` the middle block — the three layers of the paper's ablation are
     ``block:middle``, ``block:-2`` and ``block:-1``); ``None`` the default."""
     layer = DEFAULT_LAYER if layer is None else layer
+    if layer == "auto":
+        raise LayerError(
+            "layer 'auto' is chosen per call by EX-RAY (exray.differencing.compare_triggers); this method "
+            "needs a module name or block:K"
+        )
     if not layer.startswith("block:"):
         get_module(model, layer)
         return layer

@@ -221,10 +221,11 @@ def _finished_config(directory: Path) -> dict[str, Any] | None:
 
 
 def inspect_zoo(
-    spec: ZooSpec, out: Path
+    spec: ZooSpec, out: Path, train_threads: int = 1
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]], list[Path]]:
     """Finished models matching the spec (name → config), finished models whose recipe changed (name →
-    the changed settings), and stale model directories of this builder that the spec no longer has."""
+    the changed settings), and stale model directories of this builder that the spec no longer has.
+    A model trained on another thread count than ``train_threads`` counts as changed (other weights)."""
     finished: dict[str, dict[str, Any]] = {}
     changed: dict[str, list[str]] = {}
     wanted = designs(spec)
@@ -233,8 +234,11 @@ def inspect_zoo(
         if config is None:
             continue
         zoo = config.get("zoo", {})
-        if zoo.get("recipe_hash") == recipe_hash(spec, design):
+        threads = config.get("training", {}).get("threads", 1)
+        if zoo.get("recipe_hash") == recipe_hash(spec, design) and threads == train_threads:
             finished[design.name] = config
+        elif zoo.get("recipe_hash") == recipe_hash(spec, design):
+            changed[design.name] = [f"trained on {threads} thread(s), this build trains on {train_threads}"]
         else:
             changed[design.name] = _differences(zoo.get("recipe", {}), recipe(spec, design)) or [
                 "recipe hash differs"
@@ -355,7 +359,7 @@ def _build(
     threads: int,
 ) -> BuildSummary:
     start = time.perf_counter()
-    finished, changed, stale = inspect_zoo(spec, out)
+    finished, changed, stale = inspect_zoo(spec, out, threads)
     if (changed or stale) and not rebuild:
         lines = [
             f"  {name}: " + "; ".join(diffs[:4]) + (" …" if len(diffs) > 4 else "")
