@@ -68,12 +68,18 @@ def test_index_pairing_pairs_victim_j_with_target_j(planted, monkeypatch):
     target = planted["target"][:6]  # fewer target images than victim images
     case = TriggerCase(planted["victim"], target, planted["injected"], VICTIM, TARGET)
     for pairing, paired, rows in (("random", False, (10, 6)), ("index", True, (6, 6))):
-        seen.clear()
-        config = MaskConfig(epochs=100, m1_pairing=pairing)
-        (verdict,) = compare_triggers(planted["net"], [case], config=config, seed=0)
-        m1 = seen[0]
-        assert m1.paired is paired and (len(m1.a), len(m1.b)) == rows
-        assert verdict.injected, verdict.summary()
+        for backend in ("fx", "hooks"):  # the hook backend also carries the input images of each pair
+            seen.clear()
+            config = MaskConfig(epochs=100, m1_pairing=pairing)
+            (verdict,) = compare_triggers(planted["net"], [case], config=config, seed=0, backend=backend)
+            m1 = seen[0]
+            assert m1.paired is paired and (len(m1.a), len(m1.b)) == rows
+            if backend == "hooks":
+                assert (len(m1.inputs_a), len(m1.inputs_b)) == rows
+                assert torch.equal(m1.inputs_b, target)
+            first, second = m1.epoch_pairs(torch.Generator().manual_seed(0))
+            assert torch.equal(first, second) is paired  # index pairing: one permutation for both
+            assert verdict.injected, verdict.summary()
     with pytest.raises(ConfigError, match="m1_pairing"):
         MaskConfig(m1_pairing="shuffled")
 

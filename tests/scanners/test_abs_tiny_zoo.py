@@ -1,37 +1,48 @@
-"""ABS on a trained model: the tiny zoo's polygon-trojaned model (built once and cached by exray.zoo)."""
+"""ABS on trained models: the tiny zoo's trojaned models (built once and cached; see tests/conftest.py).
 
-from pathlib import Path
+What ABS finds on a trained model depends on the weights, and the weights on the build (CPU, thread
+count, seed). This module asserts what holds on any build: the triggers ABS reports stay within its
+bound and carry the attack success rate that stamping them on the examples gives; and, for the
+Instagram-filter trojan — a whole-image colour transform, inside ABS's filter search space — that ABS
+inverts a filter from a planted source class to the planted target. Whether ABS inverts the planted
+*polygon* from its source is not asserted: the polygon is larger than ABS's patch bound (3.2 % of the
+image), and over rebuilds ABS found it on some builds and not others (docs/results.md, "Tests on rebuilt
+fixtures"); detection by construction is tested on hand-wired models (test_abs_scanner.py).
+"""
 
 import pytest
 
 import exray
-from exray.scanners import get_scanner
+from exray.scanners import FoundTrigger, get_scanner
+from exray.zoo import read_metadata
 
-zoo = pytest.importorskip("exray.zoo")
-SPEC = Path(__file__).resolve().parents[2] / "zoos" / "tiny.yaml"
+pytestmark = [pytest.mark.slow, pytest.mark.trained, pytest.mark.xdist_group("tiny_zoo")]
 
 
-@pytest.mark.slow
-@pytest.mark.xdist_group("tiny_zoo")
-def test_abs_finds_the_planted_polygon_and_its_target():
-    directory = zoo.cached_build(SPEC)
-    rows = [
-        r for r in zoo.read_metadata(directory) if r["poisoned"] == "True" and r["trigger_type"] == "polygon"
+def _trojaned(tiny_zoo, trigger_type):
+    (row,) = [
+        r for r in read_metadata(tiny_zoo) if r["poisoned"] == "True" and r["trigger_type"] == trigger_type
     ]
-    assert rows, "the tiny zoo has a polygon-trojaned model"
-    meta = rows[0]
-    sources = {int(s) for s in meta["source_classes"].split()}
-    target = int(meta["target_class"])
-    model = exray.load_model(directory / meta["name"])
-    examples = exray.load_examples(directory / meta["name"])
+    path = tiny_zoo / row["name"]
+    sources = {int(s) for s in row["source_classes"].split()}
+    return exray.load_model(path), exray.load_examples(path), sources, int(row["target_class"])
+
+
+def test_abs_reports_triggers_within_its_bound_with_the_asr_they_have(tiny_zoo):
+    model, examples, _, _ = _trojaned(tiny_zoo, "polygon")
     result = get_scanner("abs", modes=("patch",)).scan(model, examples, seed=0)
+    assert result.triggers, "ABS reports its best candidates, whatever their strength"
+    for found in result.triggers:
+        assert found.size <= result.diagnostics["size_bound"] + 1e-6
+        again = FoundTrigger.evaluate(
+            model, found.trigger, examples, victim=found.victim, target=found.target
+        )
+        assert again.asr == pytest.approx(found.asr), (found.victim, found.target)
+
+
+def test_abs_inverts_the_planted_instagram_filter_from_a_source_class_to_the_target(tiny_zoo):
+    model, examples, sources, target = _trojaned(tiny_zoo, "instagram")
+    result = get_scanner("abs", modes=("filter",)).scan(model, examples, seed=0)
     found = [(t.victim, t.target, round(t.asr, 2)) for t in result.triggers]
-    from_sources = [t for t in result.triggers if t.victim in sources]
-    assert from_sources, found
-    # The planted polygon covers more than ABS's size bound (3.2 % of the image), so the inverted patch
-    # carries only part of it; and the tiny zoo is retrained on each machine (CPU training is not
-    # bit-identical across runs): its ASR was 0.98 on one build, 0.60 on another. What must hold is that
-    # ABS's strongest trigger from a source class points at the planted target, far above chance.
-    best = max(from_sources, key=lambda t: t.asr)
-    assert best.target == target and best.asr >= 0.5, found
-    assert all(t.size <= result.diagnostics["size_bound"] for t in result.triggers)
+    planted = [t for t in result.triggers if t.victim in sources and t.target == target]
+    assert planted and max(t.asr for t in planted) >= 0.9, (sorted(sources), target, found)
