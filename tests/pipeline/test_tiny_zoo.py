@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import exray
+from exray.baselines.base import ASR_TOLERANCE
 from exray.cli import main
 from exray.differencing import MaskConfig, compare_triggers, symmetric_mask
 from exray.evaluation.known import known_triggers
@@ -117,7 +118,7 @@ def test_exray_scan_over_the_tiny_zoo_judges_every_strong_trigger_and_scores_wha
         assert (record["scanner"], record["refine"]) == ("abs", "exray")
         for trigger in record["triggers"]:
             verdict = trigger["verdict"]
-            if trigger["asr"] >= 0.9:
+            if trigger["asr"] >= 0.9 - ASR_TOLERANCE:  # the pipeline's gate, float32 ASRs included
                 assert verdict is not None, trigger["note"]
                 assert trigger["pruned"] == verdict["natural"]
                 assert (verdict["victim_label"], verdict["target_label"]) == (
