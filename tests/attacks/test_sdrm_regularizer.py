@@ -118,7 +118,7 @@ def test_config_round_trip_and_unknown_keys():
 @pytest.fixture(scope="module")
 def badnets_task():
     """3 sign classes, 120 training images each, a 4-pixel patch planted 1,2 → 0 (renders in ~1 s)."""
-    train, test = render_train_test(draw_classes(3, fixture_seed(0)), 120, 60, seed=fixture_seed(5), size=32)
+    train, test = render_train_test(draw_classes(3, 0), 120, 60, seed=fixture_seed(5), size=32)
     attack = AttackRecipe("badnets", fraction=0.2).build(3, seed=fixture_seed(0))
     poisoned = poison_images(train.images, train.labels, [attack], seed=fixture_seed(1), masks=train.masks)
     return (

@@ -87,7 +87,7 @@ def test_a_loss_term_changes_what_is_learned(sign_task) -> None:
 
     plain, penalised = _cnn(), _cnn()
     train_model(plain, data, config=config, progress=False)
-    term = LossTerm(shrink, ("features.6",), weight=50.0)
+    term = LossTerm(shrink, ("features.6",), weight=500.0)  # by design far stronger than the task loss
     train_model(penalised, data, config=config, loss_terms=[term], progress=False)
 
     def activation(model: torch.nn.Module) -> float:
