@@ -66,6 +66,31 @@ def test_confusion_pairs_share_everything_but_the_glyph(classes: list[SignClass]
     assert len(set(looks)) == len(looks)  # every other class has its own shape/colour look
 
 
+@pytest.mark.parametrize(("num_classes", "pairs"), [(2, 0), (5, 0), (6, 1), (8, 2), (15, 1)])
+def test_shared_fill_classes_are_not_told_apart_by_fill_alone(num_classes: int, pairs: int) -> None:
+    fills = ("red", "blue", "white")
+    for seed in range(5):
+        classes = draw_classes(num_classes, seed=seed, confusion_pairs=pairs, fills=fills)
+        assert len(classes) == num_classes
+        assert len(find_confusion_pairs(classes)) == pairs
+        wearers = {fill: sum(c.fill == fill for c in classes) for fill in {c.fill for c in classes}}
+        assert set(wearers) <= set(fills)
+        assert min(wearers.values()) >= 2  # every fill colour is worn by two classes or more
+        looks = {(c.shape, c.fill) for c in classes}
+        assert len(looks) == num_classes - pairs  # distinct looks except the confusion pairs
+    same = draw_classes(8, seed=1, confusion_pairs=1, fills=fills)
+    assert classes_to_config(same) == classes_to_config(draw_classes(8, 1, 1, fills=fills))
+
+
+def test_shared_fill_design_rejects_what_it_cannot_draw() -> None:
+    with pytest.raises(ConfigError, match="unknown colour 'teal'"):
+        draw_classes(4, seed=0, fills=("red", "teal"))
+    with pytest.raises(ConfigError, match="non-empty"):
+        draw_classes(4, seed=0, fills=())
+    with pytest.raises(ConfigError, match="shapes per fill"):
+        draw_classes(10, seed=0, fills=("red",))
+
+
 def test_classes_have_contrasting_valid_parts() -> None:
     for sign in draw_classes(30, seed=11):
         assert sign.shape in SHAPES and sign.fill in PALETTE

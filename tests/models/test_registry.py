@@ -27,6 +27,18 @@ def test_width_knob_scales_parameters():
     assert 3.5 < large / small < 4.5  # conv weights scale with width²
 
 
+def test_wide_late_resnets_set_each_stage_width():
+    from exray.models.layers import layer_shape
+
+    model = build_model("resnet10", 5, channels=(16, 32, 192, 256)).eval()
+    assert layer_shape(model, None, torch.rand(1, 3, 32, 32)) == ("layer3", (192, 8, 8))
+    default = sum(p.numel() for p in build_model("resnet18", 5).parameters())
+    explicit = sum(p.numel() for p in build_model("resnet18", 5, channels=(64, 128, 256, 512)).parameters())
+    assert default == explicit
+    with pytest.raises((ConfigError, ValueError), match="one entry per stage"):
+        build_model("resnet18", 5, channels=(16, 32, 64))
+
+
 def test_unknown_architecture_and_argument_are_clear_errors():
     with pytest.raises(ConfigError, match="registered architectures: .*resnet18"):
         build_model("resnet1000", 10)

@@ -51,6 +51,9 @@ def test_unknown_keys_are_named_with_the_allowed_ones() -> None:
         ({"quality": {"min_clean_accuracy": 1.5}}, "'quality.min_clean_accuracy' must be in [0.0, 1.0]"),
         ({"data": {"augment": {"rotation": 5}}}, "'data.augment' is invalid"),
         ({"name": "a/b"}, "'name' must be a plain"),
+        ({"signs": {"fills": ["red", "teal"]}}, "'signs.fills' has 'teal'"),
+        ({"signs": {"fill": ["red"]}}, "unknown key 'signs.fill'"),
+        ({"classes": [10, 10], "signs": {"fills": ["red"]}}, "'signs.fills' are too few"),
     ],
 )
 def test_bad_values_are_rejected(overrides, fragment) -> None:
@@ -163,3 +166,33 @@ def test_shipped_specs() -> None:
     assert r2.num_models >= 40 and len({a.name for a in r2.architectures}) >= 4
     assert r2.classes == (5, 10) and r2.data.examples_per_class == (10, 20) and r2.confusion_pairs[1] >= 1
     assert "polygon" in r2.triggers.types and {"instagram", "color_transform"} & set(r2.triggers.types)
+
+
+def test_shared_fill_design_reaches_every_model_and_keeps_old_digests() -> None:
+    plain = parse_spec(micro_spec())
+    assert "signs" not in plain.to_dict()  # specs written before 'signs' keep their digests
+    shared = parse_spec(micro_spec(signs={"fills": ["blue", "white"]}))
+    assert shared.signs.fills == ("blue", "white") and parse_spec(shared.to_dict()) == shared
+    assert shared.digest() != plain.digest()
+    for design in designs(shared):
+        assert {c.fill for c in draw_model(shared, design).classes} <= {"blue", "white"}
+
+
+def test_v2_specs_meet_the_population_design() -> None:
+    """Issue 16: >= 128 channels at EX-RAY's default layer on maps >= 4×4, >= 1,000 images per class,
+    shared fill colours."""
+    import torch
+
+    from exray.models import build_model
+    from exray.models.layers import layer_shape
+
+    for path in sorted(ZOOS.glob("**/*.yaml")):
+        spec = load_spec(path)
+        if spec.signs.fills is None:
+            continue
+        assert spec.data.train_per_class >= 1000, path
+        sample = torch.rand(1, 3, spec.image_size, spec.image_size)
+        for arch in spec.architectures:
+            model = build_model(arch.name, spec.classes[0], **arch.kwargs).eval()
+            _, (channels, height, width) = layer_shape(model, None, sample)
+            assert channels >= 128 and min(height, width) >= 4, (path, arch)

@@ -255,29 +255,38 @@ def draw_glyph(shape: str, border_width: float, rng: np.random.Generator) -> tup
     return tuple(parts)
 
 
-def draw_classes(num_classes: int, seed: int, confusion_pairs: int = 0) -> list[SignClass]:
+def draw_classes(
+    num_classes: int, seed: int, confusion_pairs: int = 0, fills: Sequence[str] | None = None
+) -> list[SignClass]:
     """Draw ``num_classes`` sign classes for one model from ``seed`` (spec §7.3.1).
 
     Every class gets its own (shape, fill colour) combination, except ``confusion_pairs`` pairs of classes
     that share shape, fill, border and glyph colour and differ only in the glyph. Pair members sit at
     random class indices; :func:`find_confusion_pairs` recovers them.
+
+    ``fills=None`` draws the combinations from every shape and palette colour (population v1: two classes
+    mostly differ by fill colour). A list of fill colours gives the *shared-fill* design of population v2
+    (issue 16, TrojAI round 2's signs): every fill used is shared by at least two looks, which differ by
+    shape, so no class is told apart from the others by its fill colour alone.
     """
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     if confusion_pairs < 0 or 2 * confusion_pairs > num_classes:
         raise ConfigError(f"confusion_pairs must be in [0, num_classes // 2], got {confusion_pairs}")
-    combos = [(shape, fill) for shape in SHAPES for fill in PALETTE]
     n_looks = num_classes - confusion_pairs
-    if n_looks > len(combos):
-        raise ConfigError(
-            f"{num_classes} classes with {confusion_pairs} confusion pairs need {n_looks} distinct "
-            f"shape/colour looks; only {len(combos)} exist"
-        )
     rng = np.random.default_rng(derive_seed(seed, "sign-classes"))
-    chosen = rng.choice(len(combos), size=n_looks, replace=False)
+    if fills is None:
+        combos = [(shape, fill) for shape in SHAPES for fill in PALETTE]
+        if n_looks > len(combos):
+            raise ConfigError(
+                f"{num_classes} classes with {confusion_pairs} confusion pairs need {n_looks} distinct "
+                f"shape/colour looks; only {len(combos)} exist"
+            )
+        looks = [combos[int(i)] for i in rng.choice(len(combos), size=n_looks, replace=False)]
+    else:
+        looks = shared_fill_looks(n_looks, fills, rng)
     classes: list[SignClass] = []
-    for look, combo_idx in enumerate(chosen):
-        shape, fill = combos[int(combo_idx)]
+    for look, (shape, fill) in enumerate(looks):
         options = contrasting_colors(fill)
         border = options[int(rng.integers(len(options)))] if rng.random() < _BORDER_PROB else None
         border_width = float(rng.uniform(*_BORDER_WIDTH)) if border is not None else 0.0
@@ -288,6 +297,32 @@ def draw_classes(num_classes: int, seed: int, confusion_pairs: int = 0) -> list[
             classes.append(SignClass(shape, fill, border, border_width, glyph_color, glyph))
     order = rng.permutation(num_classes)
     return [classes[int(i)] for i in order]
+
+
+def shared_fill_looks(n_looks: int, fills: Sequence[str], rng: np.random.Generator) -> list[tuple[str, str]]:
+    """``n_looks`` distinct (shape, fill) looks over the shared ``fills`` (population v2, issue 16).
+
+    The fills used are a random ``min(len(fills), n_looks // 2)`` of ``fills`` (at least one), dealt out
+    in turn so that their counts differ by at most one and each is worn by at least two looks; looks of
+    one fill get distinct shapes. Fill colour alone therefore never identifies a class.
+    """
+    if not fills:
+        raise ConfigError("the shared fill colours must be a non-empty list")
+    for name in fills:
+        if name not in PALETTE:
+            raise ConfigError(f"unknown colour {name!r}; known: {sorted(PALETTE)}")
+    used = max(1, min(len(fills), n_looks // 2))
+    if n_looks > used * len(SHAPES):
+        raise ConfigError(
+            f"{n_looks} looks over {used} shared fill colours: more than {len(SHAPES)} shapes per fill"
+        )
+    chosen = [fills[int(i)] for i in rng.choice(len(fills), size=used, replace=False)]
+    per_fill = [chosen[i % used] for i in range(n_looks)]
+    shapes_of: dict[str, list[str]] = {
+        fill: [SHAPES[int(i)] for i in rng.permutation(len(SHAPES))] for fill in chosen
+    }
+    looks = [(shapes_of[fill].pop(), fill) for fill in per_fill]
+    return [looks[int(i)] for i in rng.permutation(n_looks)]
 
 
 def find_confusion_pairs(classes: Sequence[SignClass]) -> list[tuple[int, int]]:

@@ -10,6 +10,8 @@ from torch import nn
 from exray.models.blocks import Classifier, ConvBNReLU, Normalize, scaled
 from exray.models.registry import register_architecture
 
+_CHANNELS = (64, 128, 256, 512)
+
 
 class BasicBlock(nn.Module):
     """Two 3×3 convolutions with an identity (or 1×1 projection) shortcut.
@@ -38,9 +40,11 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     """Stem → four stages of basic blocks (strides 1, 2, 2, 2) → global pooling → linear."""
 
-    def __init__(self, num_classes: int, blocks: Sequence[int], width: float):
+    def __init__(self, num_classes: int, blocks: Sequence[int], width: float, channels: Sequence[int]):
         super().__init__()
-        channels = [scaled(c, width) for c in (64, 128, 256, 512)]
+        if len(channels) != len(blocks):
+            raise ValueError(f"channels needs one entry per stage ({len(blocks)}), got {list(channels)}")
+        channels = [scaled(int(c), width) for c in channels]
         self.normalize = Normalize()
         self.stem = ConvBNReLU(3, channels[0])
         cin = channels[0]
@@ -60,12 +64,21 @@ class ResNet(nn.Module):
 
 
 @register_architecture("resnet18", summary="CIFAR ResNet-18 (basic blocks 2-2-2-2)")
-def resnet18(num_classes: int, *, width: float = 1.0) -> ResNet:
-    """CIFAR ResNet-18; ``width`` scales every stage (1.0 = 64-128-256-512 channels)."""
-    return ResNet(num_classes, (2, 2, 2, 2), width)
+def resnet18(num_classes: int, *, width: float = 1.0, channels: tuple[int, ...] = _CHANNELS) -> ResNet:
+    """CIFAR ResNet-18; ``width`` scales every stage's ``channels`` (default 64-128-256-512). A
+    "wide-late" variant such as ``channels=(16, 32, 160, 256)`` keeps the TrojAI-like width at EX-RAY's
+    layer (``layer3``) at a fraction of the cost (issue 16, population v2)."""
+    return ResNet(num_classes, (2, 2, 2, 2), width, channels)
+
+
+@register_architecture("resnet10", summary="CIFAR ResNet-10 (basic blocks 1-1-1-1)")
+def resnet10(num_classes: int, *, width: float = 1.0, channels: tuple[int, ...] = _CHANNELS) -> ResNet:
+    """CIFAR ResNet-10, one basic block per stage: the cheapest residual network whose ``layer3`` can be
+    as wide as TrojAI's at EX-RAY's layer on 2 CPU cores (issue 16, population v2)."""
+    return ResNet(num_classes, (1, 1, 1, 1), width, channels)
 
 
 @register_architecture("resnet34", summary="CIFAR ResNet-34 (basic blocks 3-4-6-3)")
-def resnet34(num_classes: int, *, width: float = 1.0) -> ResNet:
-    """CIFAR ResNet-34; ``width`` scales every stage."""
-    return ResNet(num_classes, (3, 4, 6, 3), width)
+def resnet34(num_classes: int, *, width: float = 1.0, channels: tuple[int, ...] = _CHANNELS) -> ResNet:
+    """CIFAR ResNet-34; ``width`` scales every stage's ``channels``."""
+    return ResNet(num_classes, (3, 4, 6, 3), width, channels)

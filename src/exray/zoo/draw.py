@@ -150,7 +150,9 @@ def draw_model(spec: ZooSpec, design: ModelDesign, attempt: int = 0) -> ModelDra
     k = int(rng.integers(lo, hi + 1))
     cp_lo, cp_hi = spec.confusion_pairs
     pairs = int(rng.integers(cp_lo, min(cp_hi, k // 2) + 1))
-    classes = tuple(draw_classes(k, derive_seed(seed, "classes"), confusion_pairs=pairs))
+    classes = tuple(
+        draw_classes(k, derive_seed(seed, "classes"), confusion_pairs=pairs, fills=spec.signs.fills)
+    )
     examples = int(rng.integers(spec.data.examples_per_class[0], spec.data.examples_per_class[1] + 1))
     attacks = _draw_attacks(spec, design, classes, rng) if design.poisoned else ()
     return ModelDraw(

@@ -7,6 +7,8 @@ with the key's dotted path and the allowed keys; values are type- and range-chec
     name: <file stem>            seed: 0
     models: {clean: <required>, trojaned: <required>}
     classes: [5, 10]             confusion_pairs: [0, 1]       image_size: 32
+    signs: {fills: null}         # null: any shape × any palette colour (v1); a list of colours: the
+                                 # shared-fill class design of population v2 (exray.data.signs)
     architectures: [{name: resnet18, kwargs: {width: 0.25}, training: {}}]  # round-robin in clean / trojaned;
                                                         # training: overrides of the training section
     data: {train_per_class: 300, test_per_class: 100, attack_per_class: 50,
@@ -169,6 +171,15 @@ class ArchitectureChoice:
 
 
 @dataclass(frozen=True)
+class SignSpec:
+    """How a model's sign classes are drawn (:func:`exray.data.signs.draw_classes`): ``fills=None`` lets
+    classes differ by fill colour; a list of palette colours makes every fill shared by several classes
+    that differ by shape and glyph (population v2, issue 16)."""
+
+    fills: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class DataSpec:
     train_per_class: int = 300
     test_per_class: int = 100
@@ -282,6 +293,7 @@ class ZooSpec:
     classes: tuple[int, int] = (5, 10)
     confusion_pairs: tuple[int, int] = (0, 1)
     image_size: int = 32
+    signs: SignSpec = field(default_factory=SignSpec)
     architectures: tuple[ArchitectureChoice, ...] = (ArchitectureChoice("resnet18", {"width": 0.25}),)
     data: DataSpec = field(default_factory=DataSpec)
     triggers: TriggerSpec = field(default_factory=TriggerSpec)
@@ -293,8 +305,13 @@ class ZooSpec:
         return self.models.clean + self.models.trojaned
 
     def to_dict(self) -> dict[str, Any]:
-        """The canonical form: every default filled in, JSON-able (lists for tuples)."""
-        return json.loads(json.dumps(asdict(self)))
+        """The canonical form: every default filled in, JSON-able (lists for tuples) — except ``signs``,
+        left out at its default so that specs written before it existed keep their digests (and their
+        built models stay valid)."""
+        data = json.loads(json.dumps(asdict(self)))
+        if self.signs == SignSpec():
+            del data["signs"]
+        return data
 
     def digest(self) -> str:
         """SHA-256 of the canonical JSON form."""
@@ -308,6 +325,7 @@ _TOP_KEYS = (
     "classes",
     "confusion_pairs",
     "image_size",
+    "signs",
     "architectures",
     "data",
     "triggers",
@@ -345,6 +363,7 @@ def parse_spec(data: Any, *, default_name: str = "zoo") -> ZooSpec:
         classes=classes,
         confusion_pairs=confusion,
         image_size=top.int("image_size", 32, 16, 256),
+        signs=_signs(top.section("signs", ("fills",)), classes, confusion),
         architectures=_architectures(top),
         data=_data(top.section("data", _DATA_KEYS)),
         triggers=triggers,
@@ -399,6 +418,18 @@ def _architectures(top: _Section) -> tuple[ArchitectureChoice, ...]:
         parsed = _training(overrides)
         result.append(ArchitectureChoice(name, dict(kwargs), {k: getattr(parsed, k) for k in overrides.data}))
     return tuple(result)
+
+
+def _signs(section: _Section, classes: tuple[int, int], confusion: tuple[int, int]) -> SignSpec:
+    fills = section.get("fills", None)
+    if fills is None:
+        return SignSpec()
+    names = section.choices("fills", (), tuple(PALETTE))
+    most_looks = classes[1] - confusion[0]
+    per_fill = max(1, min(len(names), most_looks // 2))
+    if most_looks > per_fill * len(SHAPES):
+        raise section.fail("fills", f"are too few for {most_looks} looks ({len(SHAPES)} shapes per fill)")
+    return SignSpec(tuple(names))
 
 
 _DATA_KEYS = ("train_per_class", "test_per_class", "attack_per_class", "examples_per_class", "augment")
