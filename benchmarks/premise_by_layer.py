@@ -52,11 +52,12 @@ def main() -> None:
     parser.add_argument("--models", type=int, help="judge only the first N models of the zoo")
     parser.add_argument("--seed", type=int, default=0, help="mask-optimisation seed")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1, help="parallel model builds (one thread each)")
     parser.add_argument("--json", type=Path, help="also write every verdict here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    zoo = args.zoo if args.zoo is not None else cached_build(args.spec, progress=True)
+    zoo = args.zoo if args.zoo is not None else cached_build(args.spec, workers=args.workers, progress=True)
     spec = parse_spec(json.loads((zoo / ZOO_FILE).read_text())["spec"])
     masks = replace(MaskConfig(), precision=args.precision, patience=args.patience)
     layers = [layer.strip() for layer in args.layers.split(",") if layer.strip()]

@@ -8,7 +8,13 @@ then the issue's targets on the overall group: ABS+EX-RAY accuracy ≥ 0.90 and 
 FP reduction ≥ 80 % at TP loss ≤ 10 %, cross-entropy ≤ 0.30. About 50 min on 2 cores with the zoo
 build (docs/results.md); not a test.
 
-    .venv/bin/python benchmarks/table1.py [--spec zoos/r2-like.yaml] [--out build/table1] [--layer L]
+    .venv/bin/python benchmarks/table1.py [--spec zoos/r2-like.yaml] [--out build/table1] [--layer L] \
+        [--calibrate-on zoos/r2-calib.yaml | --calibration FILE] [--table-csv docs/results/NAME.csv]
+
+Headline numbers are calibrated out of sample (issue 16 §4): ``--calibrate-on SPEC`` evaluates a separate
+zoo with the same settings (in ``OUT/calibration-zoo``), fits the score → P(trojaned) mapping on its
+ABS + EX-RAY scores (``exray.pipeline.fit``), saves it as ``OUT/calibration.json`` and applies it to the
+table's zoo; ``--calibration FILE`` applies a saved one. Without either, the default constants are used.
 
 The defaults are the demo's CPU budget (``exray demo``): ABS with 20 inversion epochs and the top 2 neurons
 per victim, EX-RAY's masks in bf16 with early stopping after 20 epochs without a smaller mask, and the
@@ -32,6 +38,8 @@ from exray.baselines import list_methods
 from exray.cli.demo import DEMO_MASKS, DEMO_SCANNER
 from exray.differencing import MaskConfig
 from exray.evaluation import EvaluationConfig, evaluate_zoo
+from exray.pipeline import Calibration, fit
+from exray.utils import versions
 from exray.zoo import cached_build
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,10 +81,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="parallel model builds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    fitted = parser.add_mutually_exclusive_group()
+    fitted.add_argument("--calibrate-on", type=Path, help="fit the calibration on this separate zoo spec")
+    fitted.add_argument("--calibration", type=Path, help="apply this saved calibration JSON")
+    parser.add_argument("--calibrate-method", default="exray", help="the row whose scores are fitted")
+    parser.add_argument("--table-csv", type=Path, help="also copy the table's CSV here (docs/results/...)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    zoo = cached_build(args.spec, workers=args.workers, progress=True)
     config = EvaluationConfig(
         seed=args.seed,
         layer=args.layer,
@@ -86,6 +98,17 @@ def main() -> None:
         if args.full
         else replace(DEMO_MASKS, patience=args.patience),
     )
+    if args.calibration is not None:
+        config = replace(
+            config, calibration=Calibration.load(args.calibration), calibration_source=str(args.calibration)
+        )
+    elif args.calibrate_on is not None:
+        config = replace(
+            config,
+            calibration=calibrate_on(args.calibrate_on, args, config),
+            calibration_source=f"fitted on {args.calibrate_on.name} ({args.out / 'calibration.json'})",
+        )
+    zoo = cached_build(args.spec, workers=args.workers, progress=True)
     result = evaluate_zoo(zoo, args.out, config=config, progress=True)
 
     print(
@@ -133,6 +156,34 @@ def main() -> None:
     for name, met in checks.items():
         print(f"  [{'met' if met else 'MISSED'}] {name}")
     print(f"\nfiles: {json.dumps({k: str(v) for k, v in result.files.items()})}")
+    if args.table_csv is not None and "csv" in result.files:
+        args.table_csv.parent.mkdir(parents=True, exist_ok=True)
+        args.table_csv.write_text(result.files["csv"].read_text())
+        print(f"table copied to {args.table_csv}")
+
+
+def calibrate_on(spec: Path, args: argparse.Namespace, config: EvaluationConfig) -> Calibration:
+    """Evaluate the separate zoo ``spec`` with ``config`` and fit the calibration on one row's scores."""
+    zoo = cached_build(spec, workers=args.workers, progress=True)
+    result = evaluate_zoo(zoo, args.out / "calibration-zoo", config=config, progress=True)
+    pairs = [
+        (m.outcomes[args.calibrate_method].score, int(m.truth.poisoned))
+        for m in result.models
+        if args.calibrate_method in m.outcomes and m.outcomes[args.calibrate_method].score is not None
+    ]
+    calibration = fit([s for s, _ in pairs], [y for _, y in pairs])
+    provenance = {
+        "fitted_on": str(zoo),
+        "spec": str(spec),
+        "method": args.calibrate_method,
+        "models": len(pairs),
+        "trojaned": sum(y for _, y in pairs),
+        "versions": versions(),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    calibration.save(args.out / "calibration.json", provenance)
+    print(f"calibration fitted on {len(pairs)} models of {spec.name}: {calibration}")
+    return calibration
 
 
 if __name__ == "__main__":

@@ -39,6 +39,21 @@ def test_wide_late_resnets_set_each_stage_width():
         build_model("resnet18", 5, channels=(16, 32, 64))
 
 
+def test_cnn_mlp_head_keeps_the_conv_blocks_and_exray_layer():
+    from exray.models.layers import conv_blocks, layer_shape
+
+    x = torch.rand(2, 3, 32, 32)
+    linear = build_model("cnn", 6, channels=(32, 64, 192, 256)).eval()
+    mlp = build_model("cnn", 6, channels=(32, 64, 192, 256), head="mlp").eval()
+    assert conv_blocks(mlp, x[:1]) == conv_blocks(linear, x[:1])
+    assert layer_shape(mlp, None, x[:1]) == ("features.5", (192, 4, 4))
+    assert mlp(x).shape == (2, 6)
+    hidden = [m for m in mlp.classifier if isinstance(m, torch.nn.Linear)]
+    assert [h.out_features for h in hidden] == [512, 512, 6] and hidden[0].in_features == 256 * 4
+    with pytest.raises((ConfigError, ValueError), match="head must be one of"):
+        build_model("cnn", 6, head="transformer")
+
+
 def test_unknown_architecture_and_argument_are_clear_errors():
     with pytest.raises(ConfigError, match="registered architectures: .*resnet18"):
         build_model("resnet1000", 10)

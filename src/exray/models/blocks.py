@@ -41,3 +41,20 @@ class Classifier(nn.Sequential):
 
     def __init__(self, channels: int, num_classes: int):
         super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+
+
+class MLPClassifier(nn.Sequential):
+    """VGG's head at CPU scale: average pooling to ``pool``×``pool`` → flatten → two hidden linear layers
+    with ReLU → linear. torchvision's VGG (TrojAI's VGG-BN) pools to 7×7 and uses 4,096 hidden units; the
+    classes then form in the head, after every convolutional block."""
+
+    def __init__(self, channels: int, num_classes: int, hidden: int = 512, pool: int = 2):
+        super().__init__(
+            nn.AdaptiveAvgPool2d(pool),
+            nn.Flatten(),
+            nn.Linear(channels * pool * pool, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, num_classes),
+        )
