@@ -30,12 +30,25 @@ import torch
 import exray
 from exray.cli.demo import DEMO_MASKS
 from exray.differencing import MaskConfig
-from exray.differencing.verdict import compare_triggers
+from exray.differencing.policies import resolve_policy
+from exray.differencing.verdict import compare_triggers, overlaps
 from exray.evaluation.known import known_triggers
 from exray.utils import versions
 from exray.zoo import ZOO_FILE, cached_build, designs, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Decision rules re-applied to the same masks (the verdict itself uses the library default, "official").
+POLICIES = ("official", "paper", "r3", "r2")
+
+
+def natural_under(verdict, policy: str) -> bool:
+    """The verdict ``policy`` gives on the masks and cross-checks of ``verdict`` (a degenerate mask is not
+    set aside here, unlike in ``compare_triggers``)."""
+    chosen = resolve_policy(policy, verdict.kind)
+    i1, i2 = overlaps(verdict.m1, verdict.m2, getattr(chosen, "binarize", None))
+    return chosen.decide(i1, i2, verdict.cross_accuracy)[0]
+
+
 DEFAULT_LAYERS = "block:0,block:1,block:middle,block:-2,block:-1"
 
 
@@ -83,6 +96,10 @@ def main() -> None:
                         "mask_share": [round(share, 3) for share in verdict.coverage],
                         "degenerate": list(verdict.degenerate),
                         "reasons": verdict.reasons,
+                        "natural_under": {p: natural_under(verdict, p) for p in POLICIES},
+                        "cross_accuracy": {k: round(v, 3) for k, v in verdict.cross_accuracy.items()},
+                        "m1": [round(float(v), 3) for v in verdict.m1.flatten()],
+                        "m2": [round(float(v), 3) for v in verdict.m2.flatten()],
                     }
                 )
         print(f"{design.name} ({design.architecture.name}): {len(cases)} known triggers judged", flush=True)
@@ -100,6 +117,17 @@ def main() -> None:
         print(
             f"{layer:<14} {injected:>18} of {len(planted):<3} {natural:>21} of {len(swaps):<3} {share:>12.0%}"
         )
+    print("\nThe same masks under each decision rule (planted injected / swaps natural):")
+    print(f"{'layer':<14} " + " ".join(f"{p:>12}" for p in POLICIES))
+    for layer in layers:
+        planted = [r for r in rows if r["layer"] == layer and not r["natural_by_construction"]]
+        swaps = [r for r in rows if r["layer"] == layer and r["natural_by_construction"]]
+        cells = []
+        for p in POLICIES:
+            injected = sum(not r["natural_under"][p] for r in planted)
+            natural = sum(r["natural_under"][p] for r in swaps)
+            cells.append(f"{injected}/{len(planted)} {natural}/{len(swaps)}")
+        print(f"{layer:<14} " + " ".join(f"{c:>12}" for c in cells))
     print()
     for r in rows:
         verdict = "natural " if r["natural"] else "injected"

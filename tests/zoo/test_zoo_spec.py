@@ -161,8 +161,10 @@ def test_shipped_specs() -> None:
     tiny, demo, r2 = (load_spec(ZOOS / f"{n}.yaml") for n in ("tiny", "demo", "r2-like"))
     assert (tiny.models.clean, tiny.models.trojaned) == (2, 2)
     assert sorted(d.trigger_type for d in designs(tiny) if d.poisoned) == ["instagram", "polygon"]
-    assert (demo.models.clean, demo.models.trojaned) == (6, 6) and demo.image_size == 32
-    assert {"polygon", "instagram"} <= set(demo.triggers.types)
+    assert (demo.models.clean, demo.models.trojaned) == (5, 5) and demo.image_size == 32
+    assert {"polygon", "instagram"} <= set(demo.triggers.types) and demo.signs.fills is not None
+    v1 = load_spec(ZOOS / "demo-v1.yaml")
+    assert (v1.models.clean, v1.models.trojaned) == (6, 6) and v1.signs.fills is None
     assert r2.num_models >= 40 and len({a.name for a in r2.architectures}) >= 4
     assert r2.classes == (5, 10) and r2.data.examples_per_class == (10, 20) and r2.confusion_pairs[1] >= 1
     assert "polygon" in r2.triggers.types and {"instagram", "color_transform"} & set(r2.triggers.types)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from exray.cli.common import add_output_flags
 from exray.differencing import MaskConfig, TriggerCase, compare_triggers
+from exray.differencing.policies import POLICY_NAMES
 from exray.errors import ConfigError
 from exray.evaluation import EvaluationConfig, evaluate_zoo
 from exray.models import build_model
@@ -36,6 +37,8 @@ DEMO_LAYER = "block:middle"
 #: A faster ABS and EX-RAY so that a first run (zoo build included) stays near 20 min on 2 cores: half the
 #: inversion epochs, two candidate neurons per victim; bf16 suffix passes and early-stopped masks.
 DEMO_SCANNER = {"epochs": 20, "top_n_neurons": 2}
+#: EX-RAY's decision rule in the demo.
+DEMO_POLICY = "official"
 DEMO_MASKS = MaskConfig(precision="bf16", patience=40)
 
 
@@ -54,6 +57,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--layer", default=DEMO_LAYER, help=f"EX-RAY's layer (default {DEMO_LAYER}; see docs/results.md)"
+    )
+    parser.add_argument(
+        "--policy",
+        default=DEMO_POLICY,
+        choices=POLICY_NAMES,
+        help=f"EX-RAY's decision rule (default {DEMO_POLICY}; see docs/results.md)",
     )
     parser.add_argument(
         "--workers", type=int, default=default_workers(), help="parallel model builds (default: one per core)"
@@ -86,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         methods=tuple(args.methods),
         seed=args.seed,
         layer=args.layer,
+        policy=args.policy,
         scanner_options=DEMO_SCANNER,
         mask_config=DEMO_MASKS,
     )
