@@ -31,25 +31,22 @@ import exray
 from exray.cli.demo import DEMO_MASKS
 from exray.differencing import MaskConfig
 from exray.differencing.policies import resolve_policy
-from exray.differencing.verdict import compare_triggers, overlaps
+from exray.differencing.verdict import compare_triggers, decide
 from exray.evaluation.known import known_triggers
 from exray.utils import versions
 from exray.zoo import ZOO_FILE, cached_build, designs, parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LAYERS = "block:0,block:1,block:middle,block:-2,block:-1"
 #: Decision rules re-applied to the same masks (the verdict itself uses the library default, "official").
 POLICIES = ("official", "paper", "r3", "r2")
 
 
 def natural_under(verdict, policy: str) -> bool:
-    """The verdict ``policy`` gives on the masks and cross-checks of ``verdict`` (a degenerate mask is not
-    set aside here, unlike in ``compare_triggers``)."""
+    """The verdict ``policy`` gives on the masks and cross-checks of ``verdict`` (the library's rule,
+    degenerate masks set aside as in ``compare_triggers``)."""
     chosen = resolve_policy(policy, verdict.kind)
-    i1, i2 = overlaps(verdict.m1, verdict.m2, getattr(chosen, "binarize", None))
-    return chosen.decide(i1, i2, verdict.cross_accuracy)[0]
-
-
-DEFAULT_LAYERS = "block:0,block:1,block:middle,block:-2,block:-1"
+    return decide(chosen, verdict.m1, verdict.m2, verdict.cross_accuracy, verdict.degenerate)[0]
 
 
 def main() -> None:
@@ -98,8 +95,8 @@ def main() -> None:
                         "reasons": verdict.reasons,
                         "natural_under": {p: natural_under(verdict, p) for p in POLICIES},
                         "cross_accuracy": {k: round(v, 3) for k, v in verdict.cross_accuracy.items()},
-                        "m1": [round(float(v), 3) for v in verdict.m1.flatten()],
-                        "m2": [round(float(v), 3) for v in verdict.m2.flatten()],
+                        "m1": [round(float(v), 6) for v in verdict.m1.flatten()],
+                        "m2": [round(float(v), 6) for v in verdict.m2.flatten()],
                     }
                 )
         print(f"{design.name} ({design.architecture.name}): {len(cases)} known triggers judged", flush=True)

@@ -37,10 +37,11 @@ import exray
 from exray.baselines import list_methods
 from exray.cli.demo import DEMO_MASKS, DEMO_SCANNER
 from exray.differencing import MaskConfig
+from exray.differencing.policies import POLICY_NAMES
 from exray.evaluation import EvaluationConfig, evaluate_zoo
 from exray.pipeline import Calibration, fit
 from exray.utils import versions
-from exray.zoo import cached_build
+from exray.zoo import cached_build, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +72,12 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, default=ROOT / "zoos" / "r2-like.yaml")
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "table1")
     parser.add_argument(
-        "--layer", default="block:1", help="EX-RAY's and the baselines' layer (docs/results.md: block:1)"
+        "--layer",
+        default="block:1",
+        help="EX-RAY's and the baselines' layer (default block:1, the r2-like run's; v2: block:-2)",
+    )
+    parser.add_argument(
+        "--policy", default="official", choices=POLICY_NAMES, help="EX-RAY's decision rule (default official)"
     )
     parser.add_argument("--full", action="store_true", help="library-default ABS and mask budgets")
     parser.add_argument(
@@ -92,6 +98,7 @@ def main() -> None:
     config = EvaluationConfig(
         seed=args.seed,
         layer=args.layer,
+        policy=args.policy,
         scanner_options={} if args.full else DEMO_SCANNER,
         methods=tuple(args.methods),
         mask_config=MaskConfig(precision="bf16")
@@ -163,7 +170,18 @@ def main() -> None:
 
 
 def calibrate_on(spec: Path, args: argparse.Namespace, config: EvaluationConfig) -> Calibration:
-    """Evaluate the separate zoo ``spec`` with ``config`` and fit the calibration on one row's scores."""
+    """Evaluate the separate zoo ``spec`` with ``config`` and fit the calibration on one row's scores.
+
+    The fitted threshold is also the flagging cut-off of every row (``exray.evaluation``), so the
+    calibration moves TP and FP, not only the probabilities — hence never fitted on the table's zoo."""
+    if args.calibrate_method not in config.rows:
+        raise SystemExit(
+            f"--calibrate-method {args.calibrate_method!r} is not a row; rows: {list(config.rows)}"
+        )
+    if load_spec(spec).digest() == load_spec(args.spec).digest():
+        raise SystemExit(
+            f"--calibrate-on {spec} is the table's own zoo: the calibration must be out of sample"
+        )
     zoo = cached_build(spec, workers=args.workers, progress=True)
     result = evaluate_zoo(zoo, args.out / "calibration-zoo", config=config, progress=True)
     pairs = [

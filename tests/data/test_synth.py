@@ -28,6 +28,13 @@ from exray.data.synth import (
 from exray.errors import ConfigError, InputError
 from exray.triggers import InstagramFilter, PatchTrigger, PolygonTrigger
 
+#: draw_classes(8, seed=3, confusion_pairs=2)[:3] as drawn before the shared-fill design existed (107c462).
+V1_LOOKS = [
+    ("diamond", "green", None, "yellow"),
+    ("pentagon", "yellow", "green", "black"),
+    ("circle", "black", "yellow", "white"),
+]
+
 
 @pytest.fixture(scope="module")
 def classes() -> list[SignClass]:
@@ -37,6 +44,12 @@ def classes() -> list[SignClass]:
 @pytest.fixture(scope="module")
 def renderer(classes: list[SignClass]) -> SignRenderer:
     return SignRenderer(classes, size=32)
+
+
+def test_population_v1_draws_are_unchanged_by_the_shared_fill_design() -> None:
+    """fills=None is the v1 design: the draws every zoo built before issue 16 was trained on."""
+    looks = [(c.shape, c.fill, c.border, c.glyph_color) for c in draw_classes(8, seed=3, confusion_pairs=2)]
+    assert looks[:3] == V1_LOOKS
 
 
 def test_draw_classes_is_seeded(classes: list[SignClass]) -> None:
@@ -87,6 +100,8 @@ def test_shared_fill_design_rejects_what_it_cannot_draw() -> None:
         draw_classes(4, seed=0, fills=("red", "teal"))
     with pytest.raises(ConfigError, match="non-empty"):
         draw_classes(4, seed=0, fills=())
+    with pytest.raises(ConfigError, match="twice"):
+        draw_classes(10, seed=0, fills=("red", "red"))
     with pytest.raises(ConfigError, match="shapes per fill"):
         draw_classes(10, seed=0, fills=("red",))
 

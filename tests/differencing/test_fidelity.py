@@ -2,7 +2,6 @@
 round-2 rule on binarised masks, and mask coverage on every verdict."""
 
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ from torch import nn
 from exray.differencing import MaskConfig, TriggerCase, Verdict, compare_triggers
 from exray.differencing import verdict as verdict_module
 from exray.differencing.policies import ACCURACY_KEYS, R2Policy, R3Policy, resolve_policy
-from exray.differencing.verdict import _set_aside_degenerate, choose_layer, overlaps
+from exray.differencing.verdict import _set_aside_degenerate, choose_layer, decide, overlaps
 from exray.errors import ConfigError, LayerError
 from exray.models.analytic import CHANNEL, ColourDetectorNet, symbol_images
 
@@ -198,15 +197,31 @@ def test_only_the_terms_a_degenerate_mask_makes_true_are_set_aside():
     """An all-ones M1 makes I2 and the M1 cross-checks (acc2_*) true by construction, an all-ones M2 I1
     and acc1_*: those are zeroed, the rest still decides — so a natural verdict that other evidence
     supports survives a degenerate partner mask."""
-    degenerate, fine = SimpleNamespace(degenerate=True), SimpleNamespace(degenerate=False)
     acc = dict.fromkeys(ACCURACY_KEYS, 0.9)
-    i1, i2, rest = _set_aside_degenerate(0.99, 0.85, acc, fine, degenerate)  # M2 degenerate
+    i1, i2, rest = _set_aside_degenerate(0.99, 0.85, acc, (False, True))  # M2 degenerate
     assert (i1, i2) == (0.0, 0.85) and rest == {"acc1_1": 0.0, "acc1_2": 0.0, "acc2_1": 0.9, "acc2_2": 0.9}
     assert resolve_policy("exf_mask").decide(i1, i2, rest) == (True, ["I2 > 0.8"])  # M1 covers M2's evidence
-    i1, i2, rest = _set_aside_degenerate(0.3, 0.99, acc, degenerate, fine)  # M1 degenerate
+    i1, i2, rest = _set_aside_degenerate(0.3, 0.99, acc, (True, False))  # M1 degenerate
     assert (i1, i2) == (0.3, 0.0) and rest["acc2_1"] == rest["acc2_2"] == 0.0 and rest["acc1_1"] == 0.9
     assert resolve_policy("exf_mask").decide(i1, i2, rest)[0] is False
     assert acc == dict.fromkeys(ACCURACY_KEYS, 0.9)  # the caller's accuracies are not modified
+
+
+def test_decide_redecides_a_verdict_under_any_policy_as_compare_triggers_does():
+    """decide() is the rule compare_triggers applies: an all-ones M1 (degenerate) contains M2, and the
+    natural verdict that gives is reversed; with honest masks the policy's own answer stands; r2 decides
+    on the masks binarised at 0.9."""
+    acc = dict.fromkeys(ACCURACY_KEYS, 0.0)
+    ones, small = torch.ones(8), torch.tensor([1.0, 1.0, 0, 0, 0, 0, 0, 0])
+    policy = resolve_policy("paper")
+    assert decide(policy, ones, small, acc) == (True, ["max(I1, I2) > beta=0.8"], "")
+    natural, _, set_aside = decide(policy, ones, small, acc, (True, False))
+    assert natural is False and set_aside == "max(I1, I2) > beta=0.8"
+    other = torch.tensor([0, 0, 0, 0, 0, 0, 1.0, 1.0])
+    assert decide(policy, small, other, acc)[0] is False
+    r2 = resolve_policy("r2")
+    soft = torch.tensor([0.95, 0.95, 0.5, 0.5, 0, 0, 0, 0])  # binarised: channels 0 and 1 only
+    assert overlaps(soft, small, 0.9) == (1.0, 1.0) and decide(r2, soft, small, acc)[0] is True
 
 
 def test_layer_auto_is_refused_with_a_clear_error_where_it_cannot_apply(planted):

@@ -176,6 +176,10 @@ def test_shared_fill_design_reaches_every_model_and_keeps_old_digests() -> None:
     shared = parse_spec(micro_spec(signs={"fills": ["blue", "white"]}))
     assert shared.signs.fills == ("blue", "white") and parse_spec(shared.to_dict()) == shared
     assert shared.digest() != plain.digest()
+    explicit_default = parse_spec(micro_spec(signs={"fills": None}))
+    assert explicit_default == plain and explicit_default.digest() == plain.digest()
+    # the first demo spec's digest as computed before 'signs' existed (107c462): its built zoos stay valid
+    assert load_spec(ZOOS / "demo-v1.yaml").digest().startswith("ca8b11dd56347e51")
     for design in designs(shared):
         assert {c.fill for c in draw_model(shared, design).classes} <= {"blue", "white"}
 

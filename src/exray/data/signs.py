@@ -308,6 +308,8 @@ def shared_fill_looks(n_looks: int, fills: Sequence[str], rng: np.random.Generat
     """
     if not fills:
         raise ConfigError("the shared fill colours must be a non-empty list")
+    if len(set(fills)) != len(fills):
+        raise ConfigError(f"the shared fill colours list a colour twice: {list(fills)}")
     for name in fills:
         if name not in PALETTE:
             raise ConfigError(f"unknown colour {name!r}; known: {sorted(PALETTE)}")

@@ -296,7 +296,9 @@ def compare_triggers(
         accuracy = _cross_accuracies(cut, prep, m1, m2, device)
         chosen = resolve_policy(policy, prep.case.kind)
         i1, i2 = overlaps(m1.values, m2.values, getattr(chosen, "binarize", None))
-        natural, reasons = chosen.decide(i1, i2, accuracy)
+        natural, reasons, set_aside = decide(
+            chosen, m1.values, m2.values, accuracy, (m1.degenerate, m2.degenerate)
+        )
         notes = list(prep.notes) + layer_notes
         for mask, name in ((m1, "M1"), (m2, "M2")):
             if not mask.feasible:
@@ -305,16 +307,8 @@ def compare_triggers(
                 notes.append(
                     f"{name} is degenerate: no mask smaller than the initial all-ones one kept both flips"
                 )
-        if natural and (m1.degenerate or m2.degenerate):
-            # An all-ones mask contains any other: the terms it makes true by construction are set aside
-            # and the policy decides on the rest, so a degenerate mask is never by itself the reason
-            # for a natural verdict.
-            fired = "; ".join(reasons)
-            natural, reasons = chosen.decide(*_set_aside_degenerate(i1, i2, accuracy, m1, m2))
-            if not natural:
-                notes.append(
-                    f"kept: the natural-trigger rules fired only through a degenerate mask ({fired})"
-                )
+        if set_aside:
+            notes.append(f"kept: the natural-trigger rules fired only through a degenerate mask: {set_aside}")
         verdicts.append(
             Verdict(
                 natural=natural,
@@ -346,16 +340,40 @@ def compare_triggers(
     return verdicts
 
 
+def decide(
+    policy: Policy,
+    m1: torch.Tensor,
+    m2: torch.Tensor,
+    accuracy: dict[str, float],
+    degenerate: tuple[bool, bool] = (False, False),
+) -> tuple[bool, list[str], str]:
+    """``policy``'s verdict on masks ``m1``/``m2`` and the cross-check ``accuracy``: (natural, rules that
+    fired, and — when a natural verdict came only through a degenerate mask and was therefore reversed —
+    the rules that had fired, else ""). Used by :func:`compare_triggers`; re-deciding a
+    :class:`Verdict` under another policy is ``decide(p, v.m1, v.m2, v.cross_accuracy, v.degenerate)``.
+
+    An all-ones mask contains any other: the terms it makes true by construction are set aside and the
+    policy decides on the rest, so a degenerate mask is never by itself the reason for a natural verdict
+    (issue 16 §1c)."""
+    i1, i2 = overlaps(m1, m2, getattr(policy, "binarize", None))
+    natural, reasons = policy.decide(i1, i2, accuracy)
+    if not (natural and any(degenerate)):
+        return natural, reasons, ""
+    fired = "; ".join(reasons)
+    natural, reasons = policy.decide(*_set_aside_degenerate(i1, i2, accuracy, degenerate))
+    return natural, reasons, "" if natural else fired
+
+
 def _set_aside_degenerate(
-    i1: float, i2: float, accuracy: dict[str, float], m1: MaskResult, m2: MaskResult
+    i1: float, i2: float, accuracy: dict[str, float], degenerate: tuple[bool, bool]
 ) -> tuple[float, float, dict[str, float]]:
     """The policy inputs with the terms a degenerate mask makes true by construction zeroed: an all-ones
     M1 contains M2 (I2 ≈ 1) and, swapped onto V/V+t, flips it both ways (acc2_*); an all-ones M2 likewise
     gives I1 ≈ 1 and acc1_*."""
     accuracy = dict(accuracy)
-    if m1.degenerate:
+    if degenerate[0]:
         i2, accuracy["acc2_1"], accuracy["acc2_2"] = 0.0, 0.0, 0.0
-    if m2.degenerate:
+    if degenerate[1]:
         i1, accuracy["acc1_1"], accuracy["acc1_2"] = 0.0, 0.0, 0.0
     return i1, i2, accuracy
 
