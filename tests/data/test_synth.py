@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from exray.data.signs import (
+    GLYPH_ON_FILL,
     PALETTE,
     SHAPES,
     SignClass,
@@ -93,6 +94,22 @@ def test_shared_fill_classes_are_not_told_apart_by_fill_alone(num_classes: int, 
         assert len(looks) == num_classes - pairs  # distinct looks except the confusion pairs
     same = draw_classes(8, seed=1, confusion_pairs=1, fills=fills)
     assert classes_to_config(same) == classes_to_config(draw_classes(8, 1, 1, fills=fills))
+
+
+@pytest.mark.parametrize(("num_classes", "pairs"), [(5, 0), (6, 1), (7, 0), (8, 1), (12, 1)])
+def test_without_colour_cues_classes_differ_by_shape_and_glyph_only(num_classes: int, pairs: int) -> None:
+    """colour_cues=False: no borders, one glyph colour per fill, distinct shapes while shapes last — so a
+    colour filter cannot turn one class's colours into another's (issue 16, the v2 demo)."""
+    for seed in range(5):
+        classes = draw_classes(num_classes, seed, pairs, fills=("red", "blue", "white"), colour_cues=False)
+        assert all(c.border is None and c.glyph_color == GLYPH_ON_FILL[c.fill] for c in classes)
+        assert len(find_confusion_pairs(classes)) == pairs
+        looks = num_classes - pairs
+        shapes = {c.shape for c in classes}
+        assert len(shapes) == min(looks, len(SHAPES))
+        assert min(sum(c.fill == f for c in classes) for f in {c.fill for c in classes}) >= 2
+    with pytest.raises(ConfigError, match="needs the shared fill colours"):
+        draw_classes(5, 0, colour_cues=False)
 
 
 def test_shared_fill_design_rejects_what_it_cannot_draw() -> None:

@@ -53,6 +53,11 @@ def test_unknown_keys_are_named_with_the_allowed_ones() -> None:
         ({"name": "a/b"}, "'name' must be a plain"),
         ({"signs": {"fills": ["red", "teal"]}}, "'signs.fills' has 'teal'"),
         ({"signs": {"fill": ["red"]}}, "unknown key 'signs.fill'"),
+        ({"signs": {"colour_cues": False}}, "needs 'signs.fills'"),
+        (
+            {"signs": {"fills": ["red", "blue"], "colour_cues": "no"}},
+            "'signs.colour_cues' must be true or false",
+        ),
         ({"classes": [10, 10], "signs": {"fills": ["red"]}}, "'signs.fills' are too few"),
     ],
 )
@@ -176,6 +181,10 @@ def test_shared_fill_design_reaches_every_model_and_keeps_old_digests() -> None:
     shared = parse_spec(micro_spec(signs={"fills": ["blue", "white"]}))
     assert shared.signs.fills == ("blue", "white") and parse_spec(shared.to_dict()) == shared
     assert shared.digest() != plain.digest()
+    assert "colour_cues" not in shared.to_dict()["signs"]  # default left out: v2 pilot digests kept
+    plain_colours = parse_spec(micro_spec(signs={"fills": ["blue", "white"], "colour_cues": False}))
+    assert plain_colours.to_dict()["signs"]["colour_cues"] is False
+    assert parse_spec(plain_colours.to_dict()) == plain_colours and plain_colours.digest() != shared.digest()
     explicit_default = parse_spec(micro_spec(signs={"fills": None}))
     assert explicit_default == plain and explicit_default.digest() == plain.digest()
     # the first demo spec's digest as computed before 'signs' existed (107c462): its built zoos stay valid

@@ -37,6 +37,19 @@ PALETTE: dict[str, tuple[int, int, int]] = {
     "brown": (120, 70, 35),
 }
 
+#: The glyph colour a fill gets when classes must not differ by colour (``draw_classes(colour_cues=False)``):
+#: one contrasting colour per fill, as on real signs (white on red and blue, black on white and yellow).
+GLYPH_ON_FILL: dict[str, str] = {
+    "red": "white",
+    "blue": "white",
+    "yellow": "black",
+    "white": "black",
+    "green": "white",
+    "black": "white",
+    "orange": "black",
+    "brown": "white",
+}
+
 SHAPES: tuple[str, ...] = (
     "circle",
     "triangle",
@@ -256,7 +269,11 @@ def draw_glyph(shape: str, border_width: float, rng: np.random.Generator) -> tup
 
 
 def draw_classes(
-    num_classes: int, seed: int, confusion_pairs: int = 0, fills: Sequence[str] | None = None
+    num_classes: int,
+    seed: int,
+    confusion_pairs: int = 0,
+    fills: Sequence[str] | None = None,
+    colour_cues: bool = True,
 ) -> list[SignClass]:
     """Draw ``num_classes`` sign classes for one model from ``seed`` (spec §7.3.1).
 
@@ -268,7 +285,13 @@ def draw_classes(
     mostly differ by fill colour). A list of fill colours gives the *shared-fill* design of population v2
     (issue 16, TrojAI round 2's signs): every fill used is shared by at least two looks, which differ by
     shape, so no class is told apart from the others by its fill colour alone.
+
+    ``colour_cues=False`` (with ``fills``) also takes every other colour cue away, so that classes differ
+    by shape and glyph only: no borders, the glyph colour follows the fill (:data:`GLYPH_ON_FILL`), and
+    looks get distinct shapes while there are shapes left (:func:`shared_fill_looks`).
     """
+    if not colour_cues and fills is None:
+        raise ConfigError("colour_cues=False needs the shared fill colours (fills)")
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     if confusion_pairs < 0 or 2 * confusion_pairs > num_classes:
@@ -284,13 +307,16 @@ def draw_classes(
             )
         looks = [combos[int(i)] for i in rng.choice(len(combos), size=n_looks, replace=False)]
     else:
-        looks = shared_fill_looks(n_looks, fills, rng)
+        looks = shared_fill_looks(n_looks, fills, rng, distinct_shapes=not colour_cues)
     classes: list[SignClass] = []
     for look, (shape, fill) in enumerate(looks):
-        options = contrasting_colors(fill)
-        border = options[int(rng.integers(len(options)))] if rng.random() < _BORDER_PROB else None
-        border_width = float(rng.uniform(*_BORDER_WIDTH)) if border is not None else 0.0
-        glyph_color = options[int(rng.integers(len(options)))]
+        if colour_cues:
+            options = contrasting_colors(fill)
+            border = options[int(rng.integers(len(options)))] if rng.random() < _BORDER_PROB else None
+            border_width = float(rng.uniform(*_BORDER_WIDTH)) if border is not None else 0.0
+            glyph_color = options[int(rng.integers(len(options)))]
+        else:
+            border, border_width, glyph_color = None, 0.0, GLYPH_ON_FILL[fill]
         members = 2 if look < confusion_pairs else 1
         for _ in range(members):
             glyph = draw_glyph(shape, border_width, rng)
@@ -299,12 +325,16 @@ def draw_classes(
     return [classes[int(i)] for i in order]
 
 
-def shared_fill_looks(n_looks: int, fills: Sequence[str], rng: np.random.Generator) -> list[tuple[str, str]]:
+def shared_fill_looks(
+    n_looks: int, fills: Sequence[str], rng: np.random.Generator, *, distinct_shapes: bool = False
+) -> list[tuple[str, str]]:
     """``n_looks`` distinct (shape, fill) looks over the shared ``fills`` (population v2, issue 16).
 
     The fills used are a random ``min(len(fills), n_looks // 2)`` of ``fills`` (at least one), dealt out
     in turn so that their counts differ by at most one and each is worn by at least two looks; looks of
-    one fill get distinct shapes. Fill colour alone therefore never identifies a class.
+    one fill get distinct shapes. Fill colour alone therefore never identifies a class. With
+    ``distinct_shapes`` every look also gets a shape no other look has while there are shapes left (up
+    to :data:`SHAPES` looks), so no two classes differ by their fill alone either.
     """
     if not fills:
         raise ConfigError("the shared fill colours must be a non-empty list")
@@ -323,7 +353,15 @@ def shared_fill_looks(n_looks: int, fills: Sequence[str], rng: np.random.Generat
     shapes_of: dict[str, list[str]] = {
         fill: [SHAPES[int(i)] for i in rng.permutation(len(SHAPES))] for fill in chosen
     }
-    looks = [(shapes_of[fill].pop(), fill) for fill in per_fill]
+    if distinct_shapes:
+        order = [SHAPES[int(i)] for i in rng.permutation(len(SHAPES))]
+        looks = []
+        for fill in per_fill:
+            fresh = [shape for shape in order if all(shape != taken for taken, _ in looks)]
+            shape = fresh[0] if fresh else next(s for s in shapes_of[fill] if (s, fill) not in looks)
+            looks.append((shape, fill))
+    else:
+        looks = [(shapes_of[fill].pop(), fill) for fill in per_fill]
     return [looks[int(i)] for i in rng.permutation(n_looks)]
 
 

@@ -151,7 +151,13 @@ def draw_model(spec: ZooSpec, design: ModelDesign, attempt: int = 0) -> ModelDra
     cp_lo, cp_hi = spec.confusion_pairs
     pairs = int(rng.integers(cp_lo, min(cp_hi, k // 2) + 1))
     classes = tuple(
-        draw_classes(k, derive_seed(seed, "classes"), confusion_pairs=pairs, fills=spec.signs.fills)
+        draw_classes(
+            k,
+            derive_seed(seed, "classes"),
+            confusion_pairs=pairs,
+            fills=spec.signs.fills,
+            colour_cues=spec.signs.colour_cues,
+        )
     )
     examples = int(rng.integers(spec.data.examples_per_class[0], spec.data.examples_per_class[1] + 1))
     attacks = _draw_attacks(spec, design, classes, rng) if design.poisoned else ()

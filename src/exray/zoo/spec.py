@@ -7,8 +7,9 @@ with the key's dotted path and the allowed keys; values are type- and range-chec
     name: <file stem>            seed: 0
     models: {clean: <required>, trojaned: <required>}
     classes: [5, 10]             confusion_pairs: [0, 1]       image_size: 32
-    signs: {fills: null}         # null: any shape × any palette colour (v1); a list of colours: the
-                                 # shared-fill class design of population v2 (exray.data.signs)
+    signs: {fills: null,         # null: any shape × any palette colour (v1); a list of colours: the
+            colour_cues: true}   # shared-fill class design of population v2 (exray.data.signs); false:
+                                 # glyph colour follows the fill, no borders, distinct shapes
     architectures: [{name: resnet18, kwargs: {width: 0.25}, training: {}}]  # round-robin in clean / trojaned;
                                                         # training: overrides of the training section
     data: {train_per_class: 300, test_per_class: 100, attack_per_class: 50,
@@ -177,6 +178,7 @@ class SignSpec:
     that differ by shape and glyph (population v2, issue 16)."""
 
     fills: tuple[str, ...] | None = None
+    colour_cues: bool = True
 
 
 @dataclass(frozen=True)
@@ -311,6 +313,8 @@ class ZooSpec:
         data = json.loads(json.dumps(asdict(self)))
         if self.signs == SignSpec():
             del data["signs"]
+        elif self.signs.colour_cues:  # likewise for specs written before 'colour_cues' existed
+            del data["signs"]["colour_cues"]
         return data
 
     def digest(self) -> str:
@@ -363,7 +367,7 @@ def parse_spec(data: Any, *, default_name: str = "zoo") -> ZooSpec:
         classes=classes,
         confusion_pairs=confusion,
         image_size=top.int("image_size", 32, 16, 256),
-        signs=_signs(top.section("signs", ("fills",)), classes, confusion),
+        signs=_signs(top.section("signs", ("fills", "colour_cues")), classes, confusion),
         architectures=_architectures(top),
         data=_data(top.section("data", _DATA_KEYS)),
         triggers=triggers,
@@ -422,14 +426,17 @@ def _architectures(top: _Section) -> tuple[ArchitectureChoice, ...]:
 
 def _signs(section: _Section, classes: tuple[int, int], confusion: tuple[int, int]) -> SignSpec:
     fills = section.get("fills", None)
+    colour_cues = section.bool("colour_cues", True)
     if fills is None:
+        if not colour_cues:
+            raise section.fail("colour_cues", "false needs 'signs.fills' (the shared fill colours)")
         return SignSpec()
     names = section.choices("fills", (), tuple(PALETTE))
     most_looks = classes[1] - confusion[0]
     per_fill = max(1, min(len(names), most_looks // 2))
     if most_looks > per_fill * len(SHAPES):
         raise section.fail("fills", f"are too few for {most_looks} looks ({len(SHAPES)} shapes per fill)")
-    return SignSpec(tuple(names))
+    return SignSpec(tuple(names), colour_cues)
 
 
 _DATA_KEYS = ("train_per_class", "test_per_class", "attack_per_class", "examples_per_class", "augment")
