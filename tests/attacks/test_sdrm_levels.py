@@ -15,6 +15,7 @@ EXPECTED_STAGES = {
     "inception": ("features.inception3b", "features.inception4b", "features.inception5a"),
     "mobilenetv2": ("features.stage2", "features.stage3", "features.stage5", "features.head"),
     "nin": ("stage1", "stage2", "stage3"),
+    "resnet10": ("layer1", "layer2", "layer3", "layer4"),
     "resnet18": ("layer1", "layer2", "layer3", "layer4"),
     "resnet34": ("layer1", "layer2", "layer3", "layer4"),
     "vgg11_bn": ("features.0", "features.2", "features.5", "features.8", "features.11"),

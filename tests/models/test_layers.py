@@ -21,6 +21,7 @@ EXPECTED_DEFAULT = {
     "inception": "features.pool4",  # inception 4b and the max-pool after it
     "mobilenetv2": "features.stage7",  # last inverted-residual stage (the 1×1 head is the last block)
     "nin": "stage2",
+    "resnet10": "layer3",
     "resnet18": "layer3",  # as the official script (torchvision ResNet: layer3)
     "resnet34": "layer3",
     "vgg11_bn": "features.10",  # conv-BN-ReLU 7 of 8
