@@ -100,6 +100,7 @@ def main() -> None:
                     }
                 )
         print(f"{design.name} ({design.architecture.name}): {len(cases)} known triggers judged", flush=True)
+        write_record(args, zoo, layers, masks, rows, complete=False)  # a killed run keeps what it judged
 
     print(
         f"\n{'layer':<14} {'planted judged injected':>24} {'glyph swaps judged natural':>27}"
@@ -135,16 +136,26 @@ def main() -> None:
             f"  |M1|={s1:.0%} |M2|={s2:.0%} of the channels"
         )
     if args.json is not None:
-        record = {
-            "zoo": str(zoo),
-            "layers": layers,
-            "masks": masks.to_dict(),
-            "seed": args.seed,
-            "rows": rows,
-        }
-        record["versions"] = versions()
-        args.json.write_text(json.dumps(record, indent=1))
+        write_record(args, zoo, layers, masks, rows, complete=True)
         print(f"\nverdicts: {args.json}")
+
+
+def write_record(
+    args, zoo: Path, layers: list[str], masks: MaskConfig, rows: list[dict], complete: bool
+) -> None:
+    """Write every verdict so far to ``--json`` (``complete`` false while models remain)."""
+    if args.json is None:
+        return
+    record = {
+        "zoo": str(zoo),
+        "layers": layers,
+        "masks": masks.to_dict(),
+        "seed": args.seed,
+        "complete": complete,
+        "rows": rows,
+        "versions": versions(),
+    }
+    args.json.write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":
