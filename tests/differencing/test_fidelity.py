@@ -193,6 +193,27 @@ def test_an_entangled_layer_is_flagged_and_auto_picks_the_disentangled_one():
     assert any("chosen by auto" in note for note in auto.notes), auto.notes
 
 
+def test_layer_auto_reuses_the_chosen_layers_m1_instead_of_solving_it_again(monkeypatch):
+    """choose_layer solves M1 at every candidate; compare_triggers then needs only M2 at the chosen one,
+    and its M1 is the mask the choice measured."""
+    net = _Entangled()
+    red, green = symbol_images("red", 10, seed=1), symbol_images("green", 10, seed=2)
+    case = TriggerCase(red, green, symbol_images("green", 10, seed=3), 0, 1)
+    config = MaskConfig(epochs=100)
+    solved: list[tuple[str, int]] = []  # (layer, problems) of every optimize_masks call
+    real = verdict_module.optimize_masks
+
+    def counting(cut, problems, config, **kwargs):
+        solved.append((cut.layer, len(problems)))
+        return real(cut, problems, config, **kwargs)
+
+    monkeypatch.setattr(verdict_module, "optimize_masks", counting)
+    (auto,) = compare_triggers(net, [case], layer="auto", config=config, seed=0)
+    assert solved == [("detectors", 1), ("mix", 1), ("detectors", 1)]  # M1 per candidate, then M2 only
+    _, shares = choose_layer(net, [case], config=config, seed=0)
+    assert auto.coverage[0] == pytest.approx(shares["detectors"])  # the choice's own M1
+
+
 def test_only_the_terms_a_degenerate_mask_makes_true_are_set_aside():
     """An all-ones M1 makes I2 and the M1 cross-checks (acc2_*) true by construction, an all-ones M2 I1
     and acc1_*: those are zeroed, the rest still decides — so a natural verdict that other evidence

@@ -109,6 +109,20 @@ def test_a_broken_model_is_recorded_and_the_rest_evaluated(colour_zoo, tmp_path)
     assert "error: id-00000001 scan" in result.table()
 
 
+def test_groups_leave_out_the_other_trojans_and_keep_every_clean_model(colour_zoo, evaluated, tmp_path):
+    """Table 3's population (EXP §4.2): clean and polygon-trojaned models only."""
+    config = dataclasses.replace(FAST, methods=("exray",), groups=("polygon",))
+    result = evaluate_zoo(colour_zoo, evaluated.out, config=config, progress=False, write=False)
+    assert sorted(m.name for m in result.models) == ["id-00000000", "id-00000001", "id-00000002"]
+    assert "'filter'" in result.skipped["id-00000003"] and result.computed == {}  # the cache still serves
+    assert result.groups == ["polygon", "all"]
+    assert (result.row("all", "exray").trojaned, result.row("all", "exray").clean) == (1, 2)
+    with pytest.raises(ConfigError, match=r"no trojaned model .* its groups: \['filter', 'polygon'\]"):
+        evaluate_zoo(colour_zoo, tmp_path, config=dataclasses.replace(config, groups=("magic",)))
+    with pytest.raises(ConfigError, match="groups"):
+        EvaluationConfig(groups="polygon")
+
+
 def test_config_validation(colour_zoo, tmp_path):
     with pytest.raises(ConfigError, match="unknown methods"):
         EvaluationConfig(methods=("magic",))
@@ -177,6 +191,9 @@ def test_the_evaluate_flags_reach_the_config(tmp_path):
     options = ["--scanner-option", "epochs=20", "--scanner-option", "modes=[patch]"]
     args = build_parser().parse_args(["evaluate", str(tmp_path), *flags, *options])
     config = config_from(args)
+    assert config.groups is None
+    grouped = build_parser().parse_args(["evaluate", str(tmp_path), "--groups", "polygon", "polygon"])
+    assert config_from(grouped).groups == ("polygon",)
     assert config.layer == "block:1" and config.methods == ("exray",)
     assert (config.mask_config.patience, config.mask_config.precision) == (20, "bf16")
     assert (

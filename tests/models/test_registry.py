@@ -50,7 +50,10 @@ def test_cnn_mlp_head_keeps_the_conv_blocks_and_exray_layer():
     assert mlp(x).shape == (2, 6)
     hidden = [m for m in mlp.classifier if isinstance(m, torch.nn.Linear)]
     assert [h.out_features for h in hidden] == [512, 512, 6] and hidden[0].in_features == 256 * 4
-    with pytest.raises((ConfigError, ValueError), match="head must be one of"):
+    half = build_model("cnn", 6, channels=(32, 64, 192, 256), head="mlp", width=0.5)
+    hidden = [m for m in half.classifier if isinstance(m, torch.nn.Linear)]
+    assert [h.out_features for h in hidden] == [256, 256, 6] and hidden[0].in_features == 128 * 4
+    with pytest.raises(ConfigError, match="head must be one of"):
         build_model("cnn", 6, head="transformer")
 
 

@@ -45,6 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--scanner", choices=("abs", "nc"), default="abs", help="upstream scanner (nc: the Table-3 variant)"
     )
     parser.add_argument(
+        "--groups",
+        nargs="+",
+        metavar="GROUP",
+        help="evaluate only the clean models and the trojaned models of these trigger groups "
+        "(Table 3: --scanner nc --groups polygon; default: every model)",
+    )
+    parser.add_argument(
         "--out", type=Path, help="output directory (default: ./evaluation-<zoo name>-<scanner>)"
     )
     parser.add_argument("--calibration", type=Path, help="calibration JSON from `exray calibrate`")
@@ -75,6 +82,7 @@ def config_from(args: argparse.Namespace) -> EvaluationConfig:
         calibration_source=f"from {args.calibration}" if args.calibration else "default",
         min_asr=args.min_asr,
         trust_pickle=args.trust_pickle,
+        groups=None if args.groups is None else tuple(dict.fromkeys(args.groups)),
     )
 
 

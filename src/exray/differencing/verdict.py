@@ -251,12 +251,15 @@ def compare_triggers(
     start = time.perf_counter()
     device = model_device(model)
     layer_notes: list[str] = []
+    solved_m1: dict[tuple, MaskResult] = {}  # M1s already optimised (layer="auto": the chosen layer's)
     if layer == AUTO_LAYER:
-        layer, shares = choose_layer(model, cases, sides=sides, config=config, seed=seed, backend=backend)
-        listed = ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+        choice = _choose(model, cases, sides, config, seed, backend)
+        layer, cut, prepared, solved_m1 = choice.layer, choice.cut, choice.prepared, choice.m1
+        listed = ", ".join(f"{name} {share:.0%}" for name, share in choice.shares.items())
         layer_notes.append(f"layer {layer} chosen by auto: median |M1|/C per candidate block {listed}")
-    cut = make_cut(model, layer, cases[0].victim, backend)
-    prepared = _prepare_all(cut, cases)
+    else:
+        cut = make_cut(model, layer, cases[0].victim, backend)
+        prepared = _prepare_all(cut, cases)
 
     problems: list[MaskProblem] = []
     m1_index: dict[tuple, int] = {}
@@ -269,7 +272,7 @@ def compare_triggers(
         if m2_key in m2_seen:
             m2_index.append(m2_seen[m2_key])
             continue
-        if prep.m1_key not in m1_index:
+        if prep.m1_key not in m1_index and prep.m1_key not in solved_m1:
             m1_index[prep.m1_key] = len(problems)
             problems.append(_m1_problem(prep, cut, config, sides, seed))
         m2_index.append(len(problems))
@@ -292,7 +295,8 @@ def compare_triggers(
 
     verdicts = []
     for prep, m2_at in zip(prepared, m2_index):
-        m1, m2 = masks[m1_index[prep.m1_key]], masks[m2_at]
+        m1 = solved_m1[prep.m1_key] if prep.m1_key in solved_m1 else masks[m1_index[prep.m1_key]]
+        m2 = masks[m2_at]
         accuracy = _cross_accuracies(cut, prep, m1, m2, device)
         chosen = resolve_policy(policy, prep.case.kind)
         i1, i2 = overlaps(m1.values, m2.values, getattr(chosen, "binarize", None))
@@ -428,20 +432,42 @@ def choose_layer(
     whose output is already the classes' evidence — are ranked by the median share of the layer that
     the clean-pair masks of ``cases`` need; the smallest wins, ties going to the deeper block.
     """
-    config = config or MaskConfig()
+    choice = _choose(model, cases, sides, config or MaskConfig(), seed, backend)
+    return choice.layer, choice.shares
+
+
+@dataclass
+class _LayerChoice:
+    """What :func:`choose_layer` computed, kept so that ``compare_triggers(layer="auto")`` reuses the chosen
+    layer's cut, features and M1 masks instead of solving its M1 problems a second time."""
+
+    layer: str
+    shares: dict[str, float]
+    cut: LayerCut
+    prepared: list[_Prepared]
+    m1: dict[tuple, MaskResult]
+
+
+def _choose(
+    model: nn.Module, cases: list[TriggerCase], sides: Sides, config: MaskConfig, seed: int, backend: Backend
+) -> _LayerChoice:
     blocks = conv_blocks(model, cases[0].victim[:1].to(model_device(model)))
     candidates = blocks[:-1] or blocks
     shares: dict[str, float] = {}
+    best: _LayerChoice | None = None  # only the best candidate's features and masks are kept
     for name in candidates:
         cut = make_cut(model, name, cases[0].victim, backend)
+        prepared = _prepare_all(cut, cases)
         unique: dict[tuple, _Prepared] = {}
-        for prep in _prepare_all(cut, cases):
+        for prep in prepared:
             unique.setdefault(prep.m1_key, prep)
         problems = [_m1_problem(prep, cut, config, sides, seed) for prep in unique.values()]
         masks = optimize_masks(cut, problems, config)
         shares[name] = float(np.median([m.coverage for m in masks]))
-    best = min(reversed(candidates), key=lambda name: shares[name])
-    return best, shares
+        if best is None or shares[name] <= shares[best.layer]:  # ties go to the deeper block
+            best = _LayerChoice(name, shares, cut, prepared, dict(zip(unique, masks)))
+    assert best is not None  # conv_blocks raises when a model has no block
+    return best
 
 
 def _prepare(case: TriggerCase, index: int, features) -> _Prepared:

@@ -27,6 +27,10 @@ class EvaluationConfig:
     of methods not in ``methods`` are validated and otherwise unused).
     ``calibration``: score → P(trojaned); ``calibration_source`` says where it came from (reported).
     ``min_asr``: triggers with a lower ASR are not judged (the pipeline's ``refine_min_asr``).
+    ``groups``: evaluate only the clean models and the trojaned models of these trigger groups
+    (``"polygon"``, ``"filter"``, …); the others are left out with the reason. ``None`` (default): every
+    model. EXP §4.2, Table 3: Neural Cleanse cannot invert Instagram filters, so the paper runs it on the
+    clean and polygon-trojaned models only (``groups=("polygon",)``).
     """
 
     methods: tuple[str, ...] = tuple(list_methods())
@@ -41,9 +45,16 @@ class EvaluationConfig:
     calibration_source: str = "default"
     min_asr: float = 0.9
     trust_pickle: bool = False
+    groups: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", tuple(self.methods))
+        if self.groups is not None:
+            if isinstance(self.groups, str) or not all(isinstance(g, str) and g for g in self.groups):
+                raise ConfigError(f"groups must be a sequence of trigger-group names, got {self.groups!r}")
+            if not self.groups:
+                raise ConfigError("groups is empty: pass None to evaluate every model")
+            object.__setattr__(self, "groups", tuple(self.groups))
         known = list_methods()
         unknown = [m for m in self.methods if m not in known]
         if unknown:
@@ -115,4 +126,5 @@ class EvaluationConfig:
             "calibration": self.calibration.to_dict(),
             "calibration_source": self.calibration_source,
             "min_asr": self.min_asr,
+            "groups": None if self.groups is None else list(self.groups),
         }

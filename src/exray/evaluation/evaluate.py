@@ -205,6 +205,19 @@ def evaluate_zoo(
     config = _resolve_config(config, methods, scanner)
     out = Path(out)
     models, skipped = read_truth(zoo_dir)
+    if config.groups is not None:
+        left_out = [m for m in models if m.group is not None and m.group not in config.groups]
+        skipped.update(
+            (m.name, f"trigger group {m.group!r} is not among the evaluated groups {list(config.groups)}")
+            for m in left_out
+        )
+        if left_out and all(m in left_out for m in models if m.poisoned):
+            present = sorted({m.group for m in left_out})
+            raise ConfigError(
+                f"no trojaned model of {zoo_dir} is of the trigger groups {list(config.groups)}; "
+                f"its groups: {present}"
+            )
+        models = [m for m in models if m not in left_out]
     scan_key = settings_key(config.scan_settings())
     cache_root = out / "cache"
     run = _Run(

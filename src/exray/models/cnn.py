@@ -7,11 +7,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from exray.errors import ConfigError
 from exray.models.blocks import Classifier, ConvBNReLU, MLPClassifier, Normalize, scaled
 from exray.models.registry import register_architecture
 
 #: Classifier heads: "linear" (global pooling → linear) or "mlp" (VGG's pooled two-hidden-layer head).
 HEADS = ("linear", "mlp")
+#: Hidden units of each of the "mlp" head's two hidden layers at width 1 (scaled by ``width`` like the
+#: convolutional blocks; torchvision's VGG: 4,096 at 224×224).
+MLP_HIDDEN = 512
 
 
 class SimpleCNN(nn.Module):
@@ -30,9 +34,11 @@ class SimpleCNN(nn.Module):
             cin = cout
         self.features = nn.Sequential(*layers)
         if head not in HEADS:
-            raise ValueError(f"head must be one of {list(HEADS)}, got {head!r}")
+            raise ConfigError(f"head must be one of {list(HEADS)}, got {head!r}")
         self.classifier = (
-            Classifier(cin, num_classes) if head == "linear" else MLPClassifier(cin, num_classes)
+            Classifier(cin, num_classes)
+            if head == "linear"
+            else MLPClassifier(cin, num_classes, hidden=scaled(MLP_HIDDEN, width))
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
