@@ -25,6 +25,7 @@ from exray.errors import ConfigError
 from exray.evaluation import EvaluationConfig, evaluate_zoo
 from exray.models import build_model
 from exray.models.analytic import COLOURS, symbol_images
+from exray.pipeline import Calibration
 from exray.zoo import cached_build, default_workers
 
 #: The shipped specs are package data (``zoos/`` in a source checkout links to them).
@@ -42,6 +43,40 @@ DEMO_SCANNER = {"epochs": 20, "top_n_neurons": 2}
 #: on the demo zoo.
 DEMO_POLICY = "r2"
 DEMO_MASKS = MaskConfig(precision="bf16", patience=40)
+#: The demo's calibration, fitted on the separate zoo ``demo-calib.yaml`` (same design, another seed) with
+#: the demo's settings by ``benchmarks/demo_calibration.py``; used for the shipped ``demo.yaml`` only.
+DEMO_CALIBRATION = SHIPPED_ZOOS / "demo-calibration.json"
+
+
+def demo_calibration(spec: Path, given: Path | None, shipped: Path = DEMO_CALIBRATION) -> Path | None:
+    """The calibration file the demo applies: ``given`` if any; else the shipped one, for the shipped demo
+    spec only (it was fitted on that design); else None (the default constants)."""
+    if given is not None:
+        return given
+    if spec.resolve() == (SHIPPED_ZOOS / "demo.yaml").resolve() and shipped.is_file():
+        return shipped
+    return None
+
+
+def demo_config(
+    methods: tuple[str, ...] = DEMO_METHODS,
+    *,
+    seed: int = 0,
+    layer: str = DEMO_LAYER,
+    policy: str = DEMO_POLICY,
+    calibration: Path | None = None,
+) -> EvaluationConfig:
+    """The demo's evaluation settings; ``calibration``: a saved calibration file (None: the defaults)."""
+    return EvaluationConfig(
+        methods=methods,
+        seed=seed,
+        layer=layer,
+        policy=policy,
+        scanner_options=DEMO_SCANNER,
+        mask_config=DEMO_MASKS,
+        calibration=Calibration.load(calibration) if calibration else Calibration(),
+        calibration_source=f"from {calibration}" if calibration else "default",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -75,6 +110,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=1,
         help="intra-op threads each zoo model trains on (default 1; another count trains other weights)",
     )
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        help="calibration JSON (default: the shipped one, fitted on zoos/demo-calib.yaml, for the shipped "
+        "demo spec; the default constants for another spec)",
+    )
     parser.add_argument("--analytic", action="store_true", help="the seconds-long hand-wired demonstration")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     add_output_flags(parser)
@@ -93,13 +134,12 @@ def run(args: argparse.Namespace) -> int:
     zoo = cached_build(
         args.spec, workers=args.workers, progress=not args.quiet, train_threads=args.train_threads
     )
-    config = EvaluationConfig(
-        methods=tuple(args.methods),
+    config = demo_config(
+        tuple(args.methods),
         seed=args.seed,
         layer=args.layer,
         policy=args.policy,
-        scanner_options=DEMO_SCANNER,
-        mask_config=DEMO_MASKS,
+        calibration=demo_calibration(args.spec, args.calibration),
     )
     result = evaluate_zoo(zoo, args.out, config=config, progress=not args.quiet)
     if args.json:

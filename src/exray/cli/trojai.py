@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from exray.data.examples import load_examples
-from exray.errors import ExrayError
 from exray.models.io import input_image_size, load_model
 from exray.pipeline import Calibration, scan
 
@@ -51,7 +50,8 @@ def _crop_size(model, examples_dir: Path) -> tuple[int, int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    args.scratch_dirpath.mkdir(parents=True, exist_ok=True)
+    """Scan and write the probability; on *any* failure write 0.5 (the NIST harness scores a missing
+    result file as a failed container) with the reason in the scratch record, and exit 2."""
     path = args.model_filepath
     target = path.parent if path.name == "model.safetensors" else path
     try:
@@ -61,11 +61,24 @@ def run(args: argparse.Namespace) -> int:
         result = scan(
             model, examples, scanner=args.scanner, seed=args.seed, calibration=calibration, name=str(path)
         )
-    except ExrayError as err:
-        args.result_filepath.write_text("0.5\n")
-        print(f"exray trojai: error: {err}; wrote 0.5", file=sys.stderr)
+        record, probability = result.to_dict(), f"{result.probability:.6f}"
+    except Exception as err:  # untrusted input can fail anywhere; the contract is a result file
+        lines = str(err).strip().splitlines()
+        reason = f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+        record, probability = {"model": str(path), "probability": None, "error": reason}, None
+    try:
+        args.scratch_dirpath.mkdir(parents=True, exist_ok=True)
+        (args.scratch_dirpath / "exray-result.json").write_text(json.dumps(record, indent=2) + "\n")
+    except OSError as err:
+        print(f"exray trojai: cannot write the scratch record: {err}", file=sys.stderr)
+    try:
+        args.result_filepath.parent.mkdir(parents=True, exist_ok=True)
+        args.result_filepath.write_text(f"{probability or 0.5}\n")
+    except OSError as err:
+        print(f"exray trojai: error: cannot write {args.result_filepath}: {err}", file=sys.stderr)
         return 2
-    (args.scratch_dirpath / "exray-result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-    args.result_filepath.write_text(f"{result.probability:.6f}\n")
-    print(f"{result.probability:.6f}")
+    if probability is None:
+        print(f"exray trojai: error: {record['error']}; wrote 0.5", file=sys.stderr)
+        return 2
+    print(probability)
     return 0

@@ -8,7 +8,6 @@ Layouts (looked up in this order inside a model directory, or the directory itse
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -17,9 +16,11 @@ import torch
 
 from exray.data.images import IMAGE_SUFFIXES, read_images
 from exray.errors import InputError
+from exray.files import read_json
 
 EXAMPLE_DIRS = ("clean-example-data", "clean_example_data", "example_data")
-_CLASS_NAME = re.compile(r"class_(\d+)_example_(\d+)$")
+#: ``class_<c>_example_<k>`` (ASCII digits; not inside a longer word, so ``xxclass_2_…`` is no class 2).
+_CLASS_NAME = re.compile(r"(?<![A-Za-z0-9])class_([0-9]+)_example_([0-9]+)$")
 _LABEL_KEYS = ("label", "class", "clean_label")
 
 
@@ -43,10 +44,7 @@ def _label_of(image: Path) -> tuple[int, str]:
         raise InputError(
             f"cannot tell the class of {image.name}: not named class_<c>_example_<k> and no {sidecar.name}"
         )
-    try:
-        value = json.loads(sidecar.read_text())
-    except json.JSONDecodeError as err:
-        raise InputError(f"{sidecar} is not valid JSON: {err}") from None
+    value = read_json(sidecar, "label file", limit=2**16)
     if isinstance(value, dict):
         value = next((value[k] for k in _LABEL_KEYS if k in value), None)
     if isinstance(value, bool) or not isinstance(value, int):

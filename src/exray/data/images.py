@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,17 +10,44 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from exray.errors import InputError
+from exray.files import check_regular_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
+#: Largest image decoded (pixels, read from the header first): 4096 × 4096. TrojAI's examples are 224–256.
+MAX_IMAGE_PIXELS = 4096 * 4096
+#: 16-bit grey PNG modes, scaled exactly by 65535 (``convert("RGB")`` would clip them to 0 or 255).
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
+
+
 def read_image(path: str | Path) -> torch.Tensor:
-    """One image file as a (3, H, W) float32 tensor in [0, 1]; grey and RGBA images become RGB."""
+    """One image file as a (3, H, W) float32 tensor in [0, 1]; grey and RGBA images become RGB, 16-bit
+    grey is scaled by 65535. Refused with :class:`InputError`: anything but a regular file, images over
+    :data:`MAX_IMAGE_PIXELS` (checked from the header, before decoding), decompression bombs, float images."""
+    path = check_regular_file(path, "image")
     try:
-        with Image.open(path) as img:
+        with warnings.catch_warnings():  # the size is checked below, with a clearer message
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+        with img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise InputError(f"{path} is {width}×{height} pixels; the limit is {MAX_IMAGE_PIXELS:,}")
+            if img.mode in _SIXTEEN_BIT:
+                grey = np.asarray(img, dtype=np.int64)
+                if grey.min() < 0 or grey.max() > 65535:
+                    raise InputError(f"{path}: 32-bit integer images are not supported")
+                return torch.from_numpy(grey / 65535.0).float().expand(3, -1, -1).clone()
+            if img.mode == "F":
+                raise InputError(f"{path}: floating-point images are not supported")
             rgb = np.asarray(img.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as err:
-        raise InputError(f"{path} is not a readable image: {err}") from None
+    except InputError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError) as err:
+        lines = str(err).strip().splitlines()  # a zTXt / iCCP bomb is a ValueError, a broken header others
+        problem = lines[0] if lines else type(err).__name__
+        raise InputError(f"{path} is not a readable image: {problem}") from None
     return torch.from_numpy(rgb.copy()).permute(2, 0, 1).float().div_(255.0)
 
 

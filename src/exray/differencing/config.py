@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -59,8 +60,12 @@ class MaskConfig:
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         for name in ("lr", "barrier_weight", "alpha"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not _finite_number(value) or not value > 0:
+                raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+        for name in ("init_logit", "min_improvement"):
+            if not _finite_number(getattr(self, name)):
+                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)!r}")
         if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
             raise ConfigError(f"patience must be None or a positive integer, got {self.patience!r}")
         if self.engine not in ("batched", "reference"):
@@ -80,6 +85,10 @@ class MaskConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_sides(sides: str) -> None:

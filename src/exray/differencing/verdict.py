@@ -480,6 +480,8 @@ def _prepare(case: TriggerCase, index: int, features) -> _Prepared:
     f_v, logits_v = features(case.victim, "victim images")
     f_t, _ = features(case.target, "target images")
     f_s, logits_s = features(case.stamped, "stamped images")
+    if not all(bool(torch.isfinite(x).all()) for x in (f_v, f_t, f_s, logits_v, logits_s)):
+        raise InputError(where + "the model's features or logits are not finite (NaN or Inf)")
     num_classes = logits_v.shape[1]
     check_label(case.victim_label, num_classes, "victim_label")
     derived = derive_target(logits_s.argmax(1), case.victim_label)

@@ -18,7 +18,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from exray.errors import ConfigError, ModelLoadError, UntrustedModelError
+from exray.errors import ConfigError, InputError, ModelLoadError, UntrustedModelError
+from exray.files import check_regular_file, read_json
 from exray.models.registry import build_model
 
 CONFIG_FILE = "config.json"
@@ -80,17 +81,75 @@ def save_model(
 
 
 def read_config(directory: str | Path) -> dict[str, Any]:
-    """The parsed ``config.json`` of a model directory (``ModelLoadError`` if missing or malformed)."""
+    """The parsed ``config.json`` of a model directory (``ModelLoadError`` if missing, not a regular file,
+    too large, nested too deeply or malformed)."""
     path = Path(directory) / CONFIG_FILE
     try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ModelLoadError(f"{path} is not valid JSON: {err}") from None
+        config = read_json(path, "model config")
+    except InputError as err:
+        raise ModelLoadError(str(err)) from None
     if not isinstance(config, dict):
         raise ModelLoadError(f"{path} must hold a JSON object")
     return config
+
+
+#: Limits of a model directory's ``config.json`` (checked before anything is allocated).
+MAX_CLASSES = 100_000
+MAX_INPUT_SIDE = 8192
+
+
+def check_config(config: dict[str, Any], where: str) -> tuple[str, int, dict[str, Any]]:
+    """(architecture, num_classes, arch_kwargs) of a ``config.json``, typed and range-checked."""
+    for key in ("architecture", "num_classes"):
+        if key not in config:
+            raise ModelLoadError(f"{where} lacks the key {key!r}")
+    name, classes, kwargs = config["architecture"], config["num_classes"], config.get("arch_kwargs", {})
+    if not isinstance(name, str):
+        raise ModelLoadError(f"{where}: architecture must be a name (string), got {name!r:.80}")
+    if isinstance(classes, bool) or not isinstance(classes, int) or not 2 <= classes <= MAX_CLASSES:
+        raise ModelLoadError(
+            f"{where}: num_classes must be an integer in [2, {MAX_CLASSES}], got {classes!r:.80}"
+        )
+    if not isinstance(kwargs, dict):
+        raise ModelLoadError(f"{where}: arch_kwargs must be a JSON object, got {kwargs!r:.80}")
+    size = config.get("input_size")
+    if size is not None and not (
+        isinstance(size, list)
+        and len(size) == 3
+        and all(isinstance(s, int) and not isinstance(s, bool) for s in size)
+        and size[0] == 3
+        and all(1 <= s <= MAX_INPUT_SIDE for s in size[1:])
+    ):
+        raise ModelLoadError(
+            f"{where}: input_size must be [3, H, W] with 1 <= H, W <= {MAX_INPUT_SIDE}, got {size!r:.80}"
+        )
+    return name, classes, kwargs
+
+
+def _build_within(weights: Path, name: str, classes: int, kwargs: dict[str, Any], where: str) -> nn.Module:
+    """Build the model, after checking on PyTorch's meta device (no memory allocated) that the tensors it
+    declares fit in the weights file: a config that declares 10⁹ classes or width 10⁶ is refused before
+    the allocator sees it."""
+    try:
+        with torch.device("meta"):
+            shell = build_model(name, classes, **kwargs)
+    except (ConfigError, TypeError, ValueError, OverflowError, RecursionError, RuntimeError) as err:
+        raise ModelLoadError(f"{where}: cannot rebuild the model: {_first_line(err)}") from None
+    declared = sum(t.numel() * t.element_size() for t in (*shell.parameters(), *shell.buffers()))
+    stored = weights.stat().st_size
+    if declared > 2 * stored + 2**20:  # weights may be stored in half precision; the header is small
+        raise ModelLoadError(
+            f"{where}: the config declares {declared:,} bytes of weights but {weights.name} holds {stored:,}"
+        )
+    try:
+        return build_model(name, classes, **kwargs)
+    except (ConfigError, TypeError, ValueError, OverflowError, RecursionError, RuntimeError) as err:
+        raise ModelLoadError(f"{where}: cannot rebuild the model: {_first_line(err)}") from None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def load_model(
@@ -117,38 +176,48 @@ def load_model(
             f"{path} holds no model: expected {WEIGHTS_FILE} + {CONFIG_FILE} (exray) "
             f"or {PICKLE_FILE} (TrojAI)"
         )
+    check_weights(model, str(path))
     model = model.to(device).eval()
     model.exray_info = info
     return model
 
 
+def check_weights(model: nn.Module, where: str = "model") -> None:
+    """Raise :class:`ModelLoadError` if a floating-point parameter or buffer holds NaN or Inf: every logit
+    of such a model is meaningless, so its scan must be an error, never a score (issue 20)."""
+    for name, tensor in (*model.named_parameters(), *model.named_buffers()):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise ModelLoadError(f"{where}: weights contain NaN or Inf ({name})")
+
+
 def _load_safetensors(directory: Path) -> tuple[nn.Module, ModelInfo]:
     config = read_config(directory)
-    for key in ("architecture", "num_classes"):
-        if key not in config:
-            raise ModelLoadError(f"{directory / CONFIG_FILE} lacks the key {key!r}")
+    name, classes, kwargs = check_config(config, str(directory / CONFIG_FILE))
+    weights = directory / WEIGHTS_FILE
     try:
-        model = build_model(
-            config["architecture"], int(config["num_classes"]), **config.get("arch_kwargs", {})
-        )
-    except ConfigError as err:
-        raise ModelLoadError(f"{directory}: cannot rebuild the model: {err}") from None
+        check_regular_file(weights, "weights file")
+    except InputError as err:
+        raise ModelLoadError(str(err)) from None
+    model = _build_within(weights, name, classes, kwargs, str(directory))
     try:
-        state = load_file(str(directory / WEIGHTS_FILE))
+        state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
-        raise ModelLoadError(f"{directory / WEIGHTS_FILE} is corrupt or unreadable: {err}") from None
+        raise ModelLoadError(f"{weights} is corrupt or unreadable: {_first_line(err)}") from None
+    expected = model.state_dict()
+    for key, stored in state.items():
+        wanted = expected.get(key)
+        if wanted is not None and wanted.is_floating_point() and not stored.is_floating_point():
+            raise ModelLoadError(
+                f"{directory / WEIGHTS_FILE}: tensor {key} is stored as {stored.dtype}, not floating point"
+            )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
-        raise ModelLoadError(
-            f"{directory / WEIGHTS_FILE} does not match {config['architecture']}: {err}"
-        ) from None
+        problem = " ".join(str(err).split())  # PyTorch lists every mismatch on its own line
+        raise ModelLoadError(f"{weights} does not match {name}: {problem:.300}") from None
     size = config.get("input_size")
     return model, ModelInfo(
-        architecture=config["architecture"],
-        num_classes=int(config["num_classes"]),
-        input_size=tuple(int(s) for s in size) if size else None,
-        config=config,
+        architecture=name, num_classes=classes, input_size=tuple(size) if size else None, config=config
     )
 
 
@@ -158,6 +227,10 @@ def _load_pickle(file: Path, trust_pickle: bool, directory: Path) -> tuple[nn.Mo
             f"{file} is a pickled model: loading it executes code stored in the file. Load it only if you "
             "trust its source, with trust_pickle=True (CLI: --trust-pickle)."
         )
+    try:
+        check_regular_file(file, "pickled model")
+    except InputError as err:
+        raise ModelLoadError(str(err)) from None
     try:
         model = torch.load(str(file), map_location="cpu", weights_only=False)
     except Exception as err:  # unpickling can fail in arbitrary ways; all of them mean "cannot load"

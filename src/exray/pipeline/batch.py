@@ -13,8 +13,11 @@ import json
 import os
 import time
 import traceback
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -24,7 +27,7 @@ from tqdm.auto import tqdm
 
 from exray.data.examples import load_examples
 from exray.differencing import MaskConfig
-from exray.errors import ConfigError, ExrayError
+from exray.errors import ConfigError, ExrayError, InputError
 from exray.models.io import input_image_size, load_model
 from exray.pipeline.calibration import Calibration
 from exray.pipeline.scan import check_min_asr, check_victim_rule, scan
@@ -90,32 +93,53 @@ def scan_model_dir(path: str | Path, options: ScanOptions, *, progress: bool = F
         message = f"{type(err).__name__}: {err}"
         if not isinstance(err, ExrayError):
             message += " | " + traceback.format_exc(limit=3).replace("\n", " ")
-        record = {
-            "model": str(path),
-            "probability": None,
-            "score": None,
-            "triggers": [],
-            "scanner": options.scanner,
-            "refine": options.refine,
-            "seed": options.seed,
-            "error": message,
-            "versions": versions(),
-        }
+        record = error_record(path, options, message)
     record.setdefault("timings", {})["total"] = time.perf_counter() - start
     return record
 
 
+def error_record(path: str | Path, options: ScanOptions, message: str) -> dict[str, Any]:
+    """The results line of a model whose scan failed: no probability, the reason in ``error``."""
+    return {
+        "model": str(path),
+        "probability": None,
+        "score": None,
+        "triggers": [],
+        "scanner": options.scanner,
+        "refine": options.refine,
+        "seed": options.seed,
+        "error": message,
+        "versions": versions(),
+    }
+
+
 def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
-    """The records of a JSON-lines results file by model (a torn last line from a crash is ignored)."""
+    """The records of a JSON-lines results file by model.
+
+    A torn last line (a crash while writing it) is ignored; a complete last record without its newline is
+    kept. Any other line that is not UTF-8 JSON is a corrupt file: :class:`InputError` naming the line
+    (the file is left as it is)."""
     records: dict[str, dict[str, Any]] = {}
     path = Path(path)
     if not path.exists():
         return records
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+    if not path.is_file():
+        raise InputError(f"results file {path} is not a regular file")
+    lines = path.read_bytes().split(b"\n")
+    torn = len(lines) - 1 if lines[-1] else None  # a last line without its newline may be torn
+    for number, raw in enumerate(lines):
+        if not raw.strip():
             continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            if number == torn:
+                continue  # torn by a crash while it was written; the model is scanned again
+            reason = "is not UTF-8" if isinstance(err, UnicodeDecodeError) else "is not JSON"
+            raise InputError(
+                f"results file {path}, line {number + 1} {reason}: the file is corrupt; move it away or "
+                "delete that line (its model is then scanned again)"
+            ) from None
         if isinstance(record, dict) and "model" in record:
             records[record["model"]] = record
     return records
@@ -134,8 +158,17 @@ def scan_many(
     Models already in ``out`` are skipped. ``workers`` processes run in parallel, each with an equal share
     of the machine's cores as its thread budget.
     """
-    if workers < 1:
-        raise ConfigError(f"workers must be >= 1, got {workers}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
+    cores = os.cpu_count() or 1
+    if workers > cores:
+        warnings.warn(f"{workers} workers on {cores} cores: using {cores}", stacklevel=2)
+        workers = cores
+    if out is not None:
+        out = Path(out)
+        if out.exists() and not out.is_file():
+            raise InputError(f"results file {out} exists and is not a regular file")
+        out.parent.mkdir(parents=True, exist_ok=True)
     done = read_results(out) if out is not None else {}
     todo = [str(p) for p in paths if str(p) not in done]
     if out is not None:
@@ -156,23 +189,74 @@ def scan_many(
 
 
 def _drop_torn_line(path: Path) -> None:
-    """Cut a partial last line (a crash while writing it) so that appended records start on a new line."""
+    """Make the file end on a newline before records are appended: a complete last record without its
+    newline gets one; a partial last line (a crash while writing it) is cut."""
     if path.exists() and path.stat().st_size:
         data = path.read_bytes()
-        if not data.endswith(b"\n"):
-            path.write_bytes(data[: data.rfind(b"\n") + 1])
+        if data.endswith(b"\n"):
+            return
+        start = data.rfind(b"\n") + 1
+        try:
+            complete = isinstance(json.loads(data[start:].decode("utf-8")), dict)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            complete = False
+        path.write_bytes(data + b"\n" if complete else data[:start])
 
 
-def _run(paths: list[str], options: ScanOptions, workers: int) -> Iterator[dict[str, Any]]:
+#: The record of a model whose worker process died under it (twice: once beside others, once alone).
+WORKER_DIED = (
+    "the worker process scanning this model died (killed, out of memory or crashed): "
+    "BrokenProcessPool; the other models were scanned"
+)
+
+
+def _run(
+    paths: list[str],
+    options: ScanOptions,
+    workers: int,
+    task: Callable[[str, ScanOptions], dict[str, Any]] = scan_model_dir,
+) -> Iterator[dict[str, Any]]:
+    """Records of ``task`` over ``paths``, ``workers`` processes at a time, in completion order.
+
+    A dead worker (``kill -9``, the OOM killer, a crash in native code) breaks the whole process pool and
+    every model in flight with it. The pool is replaced and those models are scanned again, one at a
+    time: a model that kills its worker even alone gets an error record; the others are scanned."""
     if workers == 1 or len(paths) <= 1:
         for path in paths:
-            yield scan_model_dir(path, options)
+            yield task(path, options)
         return
     budget = max(1, (os.cpu_count() or 2) // workers)
     context = get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=set_thread_budget, initargs=(budget,)
-    ) as pool:
-        futures = [pool.submit(scan_model_dir, path, options) for path in paths]
-        for future in as_completed(futures):
-            yield future.result()
+    pending: deque[str] = deque(paths)
+    suspects: deque[str] = deque()  # in flight when a pool broke: retried alone
+    while pending or suspects:
+        lost: list[str] = []
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=set_thread_budget, initargs=(budget,)
+        ) as pool:
+            inflight: dict[Future, str] = {}
+            alone: str | None = None  # the suspect running by itself, if any
+            while (pending or suspects or inflight) and not lost:
+                if suspects and not inflight:
+                    alone = suspects.popleft()
+                    inflight[pool.submit(task, alone, options)] = alone
+                while alone is None and not suspects and pending and len(inflight) < workers:
+                    path = pending.popleft()
+                    inflight[pool.submit(task, path, options)] = path
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    path = inflight.pop(future)
+                    try:
+                        record = future.result()
+                    except BrokenProcessPool:
+                        lost.append(path)
+                        continue
+                    if path == alone:
+                        alone = None
+                    yield record
+            lost += inflight.values()  # the pool is broken: nothing else in flight will finish
+        for path in lost:
+            if path == alone:
+                yield error_record(path, options, WORKER_DIED)
+            else:
+                suspects.append(path)

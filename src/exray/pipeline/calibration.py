@@ -37,6 +37,8 @@ class Calibration:
             raise ConfigError(f"need 0 <= low < high <= 1, got low={self.low}, high={self.high}")
         if not self.slope > 0:
             raise ConfigError(f"slope must be > 0, got {self.slope}")
+        if not all(math.isfinite(v) for v in (self.slope, self.threshold, self.low, self.high)):
+            raise ConfigError(f"calibration values must be finite numbers, got {self}")
 
     def probability(self, score: float) -> float:
         z = self.slope * (score - self.threshold)

@@ -63,10 +63,18 @@ def check_examples(model: nn.Module, examples: Mapping[int, torch.Tensor]) -> Ex
         with torch.no_grad():
             was_training = model.training
             model.eval()
-            num_classes = int(model(first[:1]).shape[1])
+            logits = model(first[:8])
             model.train(was_training)
     except RuntimeError as err:
-        raise InputError(f"images of shape {tuple(first.shape[1:])} do not fit the model: {err}") from None
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(
+            f"images of shape {tuple(first.shape[1:])} do not fit the model: {first_line}"
+        ) from None
+    if logits.ndim != 2:
+        raise InputError(f"the model returns outputs of shape {tuple(logits.shape)}, not (batch, classes)")
+    if not bool(torch.isfinite(logits).all()):
+        raise InputError("the model's logits on the example images are not finite (NaN or Inf)")
+    num_classes = int(logits.shape[1])
     bad = [c for c in by_class if c >= num_classes]
     if bad:
         raise InputError(f"example classes {bad} are not classes of this {num_classes}-class model")

@@ -1,0 +1,49 @@
+"""Reading untrusted files (issue 20): regular files only, sizes checked before anything is read.
+
+Model directories come from third parties. A FIFO or device in place of a file would hang or never end
+(``/dev/zero``), a huge or deeply nested JSON file would exhaust memory or the stack; these helpers turn
+each into an :class:`~exray.errors.InputError` that names the file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from exray.errors import InputError
+
+#: Largest JSON file read (config.json, sidecar labels, calibration, ground truth): 16 MiB.
+MAX_JSON_BYTES = 16 * 2**20
+
+
+def check_regular_file(path: str | Path, what: str = "file") -> Path:
+    """``path`` as a Path if it is a regular file (symlinks followed), else :class:`InputError`."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} {path} does not exist")
+    if not path.is_file():
+        raise InputError(f"{what} {path} is not a regular file (a directory, FIFO or device)")
+    return path
+
+
+def read_bytes(path: str | Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of the regular file ``path``, refused before reading if larger than ``limit``."""
+    path = check_regular_file(path, what)
+    size = path.stat().st_size
+    if size > limit:
+        raise InputError(f"{what} {path} is {size:,} bytes; the limit is {limit:,}")
+    return path.read_bytes()
+
+
+def read_json(path: str | Path, what: str = "JSON file", limit: int = MAX_JSON_BYTES) -> Any:
+    """The parsed JSON of a regular file of at most ``limit`` bytes; any problem is an InputError."""
+    data = read_bytes(path, limit, what)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"{what} {path} is not UTF-8 text") from None
+    except json.JSONDecodeError as err:
+        raise InputError(f"{what} {path} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise InputError(f"{what} {path} is nested too deeply to be a valid file") from None

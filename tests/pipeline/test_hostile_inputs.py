@@ -1,0 +1,336 @@
+"""Issue 20: hostile and malformed inputs give a clear error or a recorded per-model error, and no finished
+result is lost — a dead worker, a results file cut or corrupted, NaN weights, a failing TrojAI container."""
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from exray.cli import main
+from exray.differencing import TriggerCase, compare_triggers
+from exray.errors import InputError, ModelLoadError
+from exray.models.io import load_model
+from exray.pipeline import ScanOptions, read_results, scan_many
+from exray.pipeline.batch import WORKER_DIED, _run
+
+from .conftest import colour_model, examples
+
+FAST = ScanOptions(scanner_options={"epochs": 10, "probe_epochs": 2})
+
+
+# ---- no lost work: a dead worker costs only its model ----
+
+
+def dying_task(path: str, options: ScanOptions) -> dict:
+    """A stand-in for scan_model_dir (module level, so spawned workers can import it): the model named
+    "die" kills its worker as ``kill -9`` or the OOM killer would; the others take a moment."""
+    if path == "die":
+        os._exit(9)
+    time.sleep(0.2)
+    return {"model": path, "probability": 0.5, "error": None}
+
+
+def test_a_dead_worker_costs_only_its_model_and_the_batch_goes_on():
+    paths = ["a", "die", "b", "c", "d"]
+    records = {r["model"]: r for r in _run(paths, ScanOptions(), workers=2, task=dying_task)}
+    assert sorted(records) == sorted(paths)  # every model recorded once
+    assert records["die"]["probability"] is None and records["die"]["error"] == WORKER_DIED
+    assert all(records[p]["error"] is None and records[p]["probability"] == 0.5 for p in "abcd")
+
+
+# ---- the results file: a complete record is never lost, a corrupt file is a clear error ----
+
+
+def test_a_complete_last_record_without_its_newline_is_kept_and_not_rescanned(model_dirs, tmp_path):
+    out = tmp_path / "results.jsonl"
+    list(scan_many([model_dirs["clean"]], FAST, out=out, progress=False))
+    out.write_bytes(out.read_bytes().rstrip(b"\n"))  # e.g. a copy or an editor dropped the newline
+    assert set(read_results(out)) == {str(model_dirs["clean"])}
+    second = list(scan_many([model_dirs["clean"], model_dirs["planted"]], FAST, out=out, progress=False))
+    assert [r["model"] for r in second] == [str(model_dirs["planted"])]
+    assert set(read_results(out)) == {str(model_dirs["clean"]), str(model_dirs["planted"])}
+    assert len(out.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"), [(b'{"model": "x", "probability": 0.\xff}', "not UTF-8"), (b"{garbage}", "not JSON")]
+)
+def test_a_corrupt_line_is_a_clear_error_naming_it_and_the_file_is_kept(
+    model_dirs, tmp_path, capsys, line, reason
+):
+    out = tmp_path / "results.jsonl"
+    out.write_bytes(b'{"model": "m1", "probability": 0.1}\n' + line + b'\n{"model": "m3"}\n')
+    before = out.read_bytes()
+    with pytest.raises(InputError, match=rf"line 2 is {reason}"):
+        read_results(out)
+    assert main(["scan", str(model_dirs["clean"]), "--out", str(out), "--quiet"]) == 2
+    assert "line 2" in capsys.readouterr().err and out.read_bytes() == before
+
+
+def test_results_file_paths_are_checked_and_missing_parents_created(model_dirs, tmp_path, capsys):
+    assert main(["scan", str(model_dirs["clean"]), "--out", str(tmp_path), "--quiet"]) == 2
+    assert "not a regular file" in capsys.readouterr().err
+    out = tmp_path / "new" / "dir" / "r.jsonl"
+    assert main(["scan", str(model_dirs["clean"]), "--out", str(out), "--quiet", "--epochs", "10"]) == 0
+    assert set(read_results(out)) == {str(model_dirs["clean"])}
+
+
+def test_more_workers_than_cores_are_capped_with_a_warning(model_dirs):
+    cores = os.cpu_count() or 1
+    with pytest.warns(UserWarning, match=f"using {cores}"):
+        records = list(scan_many([model_dirs["clean"]], FAST, workers=cores + 100, progress=False))
+    assert records[0]["error"] is None
+
+
+# ---- weights: NaN, Inf or non-float tensors never give a score ----
+
+
+def _with_weights(model_dirs, tmp_path, change):
+    directory = shutil.copytree(model_dirs["clean"], tmp_path / "model")
+    state = load_file(str(directory / "model.safetensors"))
+    change(state)
+    save_file(state, str(directory / "model.safetensors"))
+    return directory
+
+
+def test_non_finite_weights_are_an_error_never_a_score(model_dirs, tmp_path):
+    def poison(state):
+        name = next(k for k, v in state.items() if v.is_floating_point() and v.numel())
+        state[name].view(-1)[0] = float("nan")
+
+    directory = _with_weights(model_dirs, tmp_path, poison)
+    with pytest.raises(ModelLoadError, match="NaN or Inf"):
+        load_model(directory)
+    (record,) = scan_many([directory], FAST, progress=False)
+    assert record["probability"] is None and "NaN or Inf" in record["error"]
+
+
+def test_weights_stored_as_integers_are_refused(model_dirs, tmp_path):
+    def to_int(state):
+        name = next(k for k, v in state.items() if v.is_floating_point() and v.numel())
+        state[name] = state[name].to(torch.int32)
+
+    with pytest.raises(ModelLoadError, match="stored as torch.int32"):
+        load_model(_with_weights(model_dirs, tmp_path, to_int))
+
+
+def test_a_model_with_nan_logits_is_refused_by_the_api():
+    model = colour_model(planted=False)
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.is_floating_point()).view(-1)[0] = float("nan")
+    data = examples()
+    case = TriggerCase(data[0], data[1], data[1], 0, 1)
+    with pytest.raises(InputError, match="not finite"):
+        compare_triggers(model, [case], layer="detectors")
+    from exray.pipeline import scan
+
+    with pytest.raises(InputError, match="not finite"):
+        scan(model, data, scanner_options={"epochs": 2})
+
+
+# ---- the TrojAI container always writes its result file ----
+
+
+def test_trojai_writes_a_result_file_on_any_failure(model_dirs, tmp_path, capsys):
+    directory = shutil.copytree(model_dirs["clean"], tmp_path / "model")
+    config = json.loads((directory / "config.json").read_text())
+    config["num_classes"] = "abc"  # reaches int() — not an exray error
+    (directory / "config.json").write_text(json.dumps(config))
+    result, scratch = tmp_path / "out" / "result.txt", tmp_path / "scratch"
+    args = ["trojai", "--model_filepath", str(directory / "model.safetensors"), "--result_filepath",
+            str(result), "--scratch_dirpath", str(scratch), "--examples_dirpath",
+            str(directory / "clean-example-data")]  # fmt: skip
+    assert main(args) == 2
+    assert result.read_text().strip() == "0.5"
+    record = json.loads((scratch / "exray-result.json").read_text())
+    assert record["probability"] is None and "abc" in record["error"]
+    err = capsys.readouterr().err
+    assert "wrote 0.5" in err and "Traceback" not in err
+
+
+# ---- a seeded fuzz of config.json: a clear ModelLoadError or a correct load, nothing else ----
+
+HOSTILE_VALUES = [
+    None, True, -1, 0, 1, 3, 2**63, 10**9, 1e6, float("nan"), float("inf"), -0.5, "abc", "", "10",
+    [], ["x"], [3, 16], [3, 16, 16], [3, 0, 16], [3, 10**6, 10**6], {}, {"width": 1e6}, {"depth": 3},
+    [10**9, 4], [4, 4, 4, 4], "mlp", "transformer",
+]  # fmt: skip
+FIELDS = ("architecture", "num_classes", "arch_kwargs", "input_size", "width", "channels", "head", "format")
+
+
+def _fuzz_cases(count: int, seed: int = 20) -> list[dict]:
+    """Every field set to every hostile value once, then ``count`` seeded random 2–3-field mutations."""
+    import random
+
+    rng = random.Random(seed)
+    cases = [{field: value} for field in FIELDS for value in HOSTILE_VALUES]
+    for _ in range(count):
+        cases.append({f: rng.choice(HOSTILE_VALUES) for f in rng.sample(FIELDS, rng.randint(2, 3))})
+    return cases
+
+
+@pytest.fixture(scope="module")
+def small_cnn_dir(tmp_path_factory):
+    from exray.models import build_model
+    from exray.models.io import save_model
+
+    directory = tmp_path_factory.mktemp("cnn") / "model"
+    save_model(build_model("cnn", 3, width=0.25), directory, input_size=(3, 16, 16))
+    return directory
+
+
+def test_config_fuzz_gives_a_clear_error_or_a_correct_load(small_cnn_dir, tmp_path):
+    base = json.loads((small_cnn_dir / "config.json").read_text())
+    outcomes = {"error": 0, "loaded": 0}
+    for number, case in enumerate(_fuzz_cases(200)):
+        config = json.loads(json.dumps(base))
+        for field, value in case.items():
+            if field in ("width", "channels", "head"):
+                if isinstance(config.get("arch_kwargs"), dict):
+                    config["arch_kwargs"][field] = value
+            else:
+                config[field] = value
+        directory = tmp_path / f"case-{number}"
+        directory.mkdir()
+        (directory / "model.safetensors").symlink_to(small_cnn_dir / "model.safetensors")
+        (directory / "config.json").write_text(json.dumps(config))  # NaN and Infinity as Python writes them
+        try:
+            model = load_model(directory)
+        except ModelLoadError as err:
+            message = str(err)
+        else:  # loaded: it must be the saved model, whole and finite
+            assert model(torch.rand(2, 3, 16, 16)).isfinite().all(), case
+            outcomes["loaded"] += 1
+            continue
+        assert "\n" not in message and str(directory) in message, (case, message)  # one line, names the file
+        outcomes["error"] += 1
+    assert outcomes["error"] > 150 and outcomes["loaded"] > 0, outcomes
+
+
+@pytest.mark.parametrize(
+    "special", ["directory", "fifo", "dev-zero", "deep-json", "huge-json"], ids=lambda s: f"config-{s}"
+)
+def test_a_config_that_is_not_a_small_regular_json_file_is_refused_without_reading_it(
+    small_cnn_dir, tmp_path, special
+):
+    directory = shutil.copytree(small_cnn_dir, tmp_path / "model")
+    config = directory / "config.json"
+    config.unlink()
+    if special == "directory":
+        config.mkdir()
+    elif special == "fifo":
+        os.mkfifo(config)  # opening it would block forever
+    elif special == "dev-zero":
+        config.symlink_to("/dev/zero")
+    elif special == "deep-json":
+        config.write_text("[" * 100_000 + "]" * 100_000)
+    else:
+        config.write_bytes(b" " * (17 * 2**20))
+    with pytest.raises(ModelLoadError, match="config"):
+        load_model(directory)
+
+
+def test_a_fifo_in_place_of_the_weights_or_an_example_is_refused(model_dirs, tmp_path):
+    from exray.data.examples import load_examples
+
+    directory = shutil.copytree(model_dirs["clean"], tmp_path / "model")
+    (directory / "model.safetensors").unlink()
+    os.mkfifo(directory / "model.safetensors")
+    with pytest.raises(ModelLoadError, match="not a regular file"):
+        load_model(directory)
+    image = next((directory / "clean-example-data").glob("*.png"))
+    image.unlink()
+    os.mkfifo(image)
+    with pytest.raises(InputError, match="not a regular file"):
+        load_examples(directory)
+
+
+# ---- images: decompression bombs, oversized headers, 16-bit PNGs, odd names ----
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A PNG whose header declares width × height (decoding it would allocate width·height·3 bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunks = chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
+
+
+@pytest.mark.parametrize("side", [10_000, 30_000])
+def test_an_oversized_image_is_refused_from_its_header(tmp_path, side):
+    from exray.data.images import read_image
+
+    _png_header_only(tmp_path / "big.png", side, side)
+    with pytest.raises(InputError, match="pixels|readable"):
+        read_image(tmp_path / "big.png")
+
+
+def test_a_16_bit_png_is_scaled_exactly(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from exray.data.images import read_image
+
+    grey = np.array([[0, 65535], [32768, 1000]], dtype=np.uint16)
+    Image.fromarray(grey).save(tmp_path / "deep.png")
+    image = read_image(tmp_path / "deep.png")
+    assert image.shape == (3, 2, 2)
+    assert torch.allclose(image[0], torch.from_numpy(grey / 65535.0).float()) and (image[0] == image[2]).all()
+
+
+@pytest.mark.parametrize("name", ["xxclass_2_example_0.png", "class_\u0663_example_0.png"])
+def test_a_name_that_only_resembles_the_class_pattern_names_no_class(model_dirs, tmp_path, name):
+    from exray.data.examples import list_examples
+
+    folder = tmp_path / "examples"
+    folder.mkdir()
+    shutil.copy(next((model_dirs["clean"] / "clean-example-data").glob("*.png")), folder / name)
+    with pytest.raises(InputError, match="cannot tell the class"):
+        list_examples(folder)
+
+
+# ---- settings: non-finite numbers are refused ----
+
+
+def test_non_finite_settings_are_refused(tmp_path):
+    from exray.differencing import MaskConfig
+    from exray.errors import ConfigError
+    from exray.pipeline import Calibration
+
+    for bad in ({"lr": float("inf")}, {"init_logit": float("nan")}, {"lr": True}, {"min_improvement": "x"}):
+        with pytest.raises(ConfigError):
+            MaskConfig(**bad)
+    with pytest.raises(ConfigError, match="finite"):
+        Calibration(threshold=float("nan"))
+    path = tmp_path / "c.json"
+    path.write_text('{"calibration": {"slope": 200, "threshold": "nan", "low": 0.09, "high": 0.86}}')
+    with pytest.raises(ConfigError):
+        Calibration.load(path)
+
+
+# ---- the command line: one line per error, the traceback only on request ----
+
+
+def test_an_unexpected_error_is_one_line_and_its_traceback_needs_debug(model_dirs, monkeypatch, capsys):
+    import exray.cli.diff as diff_command
+
+    def bug(args):
+        raise RuntimeError("size mismatch for a:\n\tcopying a param\n\tfrom checkpoint")
+
+    monkeypatch.setattr(diff_command, "run", bug)
+    argv = ["diff", str(model_dirs["clean"]), "--victim", "0", "--target", "1", "--stamped", "x"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "RuntimeError: size mismatch for a: copying a param" in err
+    assert "--debug" in err and "Traceback" not in err
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        main(["--debug", *argv])
