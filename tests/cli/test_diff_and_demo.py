@@ -94,19 +94,23 @@ def test_demo_tells_the_planted_trigger_from_the_natural_one(tmp_path, capsys):
     assert (tmp_path / "demo-verdicts.json").exists()
 
 
-def test_demo_applies_the_shipped_calibration_to_the_shipped_spec_only(tmp_path):
-    """issue 16 §6: the calibration fitted on demo-calib.yaml belongs to the demo's design; another spec
-    gets the default constants, and a calibration given on the command line always wins."""
+def test_demo_applies_the_shipped_calibration_to_the_shipped_spec_and_settings_only(tmp_path):
+    """issue 16 §6: the calibration fitted on demo-calib.yaml belongs to the demo's design and settings;
+    another spec, layer or rule gets the default constants, and a file given on the command line wins."""
     from exray.cli.demo import SHIPPED_ZOOS, demo_calibration, demo_config
     from exray.pipeline import Calibration
 
+    config = demo_config()
+    settings = config.to_dict()
     shipped = tmp_path / "demo-calibration.json"
-    Calibration(threshold=0.8).save(shipped, {"fitted_on": "demo-calib.yaml"})
+    Calibration(threshold=0.8).save(shipped, {"fitted_on": "demo-calib.yaml", "settings": settings})
     demo_spec, other = SHIPPED_ZOOS / "demo.yaml", SHIPPED_ZOOS / "tiny.yaml"
-    assert demo_calibration(demo_spec, None, shipped) == shipped
-    assert demo_calibration(other, None, shipped) is None
-    assert demo_calibration(other, tmp_path / "mine.json", shipped) == tmp_path / "mine.json"
-    assert demo_calibration(demo_spec, None, tmp_path / "absent.json") is None
-    config = demo_config(calibration=shipped)
-    assert config.calibration.threshold == 0.8 and str(shipped) in config.calibration_source
-    assert demo_config().calibration == Calibration() and demo_config().calibration_source == "default"
+    path, source = demo_calibration(demo_spec, None, config, shipped)
+    assert path == shipped and "demo-calib.yaml" in source
+    assert demo_calibration(other, None, config, shipped) == (None, "default")
+    mine = tmp_path / "mine.json"
+    assert demo_calibration(other, mine, config, shipped) == (mine, f"from {mine}")
+    assert demo_calibration(demo_spec, None, config, tmp_path / "absent.json")[0] is None
+    path, source = demo_calibration(demo_spec, None, demo_config(layer="block:1"), shipped)
+    assert path is None and "layer" in source
+    assert demo_config().calibration == Calibration()

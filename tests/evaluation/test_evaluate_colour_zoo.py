@@ -121,6 +121,11 @@ def test_groups_leave_out_the_other_trojans_and_keep_every_clean_model(colour_zo
         evaluate_zoo(colour_zoo, tmp_path, config=dataclasses.replace(config, groups=("magic",)))
     with pytest.raises(ConfigError, match="groups"):
         EvaluationConfig(groups="polygon")
+    with pytest.raises(ConfigError, match="groups"):
+        EvaluationConfig(groups=5)
+    typo = dataclasses.replace(config, groups=("polygon", "polygn"))
+    with pytest.warns(UserWarning, match=r"\['polygn'\] match no trojaned model"):
+        evaluate_zoo(colour_zoo, evaluated.out, config=typo, progress=False, write=False)
 
 
 def test_config_validation(colour_zoo, tmp_path):

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from exray.cli import main
 from exray.differencing import TriggerCase, compare_triggers
-from exray.errors import InputError, ModelLoadError
+from exray.errors import ExrayError, InputError, ModelLoadError
 from exray.models.io import load_model
 from exray.pipeline import ScanOptions, read_results, scan_many
 from exray.pipeline.batch import WORKER_DIED, _run
@@ -40,6 +40,23 @@ def test_a_dead_worker_costs_only_its_model_and_the_batch_goes_on():
     assert sorted(records) == sorted(paths)  # every model recorded once
     assert records["die"]["probability"] is None and records["die"]["error"] == WORKER_DIED
     assert all(records[p]["error"] is None and records[p]["probability"] == 0.5 for p in "abcd")
+
+
+def always_dying_task(path: str, options: ScanOptions) -> dict:
+    os._exit(9)
+
+
+def test_a_lone_model_runs_in_a_worker_too_and_a_machine_where_workers_die_stops_the_batch(monkeypatch):
+    (record,) = _run(["die"], ScanOptions(), workers=2, task=dying_task)  # the test process survives
+    assert record["error"] == WORKER_DIED
+    import exray.pipeline.batch as batch
+
+    def no_worker_runs(context, budget):  # as when every worker dies at start-up
+        raise ExrayError("worker processes die even on an empty task")
+
+    monkeypatch.setattr(batch, "_check_workers_run", no_worker_runs)
+    with pytest.raises(ExrayError, match="empty task"):  # never an error record blaming each model
+        list(_run(["a", "b"], ScanOptions(), workers=2, task=always_dying_task))
 
 
 # ---- the results file: a complete record is never lost, a corrupt file is a clear error ----
@@ -212,6 +229,25 @@ def test_config_fuzz_gives_a_clear_error_or_a_correct_load(small_cnn_dir, tmp_pa
 
 
 @pytest.mark.parametrize(
+    ("architecture", "kwargs", "message"),
+    [
+        ("densenet", {"blocks": [100_000_000]}, "exceeds"),
+        ("densenet", {"blocks": [4000, 4000]}, "dense layers"),
+        ("cnn", {"channels": [8] * 5_000}, "entries"),
+        ("cnn", {"channels": [[[[[[8]]]]]]}, "nests deeper"),
+    ],
+)
+def test_a_small_config_cannot_make_the_loader_build_millions_of_modules(
+    small_cnn_dir, tmp_path, architecture, kwargs, message
+):
+    directory = shutil.copytree(small_cnn_dir, tmp_path / "model")
+    config = {"architecture": architecture, "num_classes": 3, "arch_kwargs": kwargs}
+    (directory / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=message):  # refused by the checks, before any module is built
+        load_model(directory)
+
+
+@pytest.mark.parametrize(
     "special", ["directory", "fifo", "dev-zero", "deep-json", "huge-json"], ids=lambda s: f"config-{s}"
 )
 def test_a_config_that_is_not_a_small_regular_json_file_is_refused_without_reading_it(
@@ -274,6 +310,20 @@ def test_an_oversized_image_is_refused_from_its_header(tmp_path, side):
         read_image(tmp_path / "big.png")
 
 
+def test_examples_holding_too_many_pixels_in_all_are_refused(model_dirs, monkeypatch):
+    import exray.data.examples as examples_module
+    import exray.data.images as images_module
+    from exray.data.examples import load_examples
+
+    monkeypatch.setattr(images_module, "MAX_TOTAL_PIXELS", 16 * 16 * 5)  # 5 of a class's ten 16×16 images
+    with pytest.raises(InputError, match="more than 1,280 pixels"):
+        load_examples(model_dirs["clean"])
+    monkeypatch.setattr(images_module, "MAX_TOTAL_PIXELS", 16 * 16 * 10)
+    monkeypatch.setattr(examples_module, "MAX_TOTAL_PIXELS", 16 * 16 * 25)  # one class fits, not three
+    with pytest.raises(InputError, match="example images of"):
+        load_examples(model_dirs["clean"])
+
+
 def test_a_16_bit_png_is_scaled_exactly(tmp_path):
     import numpy as np
     from PIL import Image
@@ -331,6 +381,6 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_needs_debug(model_dir
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "RuntimeError: size mismatch for a: copying a param" in err
-    assert "--debug" in err and "Traceback" not in err
+    assert "exray --debug diff" in err and "Traceback" not in err
     with pytest.raises(RuntimeError, match="size mismatch"):
         main(["--debug", *argv])

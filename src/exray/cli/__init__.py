@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(text) > 500:
             text = text[:500] + " …"
         kind = "" if isinstance(err, ExrayError) else f"{type(err).__name__}: "
-        hint = "" if isinstance(err, ExrayError) else " (run with --debug for the traceback)"
+        hint = "" if isinstance(err, ExrayError) else f" (exray --debug {args.command} … shows the traceback)"
         print(f"exray {args.command}: error: {kind}{text}{hint}", file=sys.stderr)
         return 2
 

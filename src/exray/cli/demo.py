@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from exray.cli.common import add_output_flags
@@ -48,14 +49,26 @@ DEMO_MASKS = MaskConfig(precision="bf16", patience=40)
 DEMO_CALIBRATION = SHIPPED_ZOOS / "demo-calibration.json"
 
 
-def demo_calibration(spec: Path, given: Path | None, shipped: Path = DEMO_CALIBRATION) -> Path | None:
-    """The calibration file the demo applies: ``given`` if any; else the shipped one, for the shipped demo
-    spec only (it was fitted on that design); else None (the default constants)."""
+def demo_calibration(
+    spec: Path, given: Path | None, config: EvaluationConfig, shipped: Path = DEMO_CALIBRATION
+) -> tuple[Path | None, str]:
+    """(The calibration file the demo applies, why): ``given`` if any; else the shipped one — only for the
+    shipped demo spec and only at the settings it was fitted with (its provenance), since its threshold is
+    every row's flagging cut-off; else None (the default constants)."""
     if given is not None:
-        return given
-    if spec.resolve() == (SHIPPED_ZOOS / "demo.yaml").resolve() and shipped.is_file():
-        return shipped
-    return None
+        return given, f"from {given}"
+    if spec.resolve() != (SHIPPED_ZOOS / "demo.yaml").resolve() or not shipped.is_file():
+        return None, "default"
+    fitted = json.loads(shipped.read_text()).get("provenance", {}).get("settings", {})
+    current = config.to_dict()
+    differ = [
+        k
+        for k in ("layer", "policy", "seed", "scanner_options", "mask_config")
+        if fitted.get(k) != current[k]
+    ]
+    if differ:
+        return None, f"default (the shipped one was fitted at other {', '.join(differ)})"
+    return shipped, f"shipped, fitted on {fitted.get('fitted_on', 'zoos/demo-calib.yaml')} ({shipped.name})"
 
 
 def demo_config(
@@ -64,9 +77,8 @@ def demo_config(
     seed: int = 0,
     layer: str = DEMO_LAYER,
     policy: str = DEMO_POLICY,
-    calibration: Path | None = None,
 ) -> EvaluationConfig:
-    """The demo's evaluation settings; ``calibration``: a saved calibration file (None: the defaults)."""
+    """The demo's evaluation settings, with the default calibration (see :func:`demo_calibration`)."""
     return EvaluationConfig(
         methods=methods,
         seed=seed,
@@ -74,8 +86,6 @@ def demo_config(
         policy=policy,
         scanner_options=DEMO_SCANNER,
         mask_config=DEMO_MASKS,
-        calibration=Calibration.load(calibration) if calibration else Calibration(),
-        calibration_source=f"from {calibration}" if calibration else "default",
     )
 
 
@@ -134,13 +144,11 @@ def run(args: argparse.Namespace) -> int:
     zoo = cached_build(
         args.spec, workers=args.workers, progress=not args.quiet, train_threads=args.train_threads
     )
-    config = demo_config(
-        tuple(args.methods),
-        seed=args.seed,
-        layer=args.layer,
-        policy=args.policy,
-        calibration=demo_calibration(args.spec, args.calibration),
-    )
+    config = demo_config(tuple(args.methods), seed=args.seed, layer=args.layer, policy=args.policy)
+    path, source = demo_calibration(args.spec, args.calibration, config)
+    if path is not None:
+        config = replace(config, calibration=Calibration.load(path))
+    config = replace(config, calibration_source=source)
     result = evaluate_zoo(zoo, args.out, config=config, progress=not args.quiet)
     if args.json:
         print(json.dumps({"rows": [r.to_dict() for r in result.rows], "report": str(result.files["html"])}))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from exray.data.images import IMAGE_SUFFIXES, read_images
+from exray.data.images import IMAGE_SUFFIXES, MAX_TOTAL_PIXELS, read_images
 from exray.errors import InputError
 from exray.files import read_json
 
@@ -70,7 +70,15 @@ def load_examples(path: str | Path, *, size: tuple[int, int] | None = None) -> d
     images must have one size.
     """
     files = list_examples(path)
-    examples = {label: read_images(paths, size) for label, paths in files.items()}
+    examples, total = {}, 0
+    for label, paths in files.items():
+        examples[label] = read_images(paths, size)
+        total += examples[label].shape[0] * examples[label].shape[-1] * examples[label].shape[-2]
+        if total > MAX_TOTAL_PIXELS:
+            raise InputError(
+                f"the example images of {path} hold more than {MAX_TOTAL_PIXELS:,} pixels; "
+                "pass fewer or smaller example images"
+            )
     shapes = {tuple(x.shape[1:]) for x in examples.values()}
     if len(shapes) > 1:
         raise InputError(f"example classes have different image sizes {sorted(shapes)}; pass size=(H, W)")

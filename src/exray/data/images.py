@@ -71,11 +71,26 @@ def center_crop(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return images[..., top : top + th, left : left + tw]
 
 
+#: Most pixels a set of images may hold once read (and cropped): 2²⁷ (1.5 GiB as float32 RGB). TrojAI's
+#: examples: ≤ 45 classes × 20 images × 224² ≈ 2²⁵.
+MAX_TOTAL_PIXELS = 2**27
+
+
 def read_images(paths: list[Path], size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Several image files as one (N, 3, H, W) tensor; all must share a size unless ``size`` crops them."""
-    images = [read_image(p) for p in paths]
-    if size is not None:
-        images = [center_crop(img, size) for img in images]
+    """Several image files as one (N, 3, H, W) tensor; all must share a size unless ``size`` crops them
+    (each image right after it is read). More than :data:`MAX_TOTAL_PIXELS` in all is an InputError."""
+    images, total = [], 0
+    for p in paths:
+        image = read_image(p)
+        if size is not None:
+            image = center_crop(image, size).clone()  # the full-size image is freed at once
+        total += image.shape[-1] * image.shape[-2]
+        if total > MAX_TOTAL_PIXELS:
+            raise InputError(
+                f"the {len(paths)} images from {p.parent} hold more than {MAX_TOTAL_PIXELS:,} pixels; "
+                "pass fewer or smaller example images"
+            )
+        images.append(image)
     shapes = {tuple(img.shape) for img in images}
     if len(shapes) > 1:
         detail = ", ".join(f"{p.name}: {tuple(i.shape[1:])}" for p, i in zip(paths, images))

@@ -50,7 +50,9 @@ class EvaluationConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", tuple(self.methods))
         if self.groups is not None:
-            if isinstance(self.groups, str) or not all(isinstance(g, str) and g for g in self.groups):
+            if not isinstance(self.groups, list | tuple) or not all(
+                isinstance(g, str) and g for g in self.groups
+            ):
                 raise ConfigError(f"groups must be a sequence of trigger-group names, got {self.groups!r}")
             if not self.groups:
                 raise ConfigError("groups is empty: pass None to evaluate every model")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,6 +217,13 @@ def evaluate_zoo(
             raise ConfigError(
                 f"no trojaned model of {zoo_dir} is of the trigger groups {list(config.groups)}; "
                 f"its groups: {present}"
+            )
+        present = {m.group for m in models if m.group is not None}
+        unmatched = [g for g in config.groups if g not in present]
+        if unmatched:
+            warnings.warn(
+                f"groups {unmatched} match no trojaned model of {zoo_dir} (its groups: {sorted(present)})",
+                stacklevel=2,
             )
         models = [m for m in models if m not in left_out]
     scan_key = settings_key(config.scan_settings())

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from exray.errors import ConfigError
 from exray.models.blocks import Classifier, Normalize, scaled
 from exray.models.registry import register_architecture
 
@@ -63,7 +64,17 @@ class DenseNet(nn.Module):
         return self.classifier(self.features(self.normalize(x)))
 
 
+#: Most dense layers a :func:`densenet` may have (a config cannot make it build millions of modules).
+MAX_DENSE_LAYERS = 256
+
+
 @register_architecture("densenet", summary="CIFAR DenseNet-BC (3 dense blocks)")
 def densenet(num_classes: int, *, width: float = 1.0, blocks: tuple[int, ...] = (6, 12, 24)) -> DenseNet:
-    """DenseNet-BC with growth rate ``12 * width`` and ``blocks`` dense layers per stage."""
+    """DenseNet-BC with growth rate ``12 * width`` and ``blocks`` dense layers per stage (each ≥ 1, at most
+    :data:`MAX_DENSE_LAYERS` in all: DenseNet-201 has 98)."""
+    blocks = tuple(blocks)
+    if not blocks or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in blocks):
+        raise ConfigError(f"blocks must be positive integers, got {blocks!r:.80}")
+    if sum(blocks) > MAX_DENSE_LAYERS:
+        raise ConfigError(f"blocks hold {sum(blocks):,} dense layers; the limit is {MAX_DENSE_LAYERS}")
     return DenseNet(num_classes, tuple(blocks), scaled(12, width, minimum=2))

@@ -9,6 +9,7 @@ pickled module in ``model.pt``; loading one runs arbitrary code from the file, s
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,9 +94,30 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     return config
 
 
-#: Limits of a model directory's ``config.json`` (checked before anything is allocated).
+#: Limits of a model directory's ``config.json`` (checked before anything is built). ``arch_kwargs`` may
+#: nest lists and objects MAX_KWARG_DEPTH deep, with at most MAX_KWARG_ITEMS entries each, integers up to
+#: MAX_KWARG_INT in size (channel counts: TrojAI's widest layer has 2,112) and finite numbers only; the
+#: architectures bound their own structural arguments (e.g. a DenseNet's total layer count).
 MAX_CLASSES = 100_000
 MAX_INPUT_SIDE = 8192
+MAX_KWARG_DEPTH, MAX_KWARG_ITEMS, MAX_KWARG_INT = 4, 64, 8192
+
+
+def _check_kwarg(value: Any, where: str, path: str, depth: int = 0) -> None:
+    if depth > MAX_KWARG_DEPTH:
+        raise ModelLoadError(f"{where}: arch_kwargs{path} nests deeper than {MAX_KWARG_DEPTH} levels")
+    if isinstance(value, dict | list):
+        if len(value) > MAX_KWARG_ITEMS:
+            raise ModelLoadError(
+                f"{where}: arch_kwargs{path} has {len(value):,} entries (limit {MAX_KWARG_ITEMS})"
+            )
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            _check_kwarg(item, where, f"{path}[{key!r}]", depth + 1)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ModelLoadError(f"{where}: arch_kwargs{path} is {value!r}; numbers must be finite")
+    elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_KWARG_INT:
+        raise ModelLoadError(f"{where}: arch_kwargs{path} = {value:,} exceeds {MAX_KWARG_INT:,}")
 
 
 def check_config(config: dict[str, Any], where: str) -> tuple[str, int, dict[str, Any]]:
@@ -112,6 +134,7 @@ def check_config(config: dict[str, Any], where: str) -> tuple[str, int, dict[str
         )
     if not isinstance(kwargs, dict):
         raise ModelLoadError(f"{where}: arch_kwargs must be a JSON object, got {kwargs!r:.80}")
+    _check_kwarg(kwargs, where, "")
     size = config.get("input_size")
     if size is not None and not (
         isinstance(size, list)

@@ -141,6 +141,8 @@ def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
                 "delete that line (its model is then scanned again)"
             ) from None
         if isinstance(record, dict) and "model" in record:
+            if not isinstance(record["model"], str):
+                raise InputError(f"results file {path}, line {number + 1}: its model is not a path string")
             records[record["model"]] = record
     return records
 
@@ -218,10 +220,12 @@ def _run(
 ) -> Iterator[dict[str, Any]]:
     """Records of ``task`` over ``paths``, ``workers`` processes at a time, in completion order.
 
-    A dead worker (``kill -9``, the OOM killer, a crash in native code) breaks the whole process pool and
-    every model in flight with it. The pool is replaced and those models are scanned again, one at a
-    time: a model that kills its worker even alone gets an error record; the others are scanned."""
-    if workers == 1 or len(paths) <= 1:
+    With ``workers`` ≥ 2 every model is scanned in a worker process. A dead worker (``kill -9``, the OOM
+    killer, a crash in native code) breaks the whole process pool and every model in flight with it. The
+    pool is replaced and those models are scanned again, one at a time: a model that kills its worker even
+    alone gets an error record — once a fresh worker has been seen to run an empty task, so that a machine
+    on which no worker can run stops the batch (:class:`ExrayError`) instead of blaming every model."""
+    if workers == 1:
         for path in paths:
             yield task(path, options)
         return
@@ -231,18 +235,22 @@ def _run(
     suspects: deque[str] = deque()  # in flight when a pool broke: retried alone
     while pending or suspects:
         lost: list[str] = []
+        alone: str | None = None  # the suspect running by itself, if any
         with ProcessPoolExecutor(
             workers, mp_context=context, initializer=set_thread_budget, initargs=(budget,)
         ) as pool:
             inflight: dict[Future, str] = {}
-            alone: str | None = None  # the suspect running by itself, if any
-            while (pending or suspects or inflight) and not lost:
+
+            broken = False
+            while (pending or suspects or inflight) and not broken:
                 if suspects and not inflight:
                     alone = suspects.popleft()
-                    inflight[pool.submit(task, alone, options)] = alone
-                while alone is None and not suspects and pending and len(inflight) < workers:
-                    path = pending.popleft()
-                    inflight[pool.submit(task, path, options)] = path
+                    broken = not _submit(pool, inflight, task, alone, options, suspects)
+                    alone = None if broken else alone
+                while not broken and alone is None and not suspects and pending and len(inflight) < workers:
+                    broken = not _submit(pool, inflight, task, pending.popleft(), options, pending)
+                if not inflight:
+                    break
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
                 for future in done:
                     path = inflight.pop(future)
@@ -250,13 +258,47 @@ def _run(
                         record = future.result()
                     except BrokenProcessPool:
                         lost.append(path)
+                        broken = True
                         continue
                     if path == alone:
                         alone = None
                     yield record
             lost += inflight.values()  # the pool is broken: nothing else in flight will finish
         for path in lost:
-            if path == alone:
-                yield error_record(path, options, WORKER_DIED)
-            else:
+            if path != alone:
                 suspects.append(path)
+                continue
+            _check_workers_run(context, budget)
+            yield error_record(path, options, WORKER_DIED)
+
+
+def _submit(
+    pool: ProcessPoolExecutor,
+    inflight: dict[Future, str],
+    task: Callable[[str, ScanOptions], dict[str, Any]],
+    path: str,
+    options: ScanOptions,
+    queue: deque[str],
+) -> bool:
+    """Submit ``path``; if the pool broke since the last wait, put it back at the head of ``queue``."""
+    try:
+        inflight[pool.submit(task, path, options)] = path
+    except BrokenProcessPool:  # the path never ran: it keeps its place
+        queue.appendleft(path)
+        return False
+    return True
+
+
+def _check_workers_run(context: Any, budget: int) -> None:
+    """Raise :class:`ExrayError` unless a fresh worker process runs an empty task."""
+    try:
+        with ProcessPoolExecutor(
+            1, mp_context=context, initializer=set_thread_budget, initargs=(budget,)
+        ) as pool:
+            pool.submit(os.getpid).result()
+    except BrokenProcessPool:
+        raise ExrayError(
+            "worker processes die even on an empty task (a process limit, a failing start-up, or a script "
+            'that starts a parallel scan without an `if __name__ == "__main__":` guard); rerun with '
+            "--workers 1"
+        ) from None
