@@ -35,28 +35,28 @@ def dying_task(path: str, options: ScanOptions) -> dict:
 
 
 def test_a_dead_worker_costs_only_its_model_and_the_batch_goes_on():
-    paths = ["a", "die", "b", "c", "d"]
+    paths = ["a", "die", "b"]
     records = {r["model"]: r for r in _run(paths, ScanOptions(), workers=2, task=dying_task)}
     assert sorted(records) == sorted(paths)  # every model recorded once
     assert records["die"]["probability"] is None and records["die"]["error"] == WORKER_DIED
-    assert all(records[p]["error"] is None and records[p]["probability"] == 0.5 for p in "abcd")
+    assert all(records[p]["error"] is None and records[p]["probability"] == 0.5 for p in "ab")
 
 
 def always_dying_task(path: str, options: ScanOptions) -> dict:
     os._exit(9)
 
 
-def test_a_lone_model_runs_in_a_worker_too_and_a_machine_where_workers_die_stops_the_batch(monkeypatch):
-    (record,) = _run(["die"], ScanOptions(), workers=2, task=dying_task)  # the test process survives
-    assert record["error"] == WORKER_DIED
+def test_a_machine_where_no_worker_runs_stops_the_batch_instead_of_blaming_the_model(monkeypatch):
+    """A lone model runs in a worker too (else this test's own process would die), and when a fresh worker
+    cannot run even an empty task the batch stops — no error record blames the model."""
     import exray.pipeline.batch as batch
 
-    def no_worker_runs(context, budget):  # as when every worker dies at start-up
+    def no_worker_runs(context, budget):  # what _check_workers_run finds when every worker dies at start
         raise ExrayError("worker processes die even on an empty task")
 
     monkeypatch.setattr(batch, "_check_workers_run", no_worker_runs)
-    with pytest.raises(ExrayError, match="empty task"):  # never an error record blaming each model
-        list(_run(["a", "b"], ScanOptions(), workers=2, task=always_dying_task))
+    with pytest.raises(ExrayError, match="empty task"):
+        list(_run(["a"], ScanOptions(), workers=2, task=always_dying_task))
 
 
 # ---- the results file: a complete record is never lost, a corrupt file is a clear error ----
@@ -96,11 +96,15 @@ def test_results_file_paths_are_checked_and_missing_parents_created(model_dirs, 
     assert set(read_results(out)) == {str(model_dirs["clean"])}
 
 
-def test_more_workers_than_cores_are_capped_with_a_warning(model_dirs):
+def test_more_workers_than_cores_are_capped_with_a_warning(model_dirs, monkeypatch):
+    import exray.pipeline.batch as batch
+
+    used = []
+    monkeypatch.setattr(batch, "_run", lambda paths, options, workers: used.append(workers) or iter(()))
     cores = os.cpu_count() or 1
     with pytest.warns(UserWarning, match=f"using {cores}"):
-        records = list(scan_many([model_dirs["clean"]], FAST, workers=cores + 100, progress=False))
-    assert records[0]["error"] is None
+        list(scan_many([model_dirs["clean"]], FAST, workers=cores + 100, progress=False))
+    assert used == [cores]
 
 
 # ---- weights: NaN, Inf or non-float tensors never give a score ----
