@@ -55,6 +55,27 @@ def test_user_supplied_triggers_are_judged_without_a_scanner():
     assert [t.pruned for t in result.triggers] == [False, True]
 
 
+def test_by_default_every_trigger_that_can_flag_the_model_is_judged():
+    """One ASR constant gates EX-RAY and the decision (the official submissions' asr_bound): a natural
+    trigger with ASR between the calibration threshold (0.875) and 0.9 is judged and pruned by default;
+    with an explicit gate of 0.9 it stays unjudged — and then flags the clean model."""
+    import dataclasses
+
+    from exray.pipeline import Calibration
+
+    model, data = colour_model(planted=False), examples()
+    green = FoundTrigger.evaluate(model, PatchTrigger((0.0, 1.0, 0.0), 0.15, (0.0, 0.0)), data, victim=0)
+    weaker = dataclasses.replace(green, asr=0.88)  # strong enough to flag (≥ 0.875), below 0.9
+    (judged,) = scan(model, data, triggers=[weaker]).triggers
+    assert judged.verdict is not None and judged.pruned
+    result = scan(model, data, triggers=[weaker], refine_min_asr=0.9)
+    assert result.triggers[0].verdict is None and "not refined" in result.triggers[0].note
+    assert result.probability > 0.5  # the unjudged trigger flags the clean model: why the default is the gate
+    fitted = Calibration(threshold=0.8)
+    lower = scan(model, data, triggers=[dataclasses.replace(green, asr=0.85)], calibration=fitted)
+    assert lower.triggers[0].verdict is not None  # the gate follows a fitted calibration's threshold
+
+
 def test_result_serialises_with_the_stable_keys(clean_scans):
     record = clean_scans[1].to_dict()
     assert {"model", "probability", "triggers", "error", "timings", "seed", "versions"} <= set(record)

@@ -11,6 +11,7 @@ from exray.cli import main
 from exray.differencing import MaskConfig, compare_triggers, symmetric_mask
 from exray.evaluation.known import known_triggers
 from exray.pipeline import Calibration, read_results, scan
+from exray.pipeline.scan import judging_gate
 from exray.scanners import get_scanner
 
 zoo = pytest.importorskip("exray.zoo")
@@ -90,9 +91,10 @@ def test_exray_judges_every_glyph_swap_of_the_tiny_zoo_natural(tiny_zoo):
 def test_exray_scan_over_the_tiny_zoo_judges_every_strong_trigger_and_scores_what_is_left(tiny_zoo, tmp_path):
     """The README's `exray scan` (ABS + EX-RAY at the first block, with the report) over trained models,
     end to end. What must hold on any build: every model is recorded; every trigger ABS finds with ASR ≥
-    0.9 carries EX-RAY's verdict, is pruned exactly when judged natural, and weaker ones say why they were
-    not judged; the model's score is the strongest trigger left and its probability the calibrated score;
-    a page per model (one trojaned and one clean model are scanned).
+    the gate (by default the calibration's threshold) carries EX-RAY's verdict, is pruned exactly when
+    judged natural, and weaker ones say why they were not judged; the model's score is the strongest
+    trigger left and its probability the calibrated score; a page per model (one trojaned and one clean
+    model are scanned).
 
     Whether a given trojan of this population is flagged is *not* asserted: on these narrow 32×32 models
     EX-RAY's premise holds for some builds and not others (docs/results.md, "Tests on rebuilt fixtures":
@@ -112,13 +114,14 @@ def test_exray_scan_over_the_tiny_zoo_judges_every_strong_trigger_and_scores_wha
     records = read_results(out)
     assert sorted(Path(path).name for path in records) == sorted(rows)
     calibration = Calibration()
+    gate = judging_gate(None, calibration)  # the default: the calibration's flagging threshold
     judged = 0
     for record in records.values():
         assert record["error"] is None, record["error"]
         assert (record["scanner"], record["refine"]) == ("abs", "exray")
         for trigger in record["triggers"]:
             verdict = trigger["verdict"]
-            if trigger["asr"] >= 0.9 - ASR_TOLERANCE:  # the pipeline's gate, float32 ASRs included
+            if trigger["asr"] >= gate - ASR_TOLERANCE:  # the pipeline's gate, float32 ASRs included
                 assert verdict is not None, trigger["note"]
                 assert trigger["pruned"] == verdict["natural"]
                 assert (verdict["victim_label"], verdict["target_label"]) == (

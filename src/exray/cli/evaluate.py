@@ -56,7 +56,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--calibration", type=Path, help="calibration JSON from `exray calibrate`")
     parser.add_argument(
-        "--min-asr", type=float, default=0.9, help="judge triggers whose ASR reaches this (default 0.9)"
+        "--min-asr",
+        type=float,
+        help="judge triggers whose ASR reaches this (default: the calibration's threshold, so that every "
+        "trigger that can flag a model is judged, as in the official submissions)",
     )
     parser.add_argument(
         "--trust-pickle", action="store_true", help="allow loading pickled TrojAI model.pt files"

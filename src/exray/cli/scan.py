@@ -46,9 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--min-asr",
         type=float,
-        default=0.9,
-        help="EX-RAY judges a trigger only when its ASR on the victim class reaches this (default 0.9; "
-        "the official scripts: 0.99)",
+        help="EX-RAY judges a trigger only when its ASR on the victim class reaches this (default: the "
+        "calibration's threshold — one constant gates EX-RAY and the decision, as in the official "
+        "submissions: round 3 0.9, round 2 0.99)",
     )
     parser.add_argument(
         "--trust-pickle", action="store_true", help="allow loading pickled TrojAI model.pt files"

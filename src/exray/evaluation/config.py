@@ -10,6 +10,7 @@ from exray.differencing import MaskConfig
 from exray.errors import ConfigError
 from exray.evaluation.cache import SCORES_REVISION
 from exray.pipeline import Calibration
+from exray.pipeline.scan import check_min_asr, judging_gate
 from exray.scanners import list_scanners
 
 
@@ -26,7 +27,9 @@ class EvaluationConfig:
     variants). ``method_options``: constructor keywords per method, e.g. ``{"ig": {"steps": 20}}`` (options
     of methods not in ``methods`` are validated and otherwise unused).
     ``calibration``: score → P(trojaned); ``calibration_source`` says where it came from (reported).
-    ``min_asr``: triggers with a lower ASR are not judged (the pipeline's ``refine_min_asr``).
+    ``min_asr``: triggers with a lower ASR are not judged (the pipeline's ``refine_min_asr``); ``None``
+    (default): the calibration's flagging threshold, so that every trigger that can flag a model is judged
+    (:func:`exray.pipeline.scan.judging_gate`; :attr:`gate` is the value in force).
     ``groups``: evaluate only the clean models and the trojaned models of these trigger groups
     (``"polygon"``, ``"filter"``, …); the others are left out with the reason. ``None`` (default): every
     model. EXP §4.2, Table 3: Neural Cleanse cannot invert Instagram filters, so the paper runs it on the
@@ -43,7 +46,7 @@ class EvaluationConfig:
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     calibration: Calibration = field(default_factory=Calibration)
     calibration_source: str = "default"
-    min_asr: float = 0.9
+    min_asr: float | None = None
     trust_pickle: bool = False
     groups: tuple[str, ...] | None = None
 
@@ -75,14 +78,21 @@ class EvaluationConfig:
         extra = set(self.method_options) - set(known)
         if extra:
             raise ConfigError(f"options given for unknown methods {sorted(extra)}; methods are {known}")
-        if not 0.0 < self.min_asr <= 1.0:
-            raise ConfigError(f"min_asr must be in (0, 1], got {self.min_asr!r}")
+        try:
+            check_min_asr(self.min_asr)
+        except ConfigError:
+            raise ConfigError(f"min_asr must be None or in (0, 1], got {self.min_asr!r}") from None
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
         if not isinstance(self.calibration, Calibration):
             raise ConfigError(f"calibration must be a Calibration, got {type(self.calibration).__name__}")
         for name in {*self.methods, *self.method_options}:
             self.method(name)  # validates every method's options
+
+    @property
+    def gate(self) -> float:
+        """The ASR from which triggers are judged (``min_asr``, or the calibration's threshold)."""
+        return judging_gate(self.min_asr, self.calibration)
 
     @property
     def rows(self) -> tuple[str, ...]:
@@ -110,7 +120,7 @@ class EvaluationConfig:
             "options": self.method(name).options(),
             "seed": self.seed,
             "layer": self.layer,
-            "min_asr": self.min_asr,
+            "min_asr": self.gate,
             "scan": scan_key,
             "revision": SCORES_REVISION,
         }
@@ -128,5 +138,6 @@ class EvaluationConfig:
             "calibration": self.calibration.to_dict(),
             "calibration_source": self.calibration_source,
             "min_asr": self.min_asr,
+            "gate": self.gate,
             "groups": None if self.groups is None else list(self.groups),
         }

@@ -3,7 +3,8 @@
 For every model of the population:
 
 1. the upstream scanner runs once (``refine=None``); its found triggers are cached as JSON;
-2. every refinement method judges the same triggers — those whose label-specific ASR reaches ``min_asr``,
+2. every refinement method judges the same triggers — those whose label-specific ASR reaches the gate
+   (``min_asr``, by default the calibration's flagging threshold: every trigger that can flag a model),
    as in :func:`exray.pipeline.scan` — and its per-trigger scores are cached.
 
 Then, over the population:
@@ -160,7 +161,7 @@ def _evaluate_model(truth: ModelTruth, run: _Run) -> tuple[ModelEvaluation, dict
             selection = select_cases(
                 examples,
                 evaluation.triggers,
-                min_asr=config.min_asr,
+                min_asr=config.gate,
                 stamp_targets=method.needs_stamped_target,
             )
             scores = _measure(method, model, selection.cases, config) if selection.cases else []

@@ -137,7 +137,7 @@ def write_html(result: EvaluationResult, path: Path) -> Path:
         f"<p>{len(result.models)} models from <code>{html.escape(result.zoo)}</code>; scanner "
         f"<b>{html.escape(config.scanner.upper())}</b>; seed {config.seed}; layer "
         f"{html.escape(config.layer or 'default (second-to-last conv block)')}; triggers judged when their "
-        f"ASR ≥ {config.min_asr}.</p>",
+        f"ASR ≥ {config.gate:.3g}.</p>",
         f"<p>{html.escape(result.calibration_note)}</p>",
         f"<ul>{decided}</ul>",
     ]

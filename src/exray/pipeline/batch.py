@@ -46,7 +46,7 @@ class ScanOptions:
     scanner_layer: str | None = None
     policy: str = "official"
     victims: str = "found"
-    refine_min_asr: float = 0.9
+    refine_min_asr: float | None = None
     mask_config: MaskConfig = field(default_factory=MaskConfig)
     calibration: Calibration = field(default_factory=Calibration)
     scanner_options: dict[str, Any] = field(default_factory=dict)

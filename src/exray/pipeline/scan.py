@@ -1,9 +1,12 @@
 """Scan one model: upstream scanner → triggers → EX-RAY verdicts → P(trojaned) (design §2, spec §2.9–2.10).
 
 The only place that knows the whole flow. A trigger whose label-specific attack success rate (ASR) on its
-victim class reaches ``refine_min_asr`` is judged by EX-RAY (all of a model's triggers in one batched call);
-a trigger judged natural is pruned. The model's score is the largest ASR among the triggers that were not
-pruned, and the probability is the calibrated score.
+victim class reaches the gate is judged by EX-RAY (all of a model's triggers in one batched call); a
+trigger judged natural is pruned. The model's score is the largest ASR among the triggers that were not
+pruned, and the probability is the calibrated score. The gate (:func:`judging_gate`) is
+``refine_min_asr`` if given, else the calibration's flagging threshold: one ASR constant gates the
+refinement and the decision, as in the official submissions (naiyeleo/ABS, TrojAI round 3:
+``asr_bound = 0.9`` for both; round 2: 0.99), so every trigger that can flag a model is judged first.
 
 ``victims="found"`` (the paper's and the official code's rule, spec §4.2) judges a trigger once, with the
 victim class the scanner reports. ``victims="flipped"`` [CHOICE] judges it with *every* class it flips
@@ -150,7 +153,7 @@ def scan(
     policy: str | Policy = "official",
     mask_config: MaskConfig | None = None,
     calibration: Calibration | None = None,
-    refine_min_asr: float = 0.9,
+    refine_min_asr: float | None = None,
     victims: str = "found",
     triggers: list[FoundTrigger] | None = None,
     scanner_options: dict[str, Any] | None = None,
@@ -173,6 +176,7 @@ def scan(
     method = resolve_refiner(refine, policy, mask_config)
     check_examples(examples)
     calibration = calibration or Calibration()
+    gate = judging_gate(refine_min_asr, calibration)
     timings: dict[str, float] = {}
     diagnostics: dict[str, Any] = {}
     if triggers is None:
@@ -189,7 +193,7 @@ def scan(
     reports = [TriggerReport(t) for t in triggers]
     if method is not None:
         start = time.perf_counter()
-        _refine(method, model, examples, reports, refine_min_asr, victims, layer, seed, progress)
+        _refine(method, model, examples, reports, gate, victims, layer, seed, progress)
         timings[method.name] = time.perf_counter() - start
         verdicts = [r.verdict for r in reports if r.verdict is not None]
         diagnostics["refinement"] = {
@@ -219,10 +223,22 @@ def check_victim_rule(victims: str) -> None:
         raise ConfigError(f"victims must be one of {VICTIM_RULES}, got {victims!r}")
 
 
-def check_min_asr(min_asr: float) -> None:
-    """Raise ConfigError unless ``min_asr`` (the ASR gate before refinement) is in (0, 1]."""
+def check_min_asr(min_asr: float | None) -> None:
+    """Raise ConfigError unless ``min_asr`` (the ASR gate before refinement) is None or in (0, 1]."""
+    if min_asr is None:
+        return
     if isinstance(min_asr, bool) or not isinstance(min_asr, int | float) or not 0 < min_asr <= 1:
-        raise ConfigError(f"refine_min_asr must be a number in (0, 1], got {min_asr!r}")
+        raise ConfigError(f"refine_min_asr must be None or a number in (0, 1], got {min_asr!r}")
+
+
+def judging_gate(min_asr: float | None, calibration: Calibration) -> float:
+    """The ASR from which a trigger is judged: ``min_asr``, or by default the calibration's flagging
+    threshold (clipped to (0, 1]) — then every trigger strong enough to flag its model is judged first, and
+    no weaker one could flag it (module docstring). An explicit ``min_asr`` above the threshold leaves the
+    triggers in between unjudged yet able to flag the model."""
+    if min_asr is not None:
+        return float(min_asr)
+    return float(min(max(calibration.threshold, 1e-6), 1.0))
 
 
 def resolve_refiner(
