@@ -31,6 +31,18 @@ def test_fit_lowers_the_cross_entropy_and_learns_the_threshold():
     assert fitted.probability(1.0) > 0.8 and fitted.probability(0.0) < 0.2
 
 
+def test_a_perfect_separation_is_not_fitted_with_probabilities_of_0_or_1():
+    """Laplace's rule: from n models the bounds stay 1/(n+2) away from 0 and 1 (a 10-model population once
+    fitted low = 0.0, which would cost an unbounded cross-entropy on the next population)."""
+    scores, labels = [1.0] * 8 + [0.0] * 2, [1] * 5 + [0] * 3 + [0] * 2
+    fitted = fit(scores, labels)
+    assert fitted.low >= 1 / 12 - 1e-9 and fitted.high <= 11 / 12 + 1e-9
+    assert fitted.probability(0.0) < 0.2 and 0.5 < fitted.probability(1.0) < 0.75  # 5 of 8 at score 1
+    separable = fit([0.0] * 12 + [1.0] * 12, [0] * 12 + [1] * 12)
+    assert separable.probability(0.0) == pytest.approx(1 / 26, abs=1e-3)
+    assert separable.probability(1.0) == pytest.approx(25 / 26, abs=1e-3)
+
+
 def test_round_trip_and_errors(tmp_path):
     calibration = Calibration(slope=3.0, threshold=0.5, low=0.1, high=0.9)
     calibration.save(tmp_path / "c.json")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.special import expit
 
 from exray.errors import ConfigError, InputError
 from exray.metrics import cross_entropy
@@ -65,7 +66,12 @@ class Calibration:
 
 
 def fit(scores: list[float], labels: list[int]) -> Calibration:
-    """The calibration minimising the mean clipped cross-entropy of ``scores`` against ``labels`` (0/1)."""
+    """The calibration minimising the mean clipped cross-entropy of ``scores`` against ``labels`` (0/1).
+
+    Its bounds stay ``1/(n+2)`` away from 0 and 1 for ``n`` models (Laplace's rule of succession): a
+    population of 10 or 24 models that happens to be separated perfectly says nothing about a probability
+    of exactly 0 or 1, and one model on the wrong side of such a bound would cost an unbounded
+    cross-entropy on the next population."""
     s = np.asarray(scores, dtype=float)
     y = np.asarray(labels, dtype=int)
     if len(s) != len(y) or len(s) < 2 or not set(y.tolist()) <= {0, 1}:
@@ -73,8 +79,10 @@ def fit(scores: list[float], labels: list[int]) -> Calibration:
     if len(set(y.tolist())) < 2:
         raise InputError("fit needs both clean and trojaned models")
 
+    floor = 1.0 / (len(s) + 2)
+
     def loss(params: np.ndarray) -> float:
-        slope, threshold, low, high = _unpack(params)
+        slope, threshold, low, high = _unpack(params, floor)
         z = np.clip(slope * (s - threshold), -500, 500)
         p = low + (high - low) / (1 + np.exp(-z))
         return cross_entropy(p, y)
@@ -87,13 +95,13 @@ def fit(scores: list[float], labels: list[int]) -> Calibration:
         )
         if best is None or result.fun < best.fun:
             best = result
-    slope, threshold, low, high = _unpack(best.x)
+    slope, threshold, low, high = _unpack(best.x, floor)
     return Calibration(slope=slope, threshold=threshold, low=low, high=high)
 
 
-def _unpack(params: np.ndarray) -> tuple[float, float, float, float]:
-    """Unconstrained optimiser parameters → (slope > 0, threshold, 0 < low < high < 1)."""
+def _unpack(params: np.ndarray, floor: float) -> tuple[float, float, float, float]:
+    """Unconstrained optimiser parameters → (slope > 0, threshold, floor ≤ low ≤ 0.5 ≤ high ≤ 1 − floor)."""
     slope = float(np.exp(np.clip(params[0], -10, 10)))
-    low = float(1 / (1 + np.exp(-params[2])) * 0.5)
-    high = float(0.5 + 0.5 / (1 + np.exp(-params[3])))
+    low = float(floor + (0.5 - floor) * expit(params[2]))
+    high = float(0.5 + (0.5 - floor) * expit(params[3]))
     return slope, float(params[1]), low, high
