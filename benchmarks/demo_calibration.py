@@ -38,26 +38,22 @@ def main() -> None:
     config = demo_config()
     result = evaluate_zoo(zoo, args.out, config=config, progress=True)
     print(result.table())
-    pairs = [
-        (m.outcomes["exray"].score, int(m.truth.poisoned))
-        for m in result.models
-        if m.outcomes.get("exray") is not None and m.outcomes["exray"].score is not None
-    ]
-    calibration = fit([s for s, _ in pairs], [y for _, y in pairs])
+    scores, labels = result.scores("exray")
+    calibration = fit(scores, labels)
     provenance = {
         "fitted_on": args.spec.name,
         "spec_digest": load_spec(args.spec).digest(),
         "method": "exray",
         "settings": config.to_dict(),
-        "models": len(pairs),
-        "trojaned": sum(y for _, y in pairs),
+        "models": len(labels),
+        "trojaned": sum(labels),
         "date": str(date.today()),
         "versions": versions(),
     }
     provenance["settings"].pop("calibration", None)
     provenance["settings"].pop("calibration_source", None)
     calibration.save(args.save, provenance)
-    print(f"\ncalibration fitted on {len(pairs)} models of {args.spec.name}: {calibration}")
+    print(f"\ncalibration fitted on {len(labels)} models of {args.spec.name}: {calibration}")
     print(f"saved to {args.save}")
 
 

@@ -228,23 +228,19 @@ def calibrate_on(spec: Path, args: argparse.Namespace, config: EvaluationConfig)
         )
     zoo = cached_build(spec, workers=args.workers, progress=True)
     result = evaluate_zoo(zoo, args.out / "calibration-zoo", config=config, progress=True)
-    pairs = [
-        (m.outcomes[args.calibrate_method].score, int(m.truth.poisoned))
-        for m in result.models
-        if args.calibrate_method in m.outcomes and m.outcomes[args.calibrate_method].score is not None
-    ]
-    calibration = fit([s for s, _ in pairs], [y for _, y in pairs])
+    scores, labels = result.scores(args.calibrate_method)
+    calibration = fit(scores, labels)
     provenance = {
         "fitted_on": str(zoo),
         "spec": str(spec),
         "method": args.calibrate_method,
-        "models": len(pairs),
-        "trojaned": sum(y for _, y in pairs),
+        "models": len(labels),
+        "trojaned": sum(labels),
         "versions": versions(),
     }
     args.out.mkdir(parents=True, exist_ok=True)
     calibration.save(args.out / "calibration.json", provenance)
-    print(f"calibration fitted on {len(pairs)} models of {spec.name}: {calibration}")
+    print(f"calibration fitted on {len(labels)} models of {spec.name}: {calibration}")
     return calibration
 
 

@@ -165,6 +165,13 @@ def test_a_population_that_cannot_be_scanned_still_gives_a_table(colour_zoo, tmp
     assert len(data["errors"]) == 4 and data["rows"][0]["tp"] == 0
 
 
+def test_scores_pair_each_models_score_with_its_ground_truth(evaluated):
+    scores, labels = evaluated.scores("exray")
+    assert labels == [int(m.truth.poisoned) for m in evaluated.models]
+    assert scores == [m.outcomes["exray"].score for m in evaluated.models]
+    assert min(s for s, y in zip(scores, labels) if y) > max(s for s, y in zip(scores, labels) if not y)
+
+
 def test_calibrate_fits_a_method_of_an_evaluation(evaluated, tmp_path, capsys):
     out = tmp_path / "c.json"
     assert main(["calibrate", str(evaluated.files["json"]), "--method", "exray", "--out", str(out)]) == 0

@@ -103,6 +103,16 @@ class EvaluationResult:
                 return r
         raise KeyError(f"no row for method {method!r} in group {group!r}")
 
+    def scores(self, method: str) -> tuple[list[float], list[int]]:
+        """(model scores of ``method``, ground truth 0/1) over the models that have a score: what
+        :func:`exray.pipeline.fit` fits a calibration on."""
+        pairs = [
+            (m.outcomes[method].score, int(m.truth.poisoned))
+            for m in self.models
+            if method in m.outcomes and m.outcomes[method].score is not None
+        ]
+        return [s for s, _ in pairs], [y for _, y in pairs]
+
     @property
     def errors(self) -> dict[str, dict[str, str]]:
         """{model: {stage: error}} for every model on which a stage failed."""
