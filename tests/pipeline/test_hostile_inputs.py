@@ -100,7 +100,7 @@ def test_more_workers_than_cores_are_capped_with_a_warning(model_dirs, monkeypat
     import exray.pipeline.batch as batch
 
     used = []
-    monkeypatch.setattr(batch, "_run", lambda paths, options, workers: used.append(workers) or iter(()))
+    monkeypatch.setattr(batch, "_run", lambda paths, options, workers, **_: used.append(workers) or iter(()))
     cores = os.cpu_count() or 1
     with pytest.warns(UserWarning, match=f"using {cores}"):
         list(scan_many([model_dirs["clean"]], FAST, workers=cores + 100, progress=False))
@@ -388,3 +388,79 @@ def test_an_unexpected_error_is_one_line_and_its_traceback_needs_debug(model_dir
     assert "exray --debug diff" in err and "Traceback" not in err
     with pytest.raises(RuntimeError, match="size mismatch"):
         main(["--debug", *argv])
+
+
+# ---- resource ceilings: a model over its time or memory budget costs only its own result ----
+
+
+def over_time_task(path: str, options: ScanOptions) -> dict:
+    """ "slow" runs for a minute in Python (a long scan); "stuck" sleeps where no signal is handled (a long
+    native call: only a kill stops it); the others finish at once."""
+    if path == "slow":
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            time.sleep(0.05)
+    if path == "stuck":
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(120)
+    return {"model": path, "probability": 0.5, "score": 1.0, "error": None}
+
+
+def greedy_task(path: str, options: ScanOptions) -> dict:
+    """Allocates 4 GiB for "greedy", 64 MiB for the others; errors recorded as scan_model_dir does."""
+    size = 2**32 if path == "greedy" else 2**26
+    try:
+        torch.ones(size, dtype=torch.uint8)
+    except Exception as err:
+        return {"model": path, "probability": None, "score": None, "error": f"{type(err).__name__}: {err}"}
+    return {"model": path, "probability": 0.5, "score": 1.0, "error": None}
+
+
+def test_models_over_their_time_budget_are_stopped_or_killed_and_the_batch_goes_on(monkeypatch):
+    import exray.pipeline.budget as budget_module
+    from exray.pipeline import ModelBudget
+
+    # the grace covers a fresh worker's start-up (spawn, import torch), which counts from submission
+    monkeypatch.setattr(budget_module, "HARD_KILL_GRACE", 15.0)
+    paths = ["slow", "stuck", "a"]
+    records = {r["model"]: r for r in _run(paths, ScanOptions(), 2, over_time_task, ModelBudget(seconds=1.0))}
+    assert sorted(records) == sorted(paths)
+    assert records["slow"]["probability"] is None and records["stuck"]["probability"] is None
+    assert "time budget of 1 s" in records["slow"]["error"]
+    assert "killed" not in records["slow"]["error"]  # stopped by its own timer, between two operations
+    assert "time budget of 1 s" in records["stuck"]["error"] and "killed" in records["stuck"]["error"]
+    assert records["a"]["error"] is None and records["a"]["probability"] == 0.5
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="the memory budget needs Linux")
+def test_a_model_over_its_memory_budget_is_recorded_and_the_others_run_within_it():
+    from exray.pipeline import ModelBudget
+
+    budget = ModelBudget(memory_gb=1.0)
+    records = {r["model"]: r for r in _run(["greedy", "a"], ScanOptions(), 2, greedy_task, budget)}
+    assert records["greedy"]["probability"] is None
+    assert "memory budget of 1 GB" in records["greedy"]["error"]
+    assert records["a"]["error"] is None  # 64 MiB fit; the limit is per model, lifted between models
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "10"])
+def test_a_budget_out_of_range_is_a_clear_error(bad):
+    from exray.errors import ConfigError
+    from exray.pipeline import ModelBudget
+
+    with pytest.raises(ConfigError, match="budget"):
+        ModelBudget(seconds=bad)
+
+
+def test_exray_scan_max_model_seconds_stops_a_real_scan_and_records_why(model_dirs, tmp_path, capsys):
+    out = tmp_path / "results.jsonl"
+    code = main(
+        ["scan", str(model_dirs["clean"]), "--out", str(out), "--max-model-seconds", "0.01", "--quiet"]
+    )
+    assert code == 1  # every model failed
+    record = read_results(out)[str(model_dirs["clean"])]
+    assert record["probability"] is None and "time budget of 0.01 s" in record["error"]
+    assert "time budget" in capsys.readouterr().out
+    assert main(["scan", str(model_dirs["clean"]), "--out", str(out), "--max-model-seconds", "0"]) == 2

@@ -14,7 +14,7 @@ from exray.cli.common import (
     mask_config,
     scanner_options,
 )
-from exray.pipeline import Calibration, ScanOptions, read_results, scan_many
+from exray.pipeline import Calibration, ModelBudget, ScanOptions, read_results, scan_many
 from exray.pipeline.scan import VICTIM_RULES
 
 
@@ -42,6 +42,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("results.jsonl"), help="JSON-lines results file")
     parser.add_argument("--report", type=Path, help="write an HTML report per model and an index into DIR")
     parser.add_argument("--workers", type=int, default=1, help="models scanned in parallel (share the cores)")
+    parser.add_argument(
+        "--max-model-seconds",
+        type=float,
+        metavar="S",
+        help="time budget per model: a scan still running after S seconds is stopped and recorded as an "
+        "error (each model then runs in a worker process)",
+    )
+    parser.add_argument(
+        "--max-model-memory",
+        type=float,
+        metavar="GB",
+        help="memory budget per model (Linux): an allocation beyond GB gigabytes fails that model's scan, "
+        "recorded as an error, instead of waking the OOM killer",
+    )
     parser.add_argument("--calibration", type=Path, help="calibration JSON from `exray calibrate`")
     parser.add_argument(
         "--min-asr",
@@ -89,12 +103,20 @@ def entangled_note(record: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     options = options_from(args)
+    budget = ModelBudget(seconds=args.max_model_seconds, memory_gb=args.max_model_memory)
     already = read_results(args.out)
     skipped = [p for p in args.model_dirs if str(p) in already]
     if skipped:
         print(f"{len(skipped)} model(s) already in {args.out}: skipped", file=sys.stderr)
     records = list(
-        scan_many(args.model_dirs, options, out=args.out, workers=args.workers, progress=not args.quiet)
+        scan_many(
+            args.model_dirs,
+            options,
+            out=args.out,
+            workers=args.workers,
+            progress=not args.quiet,
+            budget=budget,
+        )
     )
     for record in records:
         if args.json:

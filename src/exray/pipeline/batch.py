@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from exray.data.examples import load_examples
 from exray.differencing import MaskConfig
 from exray.errors import ConfigError, ExrayError, InputError
 from exray.models.io import input_image_size, load_model
+from exray.pipeline.budget import BudgetExceeded, ModelBudget, enforced
 from exray.pipeline.calibration import Calibration
 from exray.pipeline.scan import check_min_asr, check_victim_rule, scan
 from exray.scanners import get_scanner
@@ -154,12 +156,17 @@ def scan_many(
     out: str | Path | None = None,
     workers: int = 1,
     progress: bool = True,
+    budget: ModelBudget | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Scan every directory in ``paths``, yielding (and appending to ``out``) one record per model.
 
     Models already in ``out`` are skipped. ``workers`` processes run in parallel, each with an equal share
-    of the machine's cores as its thread budget.
+    of the machine's cores as its thread budget. With a ``budget`` (:class:`ModelBudget`: seconds, memory)
+    every model is scanned in a worker process, and a model over its budget is recorded as an error.
     """
+    budget = ModelBudget() if budget is None else budget
+    if not isinstance(budget, ModelBudget):
+        raise ConfigError(f"budget must be a ModelBudget, got {type(budget).__name__}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
     cores = os.cpu_count() or 1
@@ -178,7 +185,7 @@ def scan_many(
     sink = open(out, "a") if out is not None else None  # noqa: SIM115  (kept open while records arrive)
     bar = tqdm(total=len(todo), desc="models", unit="model", disable=not progress)
     try:
-        for record in _run(todo, options, workers):
+        for record in _run(todo, options, workers, budget=budget):
             if sink is not None:
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
@@ -217,19 +224,24 @@ def _run(
     options: ScanOptions,
     workers: int,
     task: Callable[[str, ScanOptions], dict[str, Any]] = scan_model_dir,
+    budget: ModelBudget = ModelBudget(),  # noqa: B008  (frozen)
 ) -> Iterator[dict[str, Any]]:
     """Records of ``task`` over ``paths``, ``workers`` processes at a time, in completion order.
 
-    With ``workers`` ≥ 2 every model is scanned in a worker process. A dead worker (``kill -9``, the OOM
-    killer, a crash in native code) breaks the whole process pool and every model in flight with it. The
-    pool is replaced and those models are scanned again, one at a time: a model that kills its worker even
-    alone gets an error record — once a fresh worker has been seen to run an empty task, so that a machine
-    on which no worker can run stops the batch (:class:`ExrayError`) instead of blaming every model."""
-    if workers == 1:
+    With ``workers`` ≥ 2 or an active ``budget`` every model is scanned in a worker process. A dead worker
+    (``kill -9``, the OOM killer, a crash in native code) breaks the whole process pool and every model in
+    flight with it. The pool is replaced and those models are scanned again, one at a time: a model that
+    kills its worker even alone gets an error record — once a fresh worker has been seen to run an empty
+    task, so that a machine on which no worker can run stops the batch (:class:`ExrayError`) instead of
+    blaming every model. A worker still busy :data:`~exray.pipeline.budget.HARD_KILL_GRACE` seconds past
+    its model's time budget is killed: that model is recorded as over its budget, the others in flight are
+    scanned again."""
+    if workers == 1 and not budget.active:
         for path in paths:
             yield task(path, options)
         return
-    budget = max(1, (os.cpu_count() or 2) // workers)
+    threads = max(1, (os.cpu_count() or 2) // workers)
+    job = partial(_budgeted, task, budget) if budget.active else task
     context = get_context("spawn")
     pending: deque[str] = deque(paths)
     suspects: deque[str] = deque()  # in flight when a pool broke: retried alone
@@ -237,21 +249,37 @@ def _run(
         lost: list[str] = []
         alone: str | None = None  # the suspect running by itself, if any
         with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=set_thread_budget, initargs=(budget,)
+            workers,
+            mp_context=context,
+            initializer=set_thread_budget,
+            initargs=(threads,),
+            max_tasks_per_child=1 if budget.active else None,  # an interrupted scan leaves no state behind
         ) as pool:
             inflight: dict[Future, str] = {}
-
+            started: dict[Future, float] = {}
             broken = False
             while (pending or suspects or inflight) and not broken:
                 if suspects and not inflight:
                     alone = suspects.popleft()
-                    broken = not _submit(pool, inflight, task, alone, options, suspects)
+                    broken = not _submit(pool, inflight, job, alone, options, suspects)
                     alone = None if broken else alone
                 while not broken and alone is None and not suspects and pending and len(inflight) < workers:
-                    broken = not _submit(pool, inflight, task, pending.popleft(), options, pending)
+                    broken = not _submit(pool, inflight, job, pending.popleft(), options, pending)
                 if not inflight:
                     break
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                now = time.monotonic()
+                for future in inflight:
+                    started.setdefault(future, now)
+                done, _ = wait(inflight, timeout=_time_left(started, budget), return_when=FIRST_COMPLETED)
+                late = [] if done else _overdue(inflight, started, budget)
+                if late:  # stuck past the hard deadline (in native code): kill, the others run again
+                    for path in late:
+                        yield error_record(path, options, budget.time_message() + " — its worker was killed")
+                        alone = None if path == alone else alone
+                    pending.extendleft(reversed(list(inflight.values())))
+                    inflight.clear()
+                    _kill_workers(pool)
+                    broken = True
                 for future in done:
                     path = inflight.pop(future)
                     try:
@@ -268,8 +296,43 @@ def _run(
             if path != alone:
                 suspects.append(path)
                 continue
-            _check_workers_run(context, budget)
+            _check_workers_run(context, threads)
             yield error_record(path, options, WORKER_DIED)
+
+
+def _budgeted(
+    task: Callable[[str, ScanOptions], dict[str, Any]], budget: ModelBudget, path: str, options: ScanOptions
+) -> dict[str, Any]:
+    """``task`` in a worker under ``budget``: over time or memory, the model's record says so."""
+    try:
+        with enforced(budget):
+            record = task(path, options)
+    except BudgetExceeded as err:
+        return error_record(path, options, str(err))
+    if budget.out_of_memory(record.get("error")):
+        record["error"] = budget.memory_message(record["error"])
+        record["probability"] = record["score"] = None
+    return record
+
+
+def _time_left(started: dict[Future, float], budget: ModelBudget) -> float | None:
+    """Seconds until the first model in flight reaches its hard deadline (None: no time budget)."""
+    if budget.hard_deadline is None or not started:
+        return None
+    return max(0.0, min(started.values()) + budget.hard_deadline - time.monotonic())
+
+
+def _overdue(inflight: dict[Future, str], started: dict[Future, float], budget: ModelBudget) -> list[str]:
+    """The models in flight past their hard deadline (they are removed from ``inflight``)."""
+    now = time.monotonic()
+    late = [f for f in inflight if now >= started[f] + budget.hard_deadline]
+    return [inflight.pop(f) for f in late]
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill every worker process of ``pool`` (ProcessPoolExecutor has no public handle on them)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.kill()
 
 
 def _submit(
@@ -289,11 +352,11 @@ def _submit(
     return True
 
 
-def _check_workers_run(context: Any, budget: int) -> None:
+def _check_workers_run(context: Any, threads: int) -> None:
     """Raise :class:`ExrayError` unless a fresh worker process runs an empty task."""
     try:
         with ProcessPoolExecutor(
-            1, mp_context=context, initializer=set_thread_budget, initargs=(budget,)
+            1, mp_context=context, initializer=set_thread_budget, initargs=(threads,)
         ) as pool:
             pool.submit(os.getpid).result()
     except BrokenProcessPool:
