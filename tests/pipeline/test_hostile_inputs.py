@@ -464,3 +464,20 @@ def test_exray_scan_max_model_seconds_stops_a_real_scan_and_records_why(model_di
     assert record["probability"] is None and "time budget of 0.01 s" in record["error"]
     assert "time budget" in capsys.readouterr().out
     assert main(["scan", str(model_dirs["clean"]), "--out", str(out), "--max-model-seconds", "0"]) == 2
+
+
+def test_the_wait_for_a_hard_deadline_counts_only_models_still_in_flight():
+    """A model that finished long ago must not make the batch loop spin with a zero timeout."""
+    from concurrent.futures import Future
+
+    import exray.pipeline.budget as budget_module
+    from exray.pipeline import ModelBudget
+    from exray.pipeline.batch import _time_left
+
+    budget = ModelBudget(seconds=10.0)
+    finished, running = Future(), Future()
+    now = time.monotonic()
+    started = {finished: now - 3600, running: now}
+    left = _time_left({running: "b"}, started, budget)
+    assert left == pytest.approx(10.0 + budget_module.HARD_KILL_GRACE, abs=1.0)
+    assert _time_left({running: "b"}, started, ModelBudget()) is None

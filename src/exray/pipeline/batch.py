@@ -270,7 +270,8 @@ def _run(
                 now = time.monotonic()
                 for future in inflight:
                     started.setdefault(future, now)
-                done, _ = wait(inflight, timeout=_time_left(started, budget), return_when=FIRST_COMPLETED)
+                timeout = _time_left(inflight, started, budget)
+                done, _ = wait(inflight, timeout=timeout, return_when=FIRST_COMPLETED)
                 late = [] if done else _overdue(inflight, started, budget)
                 if late:  # stuck past the hard deadline (in native code): kill, the others run again
                     for path in late:
@@ -282,6 +283,7 @@ def _run(
                     broken = True
                 for future in done:
                     path = inflight.pop(future)
+                    started.pop(future, None)
                     try:
                         record = future.result()
                     except BrokenProcessPool:
@@ -311,15 +313,16 @@ def _budgeted(
         return error_record(path, options, str(err))
     if budget.out_of_memory(record.get("error")):
         record["error"] = budget.memory_message(record["error"])
-        record["probability"] = record["score"] = None
     return record
 
 
-def _time_left(started: dict[Future, float], budget: ModelBudget) -> float | None:
-    """Seconds until the first model in flight reaches its hard deadline (None: no time budget)."""
-    if budget.hard_deadline is None or not started:
+def _time_left(
+    inflight: dict[Future, str], started: dict[Future, float], budget: ModelBudget
+) -> float | None:
+    """Seconds until the first model still in flight reaches its hard deadline (None: no time budget)."""
+    if budget.hard_deadline is None or not inflight:
         return None
-    return max(0.0, min(started.values()) + budget.hard_deadline - time.monotonic())
+    return max(0.0, min(started[f] for f in inflight) + budget.hard_deadline - time.monotonic())
 
 
 def _overdue(inflight: dict[Future, str], started: dict[Future, float], budget: ModelBudget) -> list[str]:
