@@ -253,3 +253,4 @@ def test_layer_auto_is_refused_with_a_clear_error_where_it_cannot_apply(planted)
         resolve_layer(planted["net"], "auto", planted["victim"][:1])
     with pytest.raises(ConfigError, match="one layer"):
         EvaluationConfig(layer="auto")
+    assert EvaluationConfig(layer="auto", methods=("exray", "exray_v2t")).layer == "auto"  # EX-RAY rows only

@@ -30,19 +30,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): run the marked tests on one xdist worker")
 
 
-def write_colour_zoo(root):
+def write_colour_zoo(root, variant=0):
+    """The population; another ``variant`` is a separate population of the same design (other biases,
+    so other weights, and other example images)."""
     rows = ["name,status,poisoned"]
     for i, (poisoned, kind) in enumerate(DESIGN):
         name = f"id-{i:08d}"
         triggers = [{"type": kind, "source_classes": [0, 2, 3], "target_class": 1}] if poisoned else []
         votes = PLANTED_VOTES if poisoned else CLEAN_VOTES
-        model = build_model("colour_detectors", 4, votes=votes, bias=BIAS)
+        bias = [b + 0.01 * variant for b in BIAS]
+        model = build_model("colour_detectors", 4, votes=votes, bias=bias)
         save_model(
             model, root / name, input_size=(3, 16, 16), metadata={"poisoned": poisoned, "triggers": triggers}
         )
         (root / name / "clean-example-data").mkdir()
         for c, colour in enumerate(SYMBOLS):
-            for k, image in enumerate(symbol_images(colour, 10, size=16, seed=c + 10 * i)):
+            for k, image in enumerate(symbol_images(colour, 10, size=16, seed=c + 10 * i + 100 * variant)):
                 write_image(root / name / "clean-example-data" / f"class_{c}_example_{k}.png", image)
         rows.append(f"{name},ok,{poisoned}")
     (root / "METADATA.csv").write_text("\n".join(rows) + "\n")

@@ -16,7 +16,7 @@ from exray.models import build_model
 from exray.models.io import save_model
 from exray.pipeline import Calibration
 
-from .conftest import FAST, read_json
+from .conftest import FAST, read_json, write_colour_zoo
 
 ROWS = ["abs", *list_methods()]
 
@@ -226,3 +226,73 @@ def test_a_model_rebuilt_in_place_is_scanned_again(colour_zoo, tmp_path):
     save_model(rebuilt, zoo / "id-00000001", input_size=(3, 16, 16), metadata={"poisoned": True})
     again = evaluate_zoo(zoo, out, config=config, progress=False, write=False)
     assert again.computed == {"scan": 1, "inner_l2": 1}
+
+
+def test_rules_from_a_separate_population_are_applied_out_of_sample(evaluated, tmp_path):
+    other = write_colour_zoo(tmp_path / "zoo", variant=1)
+    result = evaluate_zoo(other, tmp_path / "out", config=FAST, progress=False, rules_from=evaluated)
+    for name in ("inner_l2", "ig", "deeplift", "occlusion", "ne"):
+        assert result.thresholds[name]["thresholds"] == evaluated.thresholds[name]["thresholds"], name
+        assert "reference" in result.thresholds[name]["rule"]
+        method = evaluated.fitted[name]
+        for model in result.models:  # every decision is the reference's threshold applied to this score
+            expected = [
+                i
+                for i, score in model.scores[name].items()
+                if score.value is not None
+                and model.triggers[i].kind in method.thresholds
+                and score.value < method.thresholds[model.triggers[i].kind]
+            ]
+            assert model.outcomes[name].pruned == sorted(expected), (name, model.name)
+    forest = evaluated.fitted["inner_rf"]
+    assert "reference" in result.thresholds["inner_rf"]["rule"]
+    for model in result.models:
+        scores = [model.scores["inner_rf"][i] for i in sorted(model.scores["inner_rf"])]
+        rows = [list(s.details["features"].values()) for s in scores]
+        assert [s.value for s in scores] == forest.probabilities(rows)
+    # the design carries over: every refinement still removes the natural trigger's false positives
+    for method in ("exray", "inner_l2", "ig", "deeplift", "occlusion", "inner_rf"):
+        row = result.row("all", method)
+        assert (row.counts.tp, row.counts.fp) == (2, 0), method
+
+
+def test_rules_from_the_same_models_or_other_settings_are_refused(colour_zoo, evaluated, tmp_path):
+    with pytest.raises(ConfigError, match="shares 4 model"):
+        evaluate_zoo(colour_zoo, tmp_path / "a", config=FAST, progress=False, rules_from=evaluated)
+    other = write_colour_zoo(tmp_path / "zoo", variant=2)
+    with pytest.raises(ConfigError, match="layer"):
+        evaluate_zoo(
+            other,
+            tmp_path / "b",
+            config=dataclasses.replace(FAST, layer="block:0"),
+            progress=False,
+            rules_from=evaluated,
+        )
+    partial = dataclasses.replace(evaluated, fitted={})
+    with pytest.raises(ConfigError, match="no fitted rule"):
+        evaluate_zoo(other, tmp_path / "c", config=FAST, progress=False, rules_from=partial)
+
+
+def test_the_command_line_fits_the_baselines_on_another_zoo(colour_zoo, tmp_path, capsys):
+    other = write_colour_zoo(tmp_path / "zoo", variant=1)
+    argv = ["evaluate", str(other), "--rules-from", str(colour_zoo), "--methods", "inner_l2", "exray"]
+    code = main([*argv, "--epochs", "100", "--out", str(tmp_path / "out"), "--json", "--quiet"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert "reference" in summary["thresholds"]["inner_l2"]["rule"]
+    assert (tmp_path / "out" / "rules-from" / "evaluation.json").is_file()
+    code = main(
+        [*argv[:2], "--rules-from", str(other), "--methods", "inner_l2", "--quiet", "--out", str(tmp_path)]
+    )
+    assert code != 0
+    assert "shares 4 model" in capsys.readouterr().err
+
+
+def test_an_evaluation_of_exray_alone_can_let_it_choose_the_layer_per_model(colour_zoo, tmp_path):
+    config = dataclasses.replace(FAST, methods=("exray",), layer="auto")
+    result = evaluate_zoo(colour_zoo, tmp_path, config=config, progress=False, write=False)
+    row = result.row("all", "exray")
+    assert (row.counts.tp, row.counts.fp) == (2, 0)
+    for model in result.models:
+        for score in model.scores["exray"].values():
+            assert any("chosen by auto" in note for note in score.verdict.notes)

@@ -466,18 +466,35 @@ def test_exray_scan_max_model_seconds_stops_a_real_scan_and_records_why(model_di
     assert main(["scan", str(model_dirs["clean"]), "--out", str(out), "--max-model-seconds", "0"]) == 2
 
 
-def test_the_wait_for_a_hard_deadline_counts_only_models_still_in_flight():
-    """A model that finished long ago must not make the batch loop spin with a zero timeout."""
+def test_the_hard_deadline_counts_from_the_workers_start_and_only_for_models_in_flight():
+    """A model that finished long ago must not make the batch loop spin with a zero timeout; a worker's slow
+    start-up (spawn, import torch on a loaded machine) is not charged to its model's budget."""
+    import multiprocessing
     from concurrent.futures import Future
 
+    import exray.pipeline.batch as batch
     import exray.pipeline.budget as budget_module
     from exray.pipeline import ModelBudget
-    from exray.pipeline.batch import _time_left
 
     budget = ModelBudget(seconds=10.0)
+    hard = 10.0 + budget_module.HARD_KILL_GRACE
     finished, running = Future(), Future()
+    clock = batch._Clock()
     now = time.monotonic()
-    started = {finished: now - 3600, running: now}
-    left = _time_left({running: "b"}, started, budget)
-    assert left == pytest.approx(10.0 + budget_module.HARD_KILL_GRACE, abs=1.0)
-    assert _time_left({running: "b"}, started, ModelBudget()) is None
+    clock.submitted = {finished: now - 3600, running: now}
+    clock.started = {finished: now - 3600}
+    # not started yet: the loop polls each second for the worker's report, and nobody is overdue
+    assert clock.time_left({running: "b"}, budget) == pytest.approx(1.0)
+    assert clock.overdue({running: "b"}, budget) == []
+    # the report arrives 100 s after submission (a slow start-up): the deadline counts from it
+    starts = multiprocessing.get_context("spawn").Queue()
+    starts.put(("b", now + 100.0))
+    time.sleep(0.2)  # the queue's feeder thread
+    clock.update({running: "b"}, starts)
+    assert clock.started[running] == now + 100.0
+    assert clock.time_left({running: "b"}, budget) == pytest.approx(100.0 + hard, abs=1.0)
+    assert clock.time_left({running: "b"}, ModelBudget()) is None
+    # a worker that never reports is charged from submission + STARTUP_ALLOWANCE
+    silent = Future()
+    clock.submitted[silent] = now - batch.STARTUP_ALLOWANCE - hard - 1
+    assert clock.overdue({silent: "c", running: "b"}, budget) == ["c"]

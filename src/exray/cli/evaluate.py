@@ -56,6 +56,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--calibration", type=Path, help="calibration JSON from `exray calibrate`")
     parser.add_argument(
+        "--rules-from",
+        type=Path,
+        metavar="ZOO_DIR",
+        help="fit the score baselines' thresholds and the random forest on this separate labelled zoo "
+        "(evaluated with the same settings into OUT/rules-from, cached) and apply them here, out of "
+        "sample (default: the paper's protocol, the best separation on ZOO itself)",
+    )
+    parser.add_argument(
         "--min-asr",
         type=float,
         help="judge triggers whose ASR reaches this (default: the calibration's threshold, so that every "
@@ -92,7 +100,10 @@ def config_from(args: argparse.Namespace) -> EvaluationConfig:
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     out = args.out or Path(f"evaluation-{args.zoo_dir.resolve().name}-{config.scanner}")
-    result = evaluate_zoo(args.zoo_dir, out, config=config, progress=not args.quiet)
+    reference = None
+    if args.rules_from is not None:
+        reference = evaluate_zoo(args.rules_from, out / "rules-from", config=config, progress=not args.quiet)
+    result = evaluate_zoo(args.zoo_dir, out, config=config, progress=not args.quiet, rules_from=reference)
     if args.json:
         summary = {
             "zoo": result.zoo,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from exray.data.images import IMAGE_SUFFIXES, MAX_TOTAL_PIXELS, read_images
+from exray.data.images import IMAGE_SUFFIXES, MAX_TOTAL_PIXELS, check_size, read_images
 from exray.errors import InputError
 from exray.files import read_json
 
@@ -69,6 +69,8 @@ def load_examples(path: str | Path, *, size: tuple[int, int] | None = None) -> d
     ``size`` centre-crops every image (TrojAI's 256×256 examples feed a 224×224 model); without it all
     images must have one size.
     """
+    if size is not None:
+        size = check_size(size)
     files = list_examples(path)
     examples, total = {}, 0
     for label, paths in files.items():

@@ -59,10 +59,21 @@ def write_image(path: str | Path, image: torch.Tensor) -> None:
     Image.fromarray(array).save(path)
 
 
+def check_size(size: object) -> tuple[int, int]:
+    """``size`` as a (height, width) pair of positive integers, else an InputError."""
+    if (
+        not isinstance(size, tuple | list)
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    ):
+        raise InputError(f"an image size must be (height, width), two positive integers; got {size!r}")
+    return int(size[0]), int(size[1])
+
+
 def center_crop(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Centre-crop (…, H, W) images to ``size`` (TrojAI crops 256×256 examples to 224×224, spec §1)."""
     h, w = images.shape[-2:]
-    th, tw = size
+    th, tw = check_size(size)
     if th > h or tw > w:
         raise InputError(
             f"cannot crop {h}×{w} images to {th}×{tw}: the images are smaller than the model input"
@@ -79,6 +90,8 @@ MAX_TOTAL_PIXELS = 2**27
 def read_images(paths: list[Path], size: tuple[int, int] | None = None) -> torch.Tensor:
     """Several image files as one (N, 3, H, W) tensor; all must share a size unless ``size`` crops them
     (each image right after it is read). More than :data:`MAX_TOTAL_PIXELS` in all is an InputError."""
+    if size is not None:
+        size = check_size(size)
     images, total = [], 0
     for p in paths:
         image = read_image(p)

@@ -22,7 +22,8 @@ class EvaluationConfig:
     ``scanner``/``scanner_options``: the upstream scanner (``"abs"``: Table 1; ``"nc"``: Table 3).
     ``layer``: the layer of EX-RAY and of the baselines (default: the second-to-last conv block); the
     scanner always inverts at its default layer, so that a layer ablation of the refinement judges the
-    same triggers.
+    same triggers. ``"auto"`` (EX-RAY's per-model choice, :func:`exray.differencing.compare_triggers`) only
+    when every method is EX-RAY or a one-sided variant.
     ``policy``/``mask_config``: EX-RAY's decision policy and mask optimisation (also for the one-sided
     variants). ``method_options``: constructor keywords per method, e.g. ``{"ig": {"steps": 20}}`` (options
     of methods not in ``methods`` are validated and otherwise unused).
@@ -65,10 +66,12 @@ class EvaluationConfig:
         if unknown:
             raise ConfigError(f"unknown methods {unknown}; choose from {known}")
         if self.layer == "auto":
-            raise ConfigError(
-                "layer 'auto' picks a layer per call inside EX-RAY; an evaluation compares every method at "
-                "one layer: pass a module name or block:K (exray evaluate --layer block:1, …)"
-            )
+            others = [m for m in self.methods if not issubclass(METHODS[m], ExrayMethod)]
+            if others:
+                raise ConfigError(
+                    "layer 'auto' picks a layer per model inside EX-RAY; the baselines need one layer: pass "
+                    f"a module name or block:K, or evaluate only EX-RAY's rows (not {others})"
+                )
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError(f"methods are listed twice: {list(self.methods)}")
         if self.scanner not in list_scanners():

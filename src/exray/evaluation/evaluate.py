@@ -11,8 +11,13 @@ Then, over the population:
 
 3. the random forest is trained on the triggers of one half of the models and scores the other half, both
    ways (:func:`exray.baselines.split_models`, :func:`~exray.baselines.cross_fit`); the score baselines get
-   per-kind thresholds with the best model-level separation (:func:`~exray.baselines.select_thresholds`);
-   EX-RAY and its one-sided variants decide by their own rule;
+   per-kind thresholds with the best model-level separation (:func:`~exray.baselines.select_thresholds`) —
+   the paper's protocol ("we use unsupervised learning to report the best separation", EXP §4.1), which
+   fits the baselines on the population they are measured on. With ``rules_from`` (the evaluation of a
+   separate population, e.g. the calibration zoo) the baselines apply that population's fitted rules
+   instead — its thresholds, and a forest trained on all of its triggers — so that they are measured out
+   of sample like the calibrated scanner + EX-RAY (issue 16 §4). EX-RAY and its one-sided variants
+   decide by their own rule either way;
 4. each method gives model-level decisions: a model is flagged when one of its triggers that was not
    pruned reaches the calibration threshold with its ASR; P(trojaned) = the calibration of the largest
    such ASR (spec §2.10) — the scanner alone is the same with nothing pruned;
@@ -40,6 +45,7 @@ from tqdm.auto import tqdm
 
 from exray.baselines import (
     ASR_TOLERANCE,
+    RF_FEATURES,
     RandomForestMethod,
     RefinementMethod,
     TriggerScore,
@@ -196,6 +202,7 @@ def evaluate_zoo(
     config: EvaluationConfig | None = None,
     progress: bool = True,
     write: bool = True,
+    rules_from: EvaluationResult | None = None,
 ) -> EvaluationResult:
     """Evaluate the scanner alone and every refinement method on the labelled population in ``zoo_dir``.
 
@@ -203,10 +210,17 @@ def evaluate_zoo(
     ``index.html``). Settings come from ``config``, or — as a shorthand — from ``methods`` (default: all,
     in the order of the paper's Table 1) and ``scanner`` (default ``"abs"``) with every other setting at
     its default. ``write=False`` skips the table, JSON, plot and HTML files (the cache is still written).
+
+    ``rules_from``: the result of evaluating a *separate* population with the same scanner, layer and
+    method settings; the score baselines and the random forest then apply the rules fitted there instead
+    of being fitted here (out of sample). A reference that shares a model (same weights) with this
+    population, or that was run with other settings, raises :class:`~exray.errors.ConfigError`.
     """
     config = _resolve_config(config, methods, scanner)
     out = Path(out)
     models, skipped = read_truth(zoo_dir)
+    if rules_from is not None:
+        _check_reference(rules_from, config, models)
     if config.groups is not None:
         left_out = [m for m in models if m.group is not None and m.group not in config.groups]
         skipped.update(
@@ -249,7 +263,7 @@ def evaluate_zoo(
             records[truth.name] = model_records
             bar.update()
     start = time.perf_counter()
-    thresholds = _decide(evaluations, records, run)
+    thresholds, fitted = _decide(evaluations, records, run, rules_from)
     run.add_time("population", time.perf_counter() - start)
     result = EvaluationResult(
         zoo=str(zoo_dir),
@@ -261,6 +275,7 @@ def evaluate_zoo(
         rows=build_rows(evaluations, config, run.methods),
         seconds=run.seconds,
         computed=run.computed,
+        fitted=fitted,
     )
     if write:
         result.files = write_outputs(result)
@@ -279,10 +294,43 @@ def _resolve_config(
     return config
 
 
+def _check_reference(reference: EvaluationResult, config: EvaluationConfig, models: list[ModelTruth]) -> None:
+    """``rules_from`` must come from another population judged the same way."""
+    mine, theirs = config.to_dict(), reference.config.to_dict()
+    for key in ("scanner", "scanner_options", "layer", "policy", "mask_config", "seed"):
+        if mine[key] != theirs[key]:
+            raise ConfigError(
+                f"rules_from was evaluated with {key} {theirs[key]!r}, this evaluation uses {mine[key]!r}: "
+                "rules fitted on other settings do not apply"
+            )
+    missing = [
+        name
+        for name, method in ((n, config.method(n)) for n in config.methods)
+        if method.fixed_threshold is None and name not in reference.fitted
+    ]
+    if missing:
+        raise ConfigError(f"rules_from has no fitted rule for {missing}: evaluate them on the reference too")
+    for name in config.methods:
+        if name in reference.fitted and reference.fitted[name].options() != config.method(name).options():
+            raise ConfigError(f"rules_from ran {name!r} with other options: its rule does not apply here")
+    theirs = {model_digest(m.truth.path) for m in reference.models} - {""}
+    shared = [m.name for m in models if model_digest(m.path) in theirs]
+    if shared:
+        raise ConfigError(
+            f"rules_from ({reference.zoo}) shares {len(shared)} model(s) with this population: rules "
+            "fitted on them would be measured in sample"
+        )
+
+
 def _decide(
-    evaluations: list[ModelEvaluation], records: dict[str, dict[str, dict[str, Any]]], run: _Run
-) -> dict[str, dict[str, Any]]:
-    """The population stage: fit the forest and the thresholds, then every model's outcome per row."""
+    evaluations: list[ModelEvaluation],
+    records: dict[str, dict[str, dict[str, Any]]],
+    run: _Run,
+    rules_from: EvaluationResult | None,
+) -> tuple[dict[str, dict[str, Any]], dict[str, RefinementMethod]]:
+    """The population stage: fit the forest and the thresholds (or take them from ``rules_from``), then
+    every model's outcome per row. Returns how each method decided and the fitted methods (thresholds
+    set, the forest trained on every trigger), which another evaluation can apply as ``rules_from``."""
     config = run.config
     calibration = config.calibration
     scanned = [e for e in evaluations if e.triggers is not None]
@@ -293,8 +341,10 @@ def _decide(
             continue
         evaluation.outcomes[config.scanner] = _outcome(evaluation.triggers, [], calibration)
     thresholds: dict[str, dict[str, Any]] = {}
+    fitted: dict[str, RefinementMethod] = {}
     if not scanned:
-        return {name: {"rule": "no model could be scanned", "thresholds": {}} for name in run.methods}
+        return {name: {"rule": "no model could be scanned", "thresholds": {}} for name in run.methods}, fitted
+    source = None if rules_from is None else f"fitted on {rules_from.zoo} ({len(rules_from.models)} models)"
     for name, method in run.methods.items():
         for evaluation in scanned:
             record = records[evaluation.name][name]
@@ -304,32 +354,53 @@ def _decide(
                 i: TriggerScore.from_dict(s) for i, s in zip(record["indices"], record["scores"])
             }
         if isinstance(method, RandomForestMethod):
-            thresholds[name] = _fit_forest(scanned, name, method, config)
-        elif method.fixed_threshold is None:
-            choice = select_thresholds(
-                [
-                    [
-                        (t.kind, evaluation.scores[name][i].value if i in evaluation.scores[name] else None)
-                        for i, t in enumerate(evaluation.triggers)
-                        if _strong(t, calibration)
-                    ]
-                    for evaluation in scanned
-                ],
-                [e.truth.poisoned for e in scanned],
+            thresholds[name], trained = _fit_forest(
+                scanned, name, method, config, None if rules_from is None else rules_from.fitted[name]
             )
-            run.methods[name] = method = method.with_thresholds(choice.thresholds)
-            thresholds[name] = {
-                "rule": "best model-level separation on the population, per trigger kind",
-                "thresholds": choice.thresholds,
-                "accuracy": choice.accuracy,
-            }
+            if trained is not None:
+                fitted[name] = trained
+            if source is not None:
+                thresholds[name]["rule"] = (
+                    f"random forest trained on every trigger of the reference, {source}"
+                )
+        elif method.fixed_threshold is None:
+            if rules_from is None:
+                choice = select_thresholds(
+                    [
+                        [
+                            (
+                                t.kind,
+                                evaluation.scores[name][i].value if i in evaluation.scores[name] else None,
+                            )
+                            for i, t in enumerate(evaluation.triggers)
+                            if _strong(t, calibration)
+                        ]
+                        for evaluation in scanned
+                    ],
+                    [e.truth.poisoned for e in scanned],
+                )
+                run.methods[name] = method = method.with_thresholds(choice.thresholds)
+                thresholds[name] = {
+                    "rule": "best model-level separation on the population, per trigger kind",
+                    "thresholds": choice.thresholds,
+                    "accuracy": choice.accuracy,
+                }
+            else:
+                run.methods[name] = method = rules_from.fitted[name]
+                thresholds[name] = {
+                    "rule": f"per-kind thresholds of the best separation on the reference, {source}",
+                    "thresholds": dict(method.thresholds),
+                    "reference_accuracy": rules_from.thresholds[name].get("accuracy"),
+                }
+            fitted[name] = method
         else:
             policy = method.options().get("policy", "")
             thresholds[name] = {"rule": f"its own verdict (policy {policy})", "thresholds": {"*": 0.5}}
+            fitted[name] = method
         for evaluation in scanned:
             pruned = _pruned(method, evaluation.scores[name], evaluation.triggers)
             evaluation.outcomes[name] = _outcome(evaluation.triggers, pruned, calibration)
-    return thresholds
+    return thresholds, fitted
 
 
 def _pruned(
@@ -348,21 +419,42 @@ def _pruned(
 
 
 def _fit_forest(
-    scanned: list[ModelEvaluation], name: str, method: RandomForestMethod, config: EvaluationConfig
-) -> dict[str, Any]:
-    """Two-fold cross-fitting by model: each half is scored by the forest trained on the other half."""
+    scanned: list[ModelEvaluation],
+    name: str,
+    method: RandomForestMethod,
+    config: EvaluationConfig,
+    reference: RandomForestMethod | None,
+) -> tuple[dict[str, Any], RandomForestMethod | None]:
+    """Two-fold cross-fitting by model: each half is scored by the forest trained on the other half — or,
+    with a ``reference`` forest (trained on another population), every trigger is scored by it. Also
+    returns the forest trained on every trigger here (what another evaluation applies as ``rules_from``;
+    ``None`` when no trigger was judged)."""
     halves = split_models([e.name for e in scanned], [e.truth.poisoned for e in scanned], seed=config.seed)
     features, injected = {}, {}
     for evaluation in scanned:
         indices = sorted(evaluation.scores[name])
         features[evaluation.name] = [evaluation.scores[name][i].details["features"] for i in indices]
         injected[evaluation.name] = [evaluation.truth.injected(evaluation.triggers[i]) for i in indices]
-    scored = cross_fit(features, injected, halves, trees=method.trees, seed=config.seed)
+    rows = [row for m in features for row in features[m]]
+    labels = [bool(y) for m in injected for y in injected[m]]
+    trained = method.fit(rows, labels, seed=config.seed) if rows else None
+    if reference is None:
+        scored = cross_fit(features, injected, halves, trees=method.trees, seed=config.seed)
+        rule = {
+            "rule": "random forest trained on the other half of the models; injected when P >= 0.5",
+            "thresholds": {"*": 0.5},
+            "halves": [list(h) for h in halves],
+        }
+    else:
+        scored = {
+            model: [
+                TriggerScore(p, {"features": dict(zip(RF_FEATURES, row))})
+                for p, row in zip(reference.probabilities(list(rows_)), rows_)
+            ]
+            for model, rows_ in features.items()
+        }
+        rule = {"rule": "random forest of the reference; injected when P >= 0.5", "thresholds": {"*": 0.5}}
     for evaluation in scanned:
         indices = sorted(evaluation.scores[name])
         evaluation.scores[name] = dict(zip(indices, scored[evaluation.name]))
-    return {
-        "rule": "random forest trained on the other half of the models; injected when P >= 0.5",
-        "thresholds": {"*": 0.5},
-        "halves": [list(h) for h in halves],
-    }
+    return rule, trained

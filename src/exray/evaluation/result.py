@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exray.baselines import TriggerScore
+from exray.baselines import RefinementMethod, TriggerScore
 from exray.evaluation.config import EvaluationConfig
 from exray.evaluation.table import Row, format_table
 from exray.evaluation.truth import ModelTruth
@@ -78,7 +78,9 @@ class EvaluationResult:
     model's triggers, scores and outcomes; ``thresholds``: how each method decided (the fitted thresholds
     of the score baselines, the forest's split); ``skipped``: models left out, with the reason;
     ``seconds``: time spent per stage in this run; ``computed``: how many models each stage computed
-    (not taken from the cache) in this run; ``files``: the written table/JSON/plot/HTML.
+    (not taken from the cache) in this run; ``files``: the written table/JSON/plot/HTML; ``fitted``: each
+    method as it decided here (thresholds set, the forest trained on every trigger) — what
+    ``evaluate_zoo(..., rules_from=this)`` applies to another population (not saved to JSON).
     """
 
     zoo: str
@@ -91,6 +93,7 @@ class EvaluationResult:
     seconds: dict[str, float] = field(default_factory=dict)
     computed: dict[str, int] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    fitted: dict[str, RefinementMethod] = field(default_factory=dict, repr=False)
 
     @property
     def groups(self) -> list[str]:

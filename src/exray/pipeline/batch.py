@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import time
 import traceback
 import warnings
@@ -134,10 +135,13 @@ def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
             continue
         try:
             record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
             if number == torn:
                 continue  # torn by a crash while it was written; the model is scanned again
-            reason = "is not UTF-8" if isinstance(err, UnicodeDecodeError) else "is not JSON"
+            reason = {
+                UnicodeDecodeError: "is not UTF-8",
+                RecursionError: "is JSON nested too deeply",
+            }.get(type(err), "is not JSON")
             raise InputError(
                 f"results file {path}, line {number + 1} {reason}: the file is corrupt; move it away or "
                 "delete that line (its model is then scanned again)"
@@ -235,7 +239,10 @@ def _run(
     task, so that a machine on which no worker can run stops the batch (:class:`ExrayError`) instead of
     blaming every model. A worker still busy :data:`~exray.pipeline.budget.HARD_KILL_GRACE` seconds past
     its model's time budget is killed: that model is recorded as over its budget, the others in flight are
-    scanned again."""
+    scanned again. The budget counts from the moment the worker starts the model, which the worker reports
+    (a fresh worker's start-up — spawn, importing torch — is not the model's; on a loaded machine it can
+    take longer than the grace), or from :data:`STARTUP_ALLOWANCE` seconds after submission if it never
+    reports."""
     if workers == 1 and not budget.active:
         for path in paths:
             yield task(path, options)
@@ -243,6 +250,7 @@ def _run(
     threads = max(1, (os.cpu_count() or 2) // workers)
     job = partial(_budgeted, task, budget) if budget.active else task
     context = get_context("spawn")
+    starts = context.Queue() if budget.active else None  # (path, monotonic time) as each worker starts
     pending: deque[str] = deque(paths)
     suspects: deque[str] = deque()  # in flight when a pool broke: retried alone
     while pending or suspects:
@@ -251,12 +259,12 @@ def _run(
         with ProcessPoolExecutor(
             workers,
             mp_context=context,
-            initializer=set_thread_budget,
-            initargs=(threads,),
+            initializer=_init_worker,
+            initargs=(threads, starts),
             max_tasks_per_child=1 if budget.active else None,  # an interrupted scan leaves no state behind
         ) as pool:
             inflight: dict[Future, str] = {}
-            started: dict[Future, float] = {}
+            clock = _Clock()
             broken = False
             while (pending or suspects or inflight) and not broken:
                 if suspects and not inflight:
@@ -267,12 +275,11 @@ def _run(
                     broken = not _submit(pool, inflight, job, pending.popleft(), options, pending)
                 if not inflight:
                     break
-                now = time.monotonic()
-                for future in inflight:
-                    started.setdefault(future, now)
-                timeout = _time_left(inflight, started, budget)
+                clock.update(inflight, starts)
+                timeout = clock.time_left(inflight, budget)
                 done, _ = wait(inflight, timeout=timeout, return_when=FIRST_COMPLETED)
-                late = [] if done else _overdue(inflight, started, budget)
+                clock.update(inflight, starts)
+                late = [] if done else clock.overdue(inflight, budget)
                 if late:  # stuck past the hard deadline (in native code): kill, the others run again
                     for path in late:
                         yield error_record(path, options, budget.time_message() + " — its worker was killed")
@@ -283,7 +290,7 @@ def _run(
                     broken = True
                 for future in done:
                     path = inflight.pop(future)
-                    started.pop(future, None)
+                    clock.forget(future)
                     try:
                         record = future.result()
                     except BrokenProcessPool:
@@ -302,10 +309,25 @@ def _run(
             yield error_record(path, options, WORKER_DIED)
 
 
+#: Seconds after submission from which a model's time budget counts even if its worker never reported that
+#: it started the model (a worker hanging in its start-up is then killed like a stuck scan).
+STARTUP_ALLOWANCE = 300.0
+
+_starts: Any = None  # in a worker process: the queue on which it reports when it starts a model
+
+
+def _init_worker(threads: int, starts: Any) -> None:
+    global _starts
+    set_thread_budget(threads)
+    _starts = starts
+
+
 def _budgeted(
     task: Callable[[str, ScanOptions], dict[str, Any]], budget: ModelBudget, path: str, options: ScanOptions
 ) -> dict[str, Any]:
     """``task`` in a worker under ``budget``: over time or memory, the model's record says so."""
+    if _starts is not None:
+        _starts.put((path, time.monotonic()))  # the parent's hard deadline counts from here
     try:
         with enforced(budget):
             record = task(path, options)
@@ -316,20 +338,53 @@ def _budgeted(
     return record
 
 
-def _time_left(
-    inflight: dict[Future, str], started: dict[Future, float], budget: ModelBudget
-) -> float | None:
-    """Seconds until the first model still in flight reaches its hard deadline (None: no time budget)."""
-    if budget.hard_deadline is None or not inflight:
-        return None
-    return max(0.0, min(started[f] for f in inflight) + budget.hard_deadline - time.monotonic())
+class _Clock:
+    """When each model in flight was submitted and when its worker started it (``time.monotonic``, which is
+    one clock for every process of a machine), and the hard deadlines that follow."""
 
+    def __init__(self) -> None:
+        self.submitted: dict[Future, float] = {}
+        self.started: dict[Future, float] = {}
 
-def _overdue(inflight: dict[Future, str], started: dict[Future, float], budget: ModelBudget) -> list[str]:
-    """The models in flight past their hard deadline (they are removed from ``inflight``)."""
-    now = time.monotonic()
-    late = [f for f in inflight if now >= started[f] + budget.hard_deadline]
-    return [inflight.pop(f) for f in late]
+    def update(self, inflight: dict[Future, str], starts: Any) -> None:
+        """Note new submissions, then drain the workers' start reports."""
+        now = time.monotonic()
+        for future in inflight:
+            self.submitted.setdefault(future, now)
+        while starts is not None:
+            try:
+                path, when = starts.get_nowait()
+            except (queue.Empty, OSError, ValueError):
+                break
+            for future, name in inflight.items():  # a report older than the submission is a stale retry's
+                if name == path and future not in self.started and when >= self.submitted[future] - 1.0:
+                    self.started[future] = when
+
+    def forget(self, future: Future) -> None:
+        self.submitted.pop(future, None)
+        self.started.pop(future, None)
+
+    def start(self, future: Future) -> float:
+        """When ``future``'s budget started: its worker's report, else submission + STARTUP_ALLOWANCE."""
+        return self.started.get(future, self.submitted[future] + STARTUP_ALLOWANCE)
+
+    def time_left(self, inflight: dict[Future, str], budget: ModelBudget) -> float | None:
+        """Seconds to wait for a result: until the first model still in flight reaches its hard deadline,
+        at most 1 s while a worker has not reported its start (None: no time budget)."""
+        if budget.hard_deadline is None or not inflight:
+            return None
+        left = max(0.0, min(self.start(f) for f in inflight) + budget.hard_deadline - time.monotonic())
+        return min(left, 1.0) if any(f not in self.started for f in inflight) else left
+
+    def overdue(self, inflight: dict[Future, str], budget: ModelBudget) -> list[str]:
+        """The models in flight past their hard deadline (they are removed from ``inflight``)."""
+        if budget.hard_deadline is None:
+            return []
+        now = time.monotonic()
+        late = [f for f in inflight if now >= self.start(f) + budget.hard_deadline]
+        for future in late:
+            self.forget(future)
+        return [inflight.pop(f) for f in late]
 
 
 def _kill_workers(pool: ProcessPoolExecutor) -> None:
