@@ -197,3 +197,17 @@ def test_min_asr_and_m1_pairing_reach_the_scan_and_coverage_reaches_the_report(m
     assert options.refine_min_asr == 0.99 and options.mask_config.m1_pairing == "index"
     with pytest.raises(ConfigError, match="refine_min_asr"):
         ScanOptions(refine_min_asr=0.0)
+
+
+@pytest.mark.parametrize(("sides", "refine"), [("a_to_b", "exray_v2t"), ("b_to_a", "exray_t2v")])
+def test_sides_selects_a_one_sided_exray_for_the_scan(model_dirs, tmp_path, sides, refine):
+    """`exray scan --sides` runs the one-sided variant (EXP §4.1, baselines 7 and 8): its verdicts say so."""
+    out = tmp_path / "r.jsonl"
+    args = ["scan", str(model_dirs["planted"]), "--out", str(out), "--quiet", "--epochs", "60"]
+    assert main([*args, "--sides", sides]) == 0
+    (record,) = read_results(out).values()
+    assert record["refine"] == refine
+    verdicts = [t["verdict"] for t in record["triggers"] if t["verdict"] is not None]
+    assert verdicts and all(v["sides"] == sides for v in verdicts)
+    with pytest.raises(ConfigError, match="refine must be"):
+        ScanOptions(refine="inner_l2")

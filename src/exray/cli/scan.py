@@ -73,10 +73,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+#: ``--sides``: EX-RAY with both mask constraints, or one of its one-sided variants (EXP §4.1 baselines 7, 8)
+REFINER_OF_SIDES = {"both": "exray", "a_to_b": "exray_v2t", "b_to_a": "exray_t2v"}
+
+
 def options_from(args: argparse.Namespace) -> ScanOptions:
     return ScanOptions(
         scanner=args.scanner,
-        refine=None if args.no_refine else "exray",
+        refine=None if args.no_refine else REFINER_OF_SIDES[args.sides],
         seed=args.seed,
         layer=args.layer,
         scanner_layer=args.scanner_layer,

@@ -33,7 +33,7 @@ from exray.errors import ConfigError, ExrayError, InputError
 from exray.models.io import input_image_size, load_model
 from exray.pipeline.budget import BudgetExceeded, ModelBudget, enforced
 from exray.pipeline.calibration import Calibration
-from exray.pipeline.scan import check_min_asr, check_victim_rule, scan
+from exray.pipeline.scan import REFINERS, check_min_asr, check_victim_rule, scan
 from exray.scanners import get_scanner
 from exray.utils import set_thread_budget, versions
 
@@ -57,8 +57,8 @@ class ScanOptions:
     report_dir: str | None = None
 
     def __post_init__(self) -> None:
-        if self.refine not in (None, "exray"):
-            raise ConfigError(f"refine must be None or 'exray', got {self.refine!r}")
+        if self.refine is not None and self.refine not in REFINERS:
+            raise ConfigError(f"refine must be None or one of {REFINERS}, got {self.refine!r}")
         check_victim_rule(self.victims)
         check_min_asr(self.refine_min_asr)
         get_scanner(self.scanner, **self.scanner_options)  # bad scanner settings fail before any model
