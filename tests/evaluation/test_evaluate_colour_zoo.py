@@ -296,3 +296,70 @@ def test_an_evaluation_of_exray_alone_can_let_it_choose_the_layer_per_model(colo
     for model in result.models:
         for score in model.scores["exray"].values():
             assert any("chosen by auto" in note for note in score.verdict.notes)
+
+
+def test_scores_are_cached_per_trigger_so_another_gate_judges_only_what_is_missing(
+    colour_zoo, tmp_path, monkeypatch
+):
+    """Refitting the calibration moves the gate; the cached scores are not keyed by it: a higher gate
+    reuses a subset, a lower one judges only the triggers between the two gates."""
+    real_scan = evaluate_module.scan
+
+    def varied_asr(*args, **kwargs):  # every trigger here flips all images; give every other one ASR 0.6
+        result = real_scan(*args, **kwargs)
+        for n, report in enumerate(result.triggers):
+            report.found = dataclasses.replace(report.found, asr=0.6 if n % 2 else 1.0)
+        return result
+
+    monkeypatch.setattr(evaluate_module, "scan", varied_asr)
+    methods = ("exray", "inner_l2")
+    base = dataclasses.replace(FAST, methods=methods)
+    first = evaluate_zoo(colour_zoo, tmp_path, config=base, progress=False, write=False)
+    gate = base.gate
+    low = 0.3
+    between = [
+        m.name for m in first.models if any(low - 1e-6 <= t.asr < gate - 1e-6 for t in m.triggers or [])
+    ]
+    assert between, "the population needs triggers between the two gates"
+    measured = []
+    real_measure = evaluate_module._measure
+
+    def counted(method, model, cases, config):
+        measured.append(len(cases))
+        return real_measure(method, model, cases, config)
+
+    monkeypatch.setattr(evaluate_module, "_measure", counted)
+    lower = evaluate_zoo(
+        colour_zoo, tmp_path, config=dataclasses.replace(base, min_asr=low), progress=False, write=False
+    )
+    assert lower.computed == {name: len(between) for name in methods}
+    weak = sum(1 for m in first.models for t in m.triggers if t.asr < gate - 1e-6)
+    assert sum(measured) == weak * len(methods)  # only the triggers the first gate left out
+    for m_first, m_lower in zip(first.models, lower.models):
+        for name in methods:
+            strong = m_first.scores[name]
+            assert {i: s.value for i, s in strong.items()} == {
+                i: s.value for i, s in m_lower.scores[name].items() if i in strong
+            }
+            assert len(m_lower.scores[name]) >= len(strong)
+    again = evaluate_zoo(colour_zoo, tmp_path, config=base, progress=False, write=False)
+    assert again.computed == {}
+    assert [r.to_dict() for r in again.rows] == [r.to_dict() for r in first.rows]
+    for m_first, m_again in zip(first.models, again.models):
+        for name in methods:
+            assert sorted(m_again.scores[name]) == sorted(m_first.scores[name])
+
+
+def test_a_record_cached_under_the_gate_keyed_scheme_is_still_reused(colour_zoo, tmp_path):
+    from exray.evaluation.cache import settings_key
+
+    config = dataclasses.replace(FAST, methods=("inner_l2",))
+    evaluate_zoo(colour_zoo, tmp_path, config=config, progress=False, write=False)
+    scan_key = settings_key(config.scan_settings())
+    legacy = settings_key(config.method_settings("inner_l2", scan_key, legacy=True))
+    for path in (tmp_path / "cache" / "inner_l2").glob("*.json"):  # as written before: no min_asr field
+        record = read_json(path)
+        del record["min_asr"]
+        path.write_text(json.dumps({**record, "key": legacy}))
+    again = evaluate_zoo(colour_zoo, tmp_path, config=config, progress=False, write=False)
+    assert again.computed == {}

@@ -48,9 +48,10 @@ def model_digest(path: Path) -> str:
 class StageCache:
     """Records of one stage (a scan, or a refinement method), one file per model."""
 
-    def __init__(self, root: Path, stage: str, key: str):
+    def __init__(self, root: Path, stage: str, key: str, legacy_key: str | None = None):
         self.directory = Path(root) / stage
         self.key = key
+        self.legacy_key = legacy_key  # records written under an older key scheme that are still valid
 
     def path(self, model: str) -> Path:
         return self.directory / f"{model}.json"
@@ -61,9 +62,13 @@ class StageCache:
             record = json.loads(self.path(model).read_text())
         except (OSError, json.JSONDecodeError):
             return None
-        if not isinstance(record, dict) or record.get("key") != self.key or record.get("error"):
+        if not isinstance(record, dict) or record.get("error"):
             return None
-        return record
+        if record.get("key") == self.key:
+            return record
+        if self.legacy_key is not None and record.get("key") == self.legacy_key:
+            return {**record, "legacy": True}
+        return None
 
     def save(self, model: str, record: dict[str, Any]) -> dict[str, Any]:
         """Write ``record`` (with this cache's key) atomically and return it."""

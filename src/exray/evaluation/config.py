@@ -117,16 +117,23 @@ class EvaluationConfig:
             "seed": self.seed,
         }
 
-    def method_settings(self, name: str, scan_key: str) -> dict[str, Any]:
-        return {
+    def method_settings(self, name: str, scan_key: str, *, legacy: bool = False) -> dict[str, Any]:
+        """What a method's per-trigger scores depend on (its cache key). Not the gate: a record says down
+        to which ASR it judged the triggers, and a lower gate only adds the triggers it lacks. ``legacy``:
+        the settings of the key before that (with the gate), so that such records are still reused."""
+        settings = {
             "method": name,
             "options": self.method(name).options(),
             "seed": self.seed,
             "layer": self.layer,
-            "min_asr": self.gate,
             "scan": scan_key,
             "revision": SCORES_REVISION,
         }
+        if legacy:
+            settings["min_asr"] = self.gate
+        else:
+            settings["gate"] = "per record"
+        return settings
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -5,7 +5,9 @@ For every model of the population:
 1. the upstream scanner runs once (``refine=None``); its found triggers are cached as JSON;
 2. every refinement method judges the same triggers — those whose label-specific ASR reaches the gate
    (``min_asr``, by default the calibration's flagging threshold: every trigger that can flag a model),
-   as in :func:`exray.pipeline.scan` — and its per-trigger scores are cached.
+   as in :func:`exray.pipeline.scan` — and its per-trigger scores are cached. The cache does not depend
+   on the gate: each record says down to which ASR it judged, a higher gate reuses part of it and a lower
+   one judges only the triggers it lacks (a refitted calibration costs no recomputation).
 
 Then, over the population:
 
@@ -33,6 +35,7 @@ scan and score and only recomputes the population stage.
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 import warnings
@@ -155,31 +158,63 @@ def _evaluate_model(truth: ModelTruth, run: _Run) -> tuple[ModelEvaluation, dict
     evaluation.triggers = [FoundTrigger.from_dict(t) for t in scan_record["triggers"]]
     digest = settings_key({"triggers": scan_record["triggers"], "model": weights})
 
+    gate = config.gate
     for name, method in run.methods.items():
         cached = run.method_caches[name].load(truth.name)
-        if cached is not None and cached.get("scan_digest") == digest:
-            records[name] = cached
+        if cached is not None and cached.get("scan_digest") != digest:
+            cached = None
+        if cached is not None and cached.get("legacy"):  # keyed by its gate: it judged from this one
+            cached = {**cached, "min_asr": gate}
+            del cached["legacy"]
+        if cached is not None and cached["min_asr"] <= gate + 1e-12:
+            records[name] = _at_gate(cached, evaluation.triggers, gate)
+            continue
+        judged_from = math.inf if cached is None else cached["min_asr"]  # triggers at or above: judged
+        if cached is not None and not any(
+            gate - ASR_TOLERANCE <= t.asr < judged_from - ASR_TOLERANCE for t in evaluation.triggers
+        ):  # a lower gate, but no trigger between the two: nothing to judge
+            saved = run.method_caches[name].save(truth.name, {**cached, "min_asr": gate})
+            records[name] = _at_gate(saved, evaluation.triggers, gate)
             continue
         run.progress.set_postfix_str(f"{truth.name}: {name}")
         start = time.perf_counter()
         try:
             model, examples = loaded_model()
             selection = select_cases(
-                examples,
-                evaluation.triggers,
-                min_asr=config.gate,
-                stamp_targets=method.needs_stamped_target,
+                examples, evaluation.triggers, min_asr=gate, stamp_targets=method.needs_stamped_target
             )
-            scores = _measure(method, model, selection.cases, config) if selection.cases else []
-            record = {"indices": selection.indices, "scores": [s.to_dict() for s in scores], "error": None}
+            due = [
+                k
+                for k, i in enumerate(selection.indices)
+                if evaluation.triggers[i].asr < judged_from - ASR_TOLERANCE
+            ]
+            cases = [selection.cases[k] for k in due]
+            scores = _measure(method, model, cases, config) if cases else []
+            record = {
+                "indices": [*(cached or {}).get("indices", []), *(selection.indices[k] for k in due)],
+                "scores": [*(cached or {}).get("scores", []), *(s.to_dict() for s in scores)],
+                "min_asr": gate,
+                "error": None,
+            }
         except Exception as err:  # the method's failure on this model is recorded; its triggers stay
-            record = {"indices": [], "scores": [], "error": _failure(err)}
-        record["seconds"] = time.perf_counter() - start
+            record = {"indices": [], "scores": [], "min_asr": gate, "error": _failure(err)}
+        seconds = time.perf_counter() - start
+        record["seconds"] = seconds + (cached or {}).get("seconds", 0.0)
         record["scan_digest"] = digest
-        records[name] = run.method_caches[name].save(truth.name, record)
-        run.add_time(name, record["seconds"])
+        saved = run.method_caches[name].save(truth.name, record)
+        records[name] = _at_gate(saved, evaluation.triggers, gate)
+        run.add_time(name, seconds)
         run.computed[name] = run.computed.get(name, 0) + 1
     return evaluation, records
+
+
+def _at_gate(record: dict[str, Any], triggers: Sequence[FoundTrigger], gate: float) -> dict[str, Any]:
+    """``record`` with only the scores of the triggers at or above ``gate`` (a record may hold more: it was
+    computed for a lower gate)."""
+    keep = [
+        (i, s) for i, s in zip(record["indices"], record["scores"]) if triggers[i].asr >= gate - ASR_TOLERANCE
+    ]
+    return {**record, "indices": [i for i, _ in keep], "scores": [s for _, s in keep]}
 
 
 def _outcome(triggers: Sequence[FoundTrigger], pruned: list[int], calibration: Calibration) -> Outcome:
@@ -247,7 +282,12 @@ def evaluate_zoo(
         config=config,
         scan_cache=StageCache(cache_root, f"scan-{config.scanner}", scan_key),
         method_caches={
-            name: StageCache(cache_root, name, settings_key(config.method_settings(name, scan_key)))
+            name: StageCache(
+                cache_root,
+                name,
+                settings_key(config.method_settings(name, scan_key)),
+                legacy_key=settings_key(config.method_settings(name, scan_key, legacy=True)),
+            )
             for name in config.methods
         },
         methods={name: config.method(name) for name in config.methods},
