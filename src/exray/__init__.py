@@ -10,8 +10,6 @@ The public API (design §2)::
     result = exray.scan(model, examples, scanner="abs", refine="exray", seed=0)
 """
 
-__version__ = "0.1.0"
-
 from exray.data.examples import load_examples
 from exray.differencing import (
     MaskConfig,
@@ -25,6 +23,7 @@ from exray.differencing import (
 from exray.models import build_model, list_architectures
 from exray.models.io import load_model, save_model
 from exray.pipeline import ScanResult, scan
+from exray.version import __version__
 
 __all__ = [
     "MaskConfig",

@@ -47,3 +47,40 @@ def read_json(path: str | Path, what: str = "JSON file", limit: int = MAX_JSON_B
         raise InputError(f"{what} {path} is not valid JSON: {err}") from None
     except RecursionError:
         raise InputError(f"{what} {path} is nested too deeply to be a valid file") from None
+
+
+def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The records of a JSON-lines results file by model.
+
+    A torn last line (a crash while writing it) is ignored; a complete last record without its newline is
+    kept. Any other line that is not UTF-8 JSON is a corrupt file: :class:`InputError` naming the line
+    (the file is left as it is)."""
+    records: dict[str, dict[str, Any]] = {}
+    path = Path(path)
+    if not path.exists():
+        return records
+    if not path.is_file():
+        raise InputError(f"results file {path} is not a regular file")
+    lines = path.read_bytes().split(b"\n")
+    torn = len(lines) - 1 if lines[-1] else None  # a last line without its newline may be torn
+    for number, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            if number == torn:
+                continue  # torn by a crash while it was written; the model is scanned again
+            reason = {
+                UnicodeDecodeError: "is not UTF-8",
+                RecursionError: "is JSON nested too deeply",
+            }.get(type(err), "is not JSON")
+            raise InputError(
+                f"results file {path}, line {number + 1} {reason}: the file is corrupt; move it away or "
+                "delete that line (its model is then scanned again)"
+            ) from None
+        if isinstance(record, dict) and "model" in record:
+            if not isinstance(record["model"], str):
+                raise InputError(f"results file {path}, line {number + 1}: its model is not a path string")
+            records[record["model"]] = record
+    return records

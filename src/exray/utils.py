@@ -54,7 +54,7 @@ def intra_op_threads(threads: int) -> Iterator[None]:
 
 def versions(extra: Sequence[str] = ()) -> dict[str, str]:
     """Versions of exray and of the libraries that determine its numbers, for result records."""
-    from exray import __version__
+    from exray.version import __version__
 
     record = {
         "exray": __version__,

@@ -6,9 +6,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from exray import __version__
 from exray.cli import calibrate, demo, diff, evaluate, scan, sdrm, trojai, zoo
 from exray.errors import ExrayError
+from exray.version import __version__
 
 COMMANDS = (scan, diff, trojai, calibrate, zoo, sdrm, demo, evaluate)
 

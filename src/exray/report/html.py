@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from exray.data.images import write_image
 from exray.differencing.verdict import coverage_text
-from exray.pipeline.batch import read_results
+from exray.files import read_results
 from exray.report.plots import mask_heatmap
 
 _STYLE = """

@@ -33,10 +33,10 @@ from typing import Any
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from exray import __version__
 from exray.errors import ConfigError, ModelLoadError
 from exray.models.io import WEIGHTS_FILE, read_config
 from exray.utils import intra_op_threads, set_thread_budget
+from exray.version import __version__
 from exray.zoo.draw import ModelDesign, designs, recipe, recipe_hash
 from exray.zoo.model import build_model_dir
 from exray.zoo.spec import ZooSpec, load_spec

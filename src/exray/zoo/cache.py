@@ -14,8 +14,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from exray import __version__
 from exray.errors import ExrayError
+from exray.version import __version__
 from exray.zoo.build import ZOO_FILE, build_zoo
 from exray.zoo.spec import ZooSpec, load_spec
 

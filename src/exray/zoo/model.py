@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from exray import __version__
 from exray.attacks import render_attack_set, render_clean_set, render_poisoned
 from exray.data.images import write_image
 from exray.data.signs import classes_to_config
@@ -27,6 +26,7 @@ from exray.models.io import read_config, save_model
 from exray.models.layers import layer_shape
 from exray.train import TrainResult, seeded_model, train_model
 from exray.utils import derive_seed, versions
+from exray.version import __version__
 from exray.zoo.draw import ModelDesign, ModelDraw, draw_model, recipe, recipe_hash
 from exray.zoo.spec import ZooSpec
 
