@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from exray.detectors import ActivationClustering, DetectionResult, SCAn, SpectralSignatures
+from exray.detectors import ActivationClustering, DetectionResult, PoisonDetector, SCAn, SpectralSignatures
 from exray.errors import LayerError
 from exray.metrics import energy_distance, mmd, sliced_wasserstein
 from exray.models import capture
@@ -46,11 +46,6 @@ def _last_linear(model: nn.Module, sample: torch.Tensor) -> nn.Module:
     if not ran:
         raise LayerError("the model has no nn.Linear layer: its penultimate representation is undefined")
     return ran[-1]
-
-
-def penultimate_features(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """(N, D) inputs of the model's last-executed linear layer (the penultimate representation)."""
-    return level_features(model, images, (), batch_size)[PENULTIMATE]
 
 
 def level_features(
@@ -144,10 +139,11 @@ def run_detectors(
     out: dict[str, dict[str, dict[str, Any]]] = {scope: {} for scope in SCOPES}
 
     rows = np.flatnonzero(in_target)
-    for name, detector in (
+    in_target_detectors: tuple[tuple[str, PoisonDetector], ...] = (
         ("activation_clustering", ac),
         ("spectral_signatures", SpectralSignatures(**{**ss_options, "class_selection": "all"})),
-    ):
+    )
+    for name, detector in in_target_detectors:
         partial = detector.detect(x[rows], y[rows])
         flags = np.zeros(y.size, dtype=bool)
         flags[rows] = partial.flags
@@ -156,10 +152,11 @@ def run_detectors(
         full = DetectionResult(partial.detector, partial.options, scores, flags, partial.classes)
         out["target"][name] = _prf(full, truth)
 
-    for name, detector in (
+    every_class_detectors: tuple[tuple[str, PoisonDetector], ...] = (
         ("activation_clustering", ac),
         ("spectral_signatures", SpectralSignatures(**ss_options)),
         ("scan", scan),
-    ):
+    )
+    for name, detector in every_class_detectors:
         out["all"][name] = _prf(detector.detect(x, y), truth)
     return out
