@@ -90,6 +90,14 @@ def test_bad_calls():
         scan(model, examples(), refine="magic")
     with pytest.raises(ConfigError, match="victims"):
         scan(model, examples(), victims="some")
+    from exray.baselines import get_method
+    from exray.differencing import MaskConfig
+
+    method = get_method("exray")  # a method object carries its settings: others given beside are refused
+    with pytest.raises(ConfigError, match="carries its own settings"):
+        scan(model, examples(), refine=method, policy="r2")
+    with pytest.raises(ConfigError, match="carries its own settings"):
+        scan(model, examples(), refine=method, mask_config=MaskConfig(epochs=5))
 
 
 def test_the_scanner_and_the_refinement_take_their_own_layers():

@@ -245,7 +245,14 @@ def resolve_refiner(
     refine: str | RefinementMethod | None, policy: str | Policy, mask_config: MaskConfig | None
 ) -> RefinementMethod | None:
     """The refinement method ``refine`` names (configured with ``policy``/``mask_config``), or ``refine``."""
-    if refine is None or isinstance(refine, RefinementMethod):
+    if isinstance(refine, RefinementMethod):
+        if policy != "official" or mask_config is not None:
+            raise ConfigError(
+                f"policy and mask_config configure a refinement given by name; the {refine.title} object "
+                "given carries its own settings (get_method(name, policy=..., config=...))"
+            )
+        return refine
+    if refine is None:
         return refine
     if refine not in REFINERS:
         raise ConfigError(
