@@ -38,7 +38,7 @@ from exray.errors import ConfigError, InputError
 from exray.models.layers import check_images
 from exray.pipeline.calibration import Calibration
 from exray.scanners import FoundTrigger, Scanner, get_scanner
-from exray.scanners.common import predict
+from exray.scanners.common import predict_logits
 from exray.scanners.result import attack_rates
 from exray.utils import versions
 
@@ -307,7 +307,7 @@ def flipped_cases(
         for label, images in sorted(examples.items())
         if label not in (found.victim, found.target)
     }
-    rates, _ = attack_rates({c: predict(model, x).argmax(1) for c, x in stamped.items()}, found.target)
+    rates, _ = attack_rates({c: predict_logits(model, x).argmax(1) for c, x in stamped.items()}, found.target)
     flipped = [c for c in stamped if rates[c] >= min_asr - ASR_TOLERANCE]
     stamped_target = found.trigger.apply(examples[found.target]) if stamp_targets and flipped else None
     target = examples[found.target]

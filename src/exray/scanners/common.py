@@ -81,7 +81,7 @@ def check_examples(model: nn.Module, examples: Mapping[int, torch.Tensor]) -> Ex
     return Examples(by_class, num_classes)
 
 
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Logits of ``images`` in eval mode, without gradients, in batches."""
     was_training = model.training
     model.eval()

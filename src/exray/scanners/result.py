@@ -17,7 +17,7 @@ from torch import nn
 
 from exray.differencing.verdict import derive_target
 from exray.errors import ConfigError, InputError
-from exray.scanners.common import Examples, check_examples, predict
+from exray.scanners.common import Examples, check_examples, predict_logits
 from exray.scanners.ssim import ms_ssim
 from exray.triggers import Trigger, trigger_from_config
 from exray.triggers.inverted import MaskPatternTrigger
@@ -141,7 +141,7 @@ class FoundTrigger:
 
 def stamped_predictions(model: nn.Module, trigger: Trigger, data: Examples) -> dict[int, torch.Tensor]:
     """Predicted labels of every class's examples once stamped with ``trigger``."""
-    return {c: predict(model, trigger.apply(data.by_class[c])).argmax(1).cpu() for c in data.classes}
+    return {c: predict_logits(model, trigger.apply(data.by_class[c])).argmax(1).cpu() for c in data.classes}
 
 
 def attack_rates(preds: Mapping[int, torch.Tensor], target: int) -> tuple[dict[int, float], float]:

@@ -12,7 +12,7 @@ from exray.train.loop import (
     TrainResult,
     attack_success_rate,
     clean_accuracy,
-    predict,
+    predict_labels,
     seeded_model,
     train_model,
 )
@@ -30,7 +30,7 @@ __all__ = [
     "attack_success_rate",
     "clean_accuracy",
     "perturb",
-    "predict",
+    "predict_labels",
     "seeded_model",
     "train_model",
 ]

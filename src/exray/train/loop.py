@@ -186,7 +186,7 @@ def seeded_model(builder: Callable[[], nn.Module], seed: int) -> nn.Module:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def predict_labels(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Predicted classes (N,) of ``images`` in fp32, in eval mode (the mode is restored afterwards)."""
     was_training = model.training
     model.eval()
@@ -198,12 +198,12 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> to
 
 def clean_accuracy(model: nn.Module, data: EvalSet, batch_size: int = 256) -> float:
     """Fraction of ``data`` classified correctly."""
-    return float((predict(model, data.images, batch_size) == data.labels).float().mean())
+    return float((predict_labels(model, data.images, batch_size) == data.labels).float().mean())
 
 
 def attack_success_rate(model: nn.Module, data: AttackSet, batch_size: int = 256) -> float:
     """Fraction of the triggered images classified as the attack's target."""
-    return float((predict(model, data.images, batch_size) == data.target_class).float().mean())
+    return float((predict_labels(model, data.images, batch_size) == data.target_class).float().mean())
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
