@@ -20,6 +20,21 @@ from exray.pipeline import read_results
 
 SEED = 20  # issue 20
 
+
+def _attempt(call, *args, names=None, **kwargs):
+    """(result, refused, problem) of ``call``: a result; or refused with a clear error — an ExrayError on
+    one line, naming ``names`` when given; or a problem (any other exception, an unclear error)."""
+    try:
+        return call(*args, **kwargs), False, None
+    except ExrayError as err:
+        message = str(err)
+        if "\n" in message or (names is not None and str(names) not in message):
+            return None, True, f"unclear error: {message!r}"
+        return None, True, None
+    except Exception as err:  # any other exception is the failure the fuzz looks for
+        return None, False, f"{type(err).__name__}: {err}"
+
+
 # ---- image files ----
 
 #: PIL modes an example image may come in, and the formats that can hold each
@@ -82,16 +97,11 @@ def test_image_fuzz_reads_an_image_correctly_or_refuses_it_in_one_line(tmp_path)
     for number, label, ext, size, data in _image_cases(240):
         path = tmp_path / f"case-{number}.{ext}"
         path.write_bytes(data)
-        try:
-            image = read_image(path)
-        except ExrayError as err:
-            message = str(err)
-            if "\n" in message or str(path) not in message:
-                failures.append((number, label, f"unclear error: {message!r}"))
-            outcomes["refused"] += 1
-            continue
-        except Exception as err:
-            failures.append((number, label, f"{type(err).__name__}: {err}"))
+        image, refused, problem = _attempt(read_image, path, names=path)
+        if problem:
+            failures.append((number, label, problem))
+        if refused or problem:
+            outcomes["refused"] += refused
             continue
         ok = (
             isinstance(image, torch.Tensor)
@@ -151,15 +161,11 @@ def test_example_folder_fuzz_loads_every_image_or_refuses_the_folder_in_one_line
         size = rng.choice(
             [None] * 4 + [(8, 8), (16, 16)] * 2 + [(0, 0), (-1, 5), (4, 1000), (8.0, 8), (True, 8)]
         )
-        try:
-            loaded = load_examples(folder, size=size)
-        except ExrayError as err:
-            if "\n" in str(err):
-                failures.append((number, size, f"multi-line error: {err!r}"))
-            outcomes["refused"] += 1
-            continue
-        except Exception as err:
-            failures.append((number, size, f"{type(err).__name__}: {err}"))
+        loaded, refused, problem = _attempt(load_examples, folder, size=size)
+        if problem:
+            failures.append((number, size, problem))
+        if refused or problem:
+            outcomes["refused"] += refused
             continue
         counts = {label: len(images) for label, images in loaded.items()}
         if counts != written:
