@@ -21,18 +21,20 @@ from exray.pipeline import read_results
 SEED = 20  # issue 20
 
 
-def _attempt(call, *args, names=None, **kwargs):
-    """(result, refused, problem) of ``call``: a result; or refused with a clear error — an ExrayError on
-    one line, naming ``names`` when given; or a problem (any other exception, an unclear error)."""
+def _attempt(failures: list, outcomes: dict, case: tuple, call, *args, names=None, **kwargs):
+    """``call``'s result, or ``None`` once it is tallied as a clear refusal (an ExrayError on one line,
+    naming ``names`` when given: ``outcomes["refused"]``) or as a failure (any other exception, an unclear
+    error: appended to ``failures`` with ``case``)."""
     try:
-        return call(*args, **kwargs), False, None
+        return call(*args, **kwargs)
     except ExrayError as err:
+        outcomes["refused"] += 1
         message = str(err)
         if "\n" in message or (names is not None and str(names) not in message):
-            return None, True, f"unclear error: {message!r}"
-        return None, True, None
+            failures.append((*case, f"unclear error: {message!r}"))
     except Exception as err:  # any other exception is the failure the fuzz looks for
-        return None, False, f"{type(err).__name__}: {err}"
+        failures.append((*case, f"{type(err).__name__}: {err}"))
+    return None
 
 
 # ---- image files ----
@@ -97,11 +99,8 @@ def test_image_fuzz_reads_an_image_correctly_or_refuses_it_in_one_line(tmp_path)
     for number, label, ext, size, data in _image_cases(240):
         path = tmp_path / f"case-{number}.{ext}"
         path.write_bytes(data)
-        image, refused, problem = _attempt(read_image, path, names=path)
-        if problem:
-            failures.append((number, label, problem))
-        if refused or problem:
-            outcomes["refused"] += refused
+        image = _attempt(failures, outcomes, (number, label), read_image, path, names=path)
+        if image is None:
             continue
         ok = (
             isinstance(image, torch.Tensor)
@@ -161,11 +160,8 @@ def test_example_folder_fuzz_loads_every_image_or_refuses_the_folder_in_one_line
         size = rng.choice(
             [None] * 4 + [(8, 8), (16, 16)] * 2 + [(0, 0), (-1, 5), (4, 1000), (8.0, 8), (True, 8)]
         )
-        loaded, refused, problem = _attempt(load_examples, folder, size=size)
-        if problem:
-            failures.append((number, size, problem))
-        if refused or problem:
-            outcomes["refused"] += refused
+        loaded = _attempt(failures, outcomes, (number, size), load_examples, folder, size=size)
+        if loaded is None:
             continue
         counts = {label: len(images) for label, images in loaded.items()}
         if counts != written:
