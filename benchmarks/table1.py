@@ -175,7 +175,8 @@ def main() -> None:
     )
     print(f"computed in this run: {spent or 'nothing (all cached)'}\n")
     print(result.table())
-    if reference is not None:
+    fitted_rows = [m for m in config.methods if config.method(m).fixed_threshold is None]
+    if reference is not None and fitted_rows:  # only the baselines' rules differ in sample
         in_sample = evaluate_zoo(zoo, args.out, config=config, progress=False, write=False)
         path = write_csv(in_sample.rows, args.out / "table-in-sample.csv")
         print(
