@@ -271,6 +271,11 @@ def test_rules_from_the_same_models_or_other_settings_are_refused(colour_zoo, ev
     partial = dataclasses.replace(evaluated, fitted={})
     with pytest.raises(ConfigError, match="no fitted rule"):
         evaluate_zoo(other, tmp_path / "c", config=FAST, progress=False, rules_from=partial)
+    no_forest = dataclasses.replace(
+        evaluated, fitted={k: v for k, v in evaluated.fitted.items() if k != "inner_rf"}
+    )
+    with pytest.raises(ConfigError, match="inner_rf"):
+        evaluate_zoo(other, tmp_path / "d", config=FAST, progress=False, rules_from=no_forest)
 
 
 def test_the_command_line_fits_the_baselines_on_another_zoo(colour_zoo, tmp_path, capsys):
@@ -345,6 +350,26 @@ def test_scores_are_cached_per_trigger_so_another_gate_judges_only_what_is_missi
     again = evaluate_zoo(colour_zoo, tmp_path, config=base, progress=False, write=False)
     assert again.computed == {}
     assert [r.to_dict() for r in again.rows] == [r.to_dict() for r in first.rows]
+
+    def broken(method, model, cases, config):
+        raise RuntimeError("the method failed on the added triggers")
+
+    fresh = tmp_path / "fresh"
+    monkeypatch.setattr(evaluate_module, "_measure", real_measure)
+    evaluate_zoo(colour_zoo, fresh, config=base, progress=False, write=False)
+    monkeypatch.setattr(evaluate_module, "_measure", broken)  # a failure while adding keeps what was cached
+    failed = evaluate_zoo(
+        colour_zoo, fresh, config=dataclasses.replace(base, min_asr=low), progress=False, write=False
+    )
+    assert all("failed on the added" in m.errors["exray"] for m in failed.models)
+    kept = [sorted(m.scores["exray"]) for m in failed.models]
+    assert kept == [sorted(m.scores["exray"]) for m in first.models]
+    assert evaluate_zoo(colour_zoo, fresh, config=base, progress=False, write=False).computed == {}
+    # with layer="auto" the layer is chosen from the triggers judged together: the gate stays in the key
+    auto = dataclasses.replace(base, methods=("exray",), layer="auto")
+    assert auto.method_settings("exray", "k") != dataclasses.replace(auto, min_asr=low).method_settings(
+        "exray", "k"
+    )
     for m_first, m_again in zip(first.models, again.models):
         for name in methods:
             assert sorted(m_again.scores[name]) == sorted(m_first.scores[name])

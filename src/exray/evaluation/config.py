@@ -129,8 +129,8 @@ class EvaluationConfig:
             "scan": scan_key,
             "revision": SCORES_REVISION,
         }
-        if legacy:
-            settings["min_asr"] = self.gate
+        if legacy or self.layer == "auto":  # auto picks the layer from the triggers judged together: a
+            settings["min_asr"] = self.gate  # record is valid only for the gate that chose them
         else:
             settings["gate"] = "per record"
         return settings

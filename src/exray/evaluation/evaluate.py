@@ -197,6 +197,10 @@ def _evaluate_model(truth: ModelTruth, run: _Run) -> tuple[ModelEvaluation, dict
                 "error": None,
             }
         except Exception as err:  # the method's failure on this model is recorded; its triggers stay
+            if cached is not None:  # what was judged before stays cached and counts in this run
+                records[name] = {**_at_gate(cached, evaluation.triggers, gate), "error": _failure(err)}
+                run.add_time(name, time.perf_counter() - start)
+                continue
             record = {"indices": [], "scores": [], "min_asr": gate, "error": _failure(err)}
         seconds = time.perf_counter() - start
         record["seconds"] = seconds + (cached or {}).get("seconds", 0.0)
@@ -346,7 +350,8 @@ def _check_reference(reference: EvaluationResult, config: EvaluationConfig, mode
     missing = [
         name
         for name, method in ((n, config.method(n)) for n in config.methods)
-        if method.fixed_threshold is None and name not in reference.fitted
+        if (method.fixed_threshold is None or isinstance(method, RandomForestMethod))
+        and name not in reference.fitted
     ]
     if missing:
         raise ConfigError(f"rules_from has no fitted rule for {missing}: evaluate them on the reference too")
@@ -384,7 +389,12 @@ def _decide(
     fitted: dict[str, RefinementMethod] = {}
     if not scanned:
         return {name: {"rule": "no model could be scanned", "thresholds": {}} for name in run.methods}, fitted
-    source = None if rules_from is None else f"fitted on {rules_from.zoo} ({len(rules_from.models)} models)"
+    source = (
+        None
+        if rules_from is None
+        else f"fitted on {rules_from.zoo} ({len(rules_from.models)} models, "
+        f"gate {rules_from.config.gate:.4g})"
+    )
     for name, method in run.methods.items():
         for evaluation in scanned:
             record = records[evaluation.name][name]

@@ -214,12 +214,14 @@ def _run(
     threads = max(1, (os.cpu_count() or 2) // workers)
     job = partial(_budgeted, task, budget) if budget.active else task
     context = get_context("spawn")
-    starts = context.Queue() if budget.active else None  # (path, monotonic time) as each worker starts
     pending: deque[str] = deque(paths)
     suspects: deque[str] = deque()  # in flight when a pool broke: retried alone
     while pending or suspects:
         lost: list[str] = []
         alone: str | None = None  # the suspect running by itself, if any
+        # (path, monotonic time) as each worker starts a model; one queue per pool, so that a report of a
+        # killed worker never reaches the next pool, nor a lock it died holding
+        starts = context.Queue() if budget.active else None
         with ProcessPoolExecutor(
             workers,
             mp_context=context,
@@ -283,6 +285,8 @@ _starts: Any = None  # in a worker process: the queue on which it reports when i
 def _init_worker(threads: int, starts: Any) -> None:
     global _starts
     set_thread_budget(threads)
+    if starts is not None:
+        starts.cancel_join_thread()  # a worker's exit never waits on the queue's feeder thread
     _starts = starts
 
 
