@@ -488,6 +488,10 @@ def test_the_hard_deadline_counts_from_the_workers_start_and_only_for_models_in_
     assert clock.overdue({running: "b"}, budget) == []
     # the report arrives 100 s after submission (a slow start-up): the deadline counts from it
     starts = multiprocessing.get_context("spawn").Queue()
+    starts.put(("b", now - 60.0))  # a report from before this submission (a killed worker's): ignored
+    time.sleep(0.2)
+    clock.update({running: "b"}, starts)
+    assert running not in clock.started
     starts.put(("b", now + 100.0))
     time.sleep(0.2)  # the queue's feeder thread
     clock.update({running: "b"}, starts)
