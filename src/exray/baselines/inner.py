@@ -135,16 +135,17 @@ class RandomForestMethod(RefinementMethod):
             return [float(p) for p in proba[:, classes.index(True)]]
         return [0.0] * len(features)  # trained on natural triggers only
 
-    def _score(
-        self, model: nn.Module, cases: list[TriggerCase], *, layer: str | None, seed: int, progress: bool
-    ) -> list[TriggerScore]:
-        if self.forest is None:
-            raise ConfigError("the random forest is not fitted: call fit() or use cross_fit()")
-        rows = self.features(model, cases, layer=layer)
+    def scores_of(self, rows: Sequence[Sequence[float]]) -> list[TriggerScore]:
+        """One score per feature row: P(injected) under the fitted forest, with the named features."""
         return [
             TriggerScore(p, {"features": dict(zip(RF_FEATURES, row))})
             for p, row in zip(self.probabilities(rows), rows)
         ]
+
+    def _score(
+        self, model: nn.Module, cases: list[TriggerCase], *, layer: str | None, seed: int, progress: bool
+    ) -> list[TriggerScore]:
+        return self.scores_of(self.features(model, cases, layer=layer))
 
 
 def split_models(
@@ -186,9 +187,5 @@ def cross_fit(
                 note = "no triggers in the other half of the models to train the forest on"
                 scored[model] = [TriggerScore(None, note=note) for _ in features[model]]
                 continue
-            probabilities = fitted.probabilities(list(features[model]))
-            scored[model] = [
-                TriggerScore(p, {"features": dict(zip(RF_FEATURES, row))})
-                for p, row in zip(probabilities, features[model])
-            ]
+            scored[model] = fitted.scores_of(list(features[model]))
     return scored

@@ -48,7 +48,6 @@ from tqdm.auto import tqdm
 
 from exray.baselines import (
     ASR_TOLERANCE,
-    RF_FEATURES,
     RandomForestMethod,
     RefinementMethod,
     TriggerScore,
@@ -163,9 +162,8 @@ def _evaluate_model(truth: ModelTruth, run: _Run) -> tuple[ModelEvaluation, dict
         cached = run.method_caches[name].load(truth.name)
         if cached is not None and cached.get("scan_digest") != digest:
             cached = None
-        if cached is not None and cached.get("legacy"):  # keyed by its gate: it judged from this one
-            cached = {**cached, "min_asr": gate}
-            del cached["legacy"]
+        if cached is not None and cached.pop("legacy", False):  # keyed by its gate: judged from this one
+            cached["min_asr"] = gate
         if cached is not None and cached["min_asr"] <= gate + 1e-12:
             records[name] = _at_gate(cached, evaluation.triggers, gate)
             continue
@@ -404,15 +402,10 @@ def _decide(
                 i: TriggerScore.from_dict(s) for i, s in zip(record["indices"], record["scores"])
             }
         if isinstance(method, RandomForestMethod):
-            thresholds[name], trained = _fit_forest(
-                scanned, name, method, config, None if rules_from is None else rules_from.fitted[name]
-            )
+            reference = None if rules_from is None else rules_from.fitted[name]
+            thresholds[name], trained = _fit_forest(scanned, name, method, config, reference, source)
             if trained is not None:
                 fitted[name] = trained
-            if source is not None:
-                thresholds[name]["rule"] = (
-                    f"random forest trained on every trigger of the reference, {source}"
-                )
         elif method.fixed_threshold is None:
             if rules_from is None:
                 choice = select_thresholds(
@@ -474,9 +467,11 @@ def _fit_forest(
     method: RandomForestMethod,
     config: EvaluationConfig,
     reference: RandomForestMethod | None,
+    source: str | None,
 ) -> tuple[dict[str, Any], RandomForestMethod | None]:
     """Two-fold cross-fitting by model: each half is scored by the forest trained on the other half — or,
-    with a ``reference`` forest (trained on another population), every trigger is scored by it. Also
+    with a ``reference`` forest (trained on another population, described by ``source``), every trigger
+    is scored by it. Also
     returns the forest trained on every trigger here (what another evaluation applies as ``rules_from``;
     ``None`` when no trigger was judged)."""
     halves = split_models([e.name for e in scanned], [e.truth.poisoned for e in scanned], seed=config.seed)
@@ -496,14 +491,11 @@ def _fit_forest(
             "halves": [list(h) for h in halves],
         }
     else:
-        scored = {
-            model: [
-                TriggerScore(p, {"features": dict(zip(RF_FEATURES, row))})
-                for p, row in zip(reference.probabilities(list(rows_)), rows_)
-            ]
-            for model, rows_ in features.items()
+        scored = {model: reference.scores_of(list(rows_)) for model, rows_ in features.items()}
+        rule = {
+            "rule": f"random forest trained on every trigger of the reference, {source}",
+            "thresholds": {"*": 0.5},
         }
-        rule = {"rule": "random forest of the reference; injected when P >= 0.5", "thresholds": {"*": 0.5}}
     for evaluation in scanned:
         indices = sorted(evaluation.scores[name])
         evaluation.scores[name] = dict(zip(indices, scored[evaluation.name]))
