@@ -11,10 +11,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from exray.errors import InputError
 
 #: Largest JSON file read (config.json, sidecar labels, calibration, ground truth): 16 MiB.
 MAX_JSON_BYTES = 16 * 2**20
+#: Largest results file read (JSON lines of `exray scan`, evaluation.json): 1 GiB, ~10^5 models' records.
+MAX_RESULTS_BYTES = 2**30
+#: Largest zoo or study spec read: 1 MiB.
+MAX_SPEC_BYTES = 2**20
 
 
 def check_regular_file(path: str | Path, what: str = "file") -> Path:
@@ -36,15 +42,47 @@ def read_bytes(path: str | Path, limit: int, what: str = "file") -> bytes:
     return path.read_bytes()
 
 
-def read_json(path: str | Path, what: str = "JSON file", limit: int = MAX_JSON_BYTES) -> Any:
-    """The parsed JSON of a regular file of at most ``limit`` bytes; any problem is an InputError."""
+def read_text(path: str | Path, what: str = "file", limit: int = MAX_JSON_BYTES) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes; any problem is an InputError."""
     data = read_bytes(path, limit, what)
     try:
-        return json.loads(data.decode("utf-8"))
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{what} {path} is not UTF-8 text") from None
+
+
+def read_json(path: str | Path, what: str = "JSON file", limit: int = MAX_JSON_BYTES) -> Any:
+    """The parsed JSON of a regular file of at most ``limit`` bytes; any problem is an InputError."""
+    text = read_text(path, what, limit)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise InputError(f"{what} {path} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise InputError(f"{what} {path} is nested too deeply to be a valid file") from None
+
+
+class _PlainYamlLoader(yaml.SafeLoader):
+    """YAML without aliases: ``*name`` lets a few hundred bytes stand for billions of nodes ("billion
+    laughs"); spec files never need one."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", mark)
+        return super().compose_node(parent, index)
+
+
+def read_document(path: str | Path, what: str = "spec", limit: int = MAX_SPEC_BYTES) -> Any:
+    """A JSON (``.json``) or YAML (any other suffix) document, parsed without aliases; any problem is an
+    InputError naming the file."""
+    text = read_text(path, what, limit)
+    kind = "JSON" if Path(path).suffix.lower() == ".json" else "YAML"
+    try:
+        return json.loads(text) if kind == "JSON" else yaml.load(text, Loader=_PlainYamlLoader)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        message = " ".join(str(err).split())
+        raise InputError(f"{what} {path} is not valid {kind}: {message}") from None
     except RecursionError:
         raise InputError(f"{what} {path} is nested too deeply to be a valid file") from None
 
@@ -59,9 +97,7 @@ def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         return records
-    if not path.is_file():
-        raise InputError(f"results file {path} is not a regular file")
-    lines = path.read_bytes().split(b"\n")
+    lines = read_bytes(path, MAX_RESULTS_BYTES, "results file").split(b"\n")
     torn = len(lines) - 1 if lines[-1] else None  # a last line without its newline may be torn
     for number, raw in enumerate(lines):
         if not raw.strip():

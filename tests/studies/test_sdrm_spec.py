@@ -138,7 +138,7 @@ def test_load_yaml_and_json(tmp_path):
     (tmp_path / "bad.yaml").write_text("data: [1\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_spec(tmp_path / "bad.yaml")
-    with pytest.raises(ConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="does not exist"):
         load_spec(tmp_path / "missing.yaml")
 
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from exray.errors import InputError
+from exray.files import MAX_RESULTS_BYTES, read_text
 from exray.metrics import cross_entropy
 from exray.models.io import GROUND_TRUTH_FILE
 from exray.pipeline import Calibration, fit, read_results
@@ -39,19 +40,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def ground_truth(model_dir: str) -> int:
     path = Path(model_dir) / GROUND_TRUTH_FILE
     try:
-        return int(path.read_text().strip())
-    except (OSError, ValueError):
-        raise InputError(f"{path} is missing or does not hold 0/1") from None
+        flag = read_text(path, "ground truth", limit=64).strip()
+    except InputError:
+        flag = None
+    if flag not in ("0", "1"):
+        raise InputError(f"{path} is missing or does not hold 0/1")
+    return int(flag)
 
 
 def evaluation_models(path: Path) -> list[dict] | None:
     """The per-model entries when ``path`` is an ``exray evaluate`` evaluation.json (one JSON object with
     ``models``), else None: then it is read as the JSON lines of ``exray scan``, whatever its suffix."""
+    text = read_text(path, "results file", limit=MAX_RESULTS_BYTES)
     try:
-        document = json.loads(path.read_text())
-    except OSError as error:
-        raise InputError(f"cannot read {path}: {error}") from None
-    except ValueError:  # several lines of JSON: a scan results file
+        document = json.loads(text)
+    except (ValueError, RecursionError):  # several lines of JSON: a scan results file
         return None
     if isinstance(document, dict) and isinstance(document.get("models"), list):
         return document["models"]

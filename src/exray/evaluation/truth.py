@@ -14,12 +14,12 @@ several groups.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from exray.errors import ModelLoadError
+from exray.errors import InputError, ModelLoadError
+from exray.files import read_json, read_text
 from exray.scanners import FoundTrigger
 from exray.scanners.result import FILTER_TYPES
 from exray.zoo import METADATA_FILE, read_metadata
@@ -97,12 +97,18 @@ def _parse_trigger(data: dict) -> TruthTrigger:
 def read_model_truth(path: Path) -> ModelTruth:
     """The ground truth in a model directory's ``config.json`` (or ``ground_truth.csv``)."""
     try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        config = read_json(path / "config.json", "config.json")
+    except InputError as err:
         raise ModelLoadError(f"{path}: no readable config.json ({err})") from None
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"{path}: config.json is not a JSON object")
     poisoned = config.get("poisoned")
     if poisoned is None and (path / "ground_truth.csv").exists():
-        poisoned = (path / "ground_truth.csv").read_text().strip() == "1"
+        try:
+            flag = read_text(path / "ground_truth.csv", "ground truth", limit=64).strip()
+        except InputError as err:
+            raise ModelLoadError(str(err)) from None
+        poisoned = {"1": True, "0": False}.get(flag)
     if not isinstance(poisoned, bool):
         raise ModelLoadError(f"{path}: no ground truth (config.json 'poisoned' or ground_truth.csv)")
     try:

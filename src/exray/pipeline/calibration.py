@@ -10,6 +10,7 @@ saved as a small JSON file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -21,6 +22,7 @@ from scipy.optimize import minimize
 from scipy.special import expit
 
 from exray.errors import ConfigError, InputError
+from exray.files import read_json
 from exray.metrics import cross_entropy
 
 
@@ -58,11 +60,24 @@ class Calibration:
 
     @classmethod
     def load(cls, path: str | Path) -> Calibration:
+        """The calibration in ``path`` (as :meth:`save` writes it); anything else is a ConfigError."""
         try:
-            data = json.loads(Path(path).read_text())["calibration"]
+            document = read_json(path, "calibration file")
+        except InputError as err:
+            raise ConfigError(str(err)) from None
+        data = document.get("calibration") if isinstance(document, dict) else None
+        fields = {f.name for f in dataclasses.fields(cls)}
+        if not isinstance(data, dict) or not set(data) <= fields:
+            raise ConfigError(
+                f'{path} is not a calibration file: expected {{"calibration": {{...}}}} with keys from '
+                f"{sorted(fields)}"
+            )
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in data.values()):
+            raise ConfigError(f"{path} is not a calibration file: its values must be numbers, got {data}")
+        try:
             return cls(**{k: float(v) for k, v in data.items()})
-        except (OSError, KeyError, TypeError, ValueError) as err:
-            raise ConfigError(f"{path} is not a calibration file: {err}") from None
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
 
 
 def fit(scores: list[float], labels: list[int]) -> Calibration:

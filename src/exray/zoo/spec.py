@@ -42,12 +42,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from exray.attacks import SOURCE_MODES
 from exray.data.signs import PALETTE, SHAPES
 from exray.data.synth import AugmentOptions
-from exray.errors import ConfigError
+from exray.errors import ConfigError, InputError
+from exray.files import read_document
 from exray.models import build_model, get_architecture, list_architectures
 from exray.triggers import INSTAGRAM_FILTERS
 
@@ -145,6 +144,8 @@ class _Section:
         value = self.data.get(name, default)
         if not isinstance(value, list | tuple) or not value:
             raise self.fail(name, f"must be a non-empty list, got {value!r}")
+        if not all(isinstance(v, int | float | str) for v in value):
+            raise self.fail(name, f"must list numbers or names, got {list(value)!r}")
         if len(set(value)) != len(value):
             raise self.fail(name, f"lists a value twice: {list(value)}")
         return list(value)
@@ -382,15 +383,9 @@ def load_spec(path: str | Path) -> ZooSpec:
     """Read and validate a JSON (``.json``) or YAML (``.yaml``/``.yml``) spec file."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"cannot read the zoo spec {path}: {err}") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(
-            f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}"
-        ) from None
+        data = read_document(path, "zoo spec")
+    except InputError as err:
+        raise ConfigError(str(err)) from None
     return parse_spec(data, default_name=path.stem)
 
 

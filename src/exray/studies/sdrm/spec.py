@@ -35,13 +35,10 @@ budget, the best case for the defence).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from exray.attacks.catalog import AttackRecipe
 from exray.attacks.sdrm import SDRMConfig
@@ -50,7 +47,8 @@ from exray.data.digits import DigitsOptions
 from exray.data.signs import PALETTE, SHAPES
 from exray.data.synth import AugmentOptions
 from exray.detectors import ActivationClustering, SCAn, SpectralSignatures
-from exray.errors import ConfigError
+from exray.errors import ConfigError, InputError
+from exray.files import read_document
 from exray.models import build_model
 from exray.train import TrainConfig
 
@@ -331,7 +329,7 @@ def _runs(
         if not isinstance(item, list | tuple) or len(item) != 3:
             raise ConfigError(f"sdrm spec: 'runs[{i}]' must be [data, architecture, attack], got {item!r}")
         for value, known, what in zip(item, (data, archs, attacks), ("data", "architecture", "attack")):
-            if value not in known:
+            if not isinstance(value, str) or value not in known:
                 raise ConfigError(
                     f"sdrm spec: 'runs[{i}]' names unknown {what} {value!r}; known: {sorted(known)}"
                 )
@@ -424,13 +422,7 @@ def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a ``.yaml``/``.yml``/``.json`` study spec (its name defaults to the file stem)."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as err:
-        raise ConfigError(f"cannot read the study spec {path}: {err}") from None
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(
-            f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}"
-        ) from None
+        data = read_document(path, "study spec")
+    except InputError as err:
+        raise ConfigError(str(err)) from None
     return parse_spec(data, default_name=path.stem)
