@@ -9,9 +9,6 @@ import torch
 
 from exray.errors import ConfigError, InputError
 
-#: Consistency constant making the median absolute deviation estimate σ for normal data.
-MAD_TO_SIGMA = 1.4826
-
 
 def as_features(features: Any, name: str = "features") -> np.ndarray:
     """``features`` as a float64 (N, D) array (higher dimensions flattened per sample)."""
@@ -63,17 +60,3 @@ def check_real(name: str, value: Any, low: float, high: float, *, low_open: bool
     if not ok:
         bracket = "(" if low_open else "["
         raise ConfigError(f"{name} must be a number in {bracket}{low}, {high}], got {value!r}")
-
-
-def upper_anomaly_index(values: np.ndarray) -> np.ndarray:
-    """One-sided robust z-scores (v − median) / (1.4826 · MAD), 0 for values at or below the median.
-
-    With MAD = 0 (at least half the values equal the median) a value above the median scores +inf.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    median = np.median(values)
-    mad = MAD_TO_SIGMA * np.median(np.abs(values - median))
-    excess = np.maximum(values - median, 0.0)
-    if mad > 0:
-        return excess / mad
-    return np.where(excess > 0, np.inf, 0.0)

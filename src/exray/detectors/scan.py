@@ -47,10 +47,10 @@ from exray.detectors._common import (
     check_choice,
     check_int,
     check_real,
-    upper_anomaly_index,
 )
 from exray.detectors.result import DetectionResult
 from exray.errors import InputError
+from exray.metrics.robust import upper_anomaly_index
 from exray.utils import derive_seed
 
 

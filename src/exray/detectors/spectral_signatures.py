@@ -31,10 +31,10 @@ from exray.detectors._common import (
     as_labels,
     check_choice,
     check_real,
-    upper_anomaly_index,
 )
 from exray.detectors.result import DetectionResult
 from exray.errors import InputError
+from exray.metrics.robust import upper_anomaly_index
 
 #: Tolerance when rounding the removal budget down, so that e.g. 1.5 · (1/15) · 200 removes 20.
 _BUDGET_TOLERANCE = 1e-9

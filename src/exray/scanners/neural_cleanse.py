@@ -18,12 +18,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from exray.differencing.optimizer import frozen
 from exray.errors import ConfigError, InputError
+from exray.metrics.robust import median_and_mad
 from exray.models.layers import resolve_layer
 from exray.scanners.base import ConfiguredScanner, Options, register_scanner
 from exray.scanners.common import Examples, check_examples, subset
@@ -168,13 +170,6 @@ class NCInversion(Inversion):
         )
 
 
-def _median(values: torch.Tensor) -> float:
-    """The median as numpy defines it (the mean of the two middle values for an even count)."""
-    ordered = values.sort().values
-    n = len(ordered)
-    return float(ordered[n // 2]) if n % 2 else float(ordered[n // 2 - 1 : n // 2 + 1].mean())
-
-
 def mad_anomaly(norms: Sequence[float], threshold: float = 2.0) -> dict[str, Any]:
     """The MAD outlier test over per-label mask norms (spec §3.2).
 
@@ -182,14 +177,12 @@ def mad_anomaly(norms: Sequence[float], threshold: float = 2.0) -> dict[str, Any
     |ℓ − median| / MAD, and ``flagged``: labels with ℓ < median and index > ``threshold``, smallest norm
     first. MAD = 1.4826 · median(|ℓ − median|).
     """
-    values = torch.tensor([float(v) for v in norms], dtype=torch.float64)
+    values = np.array([float(v) for v in norms], dtype=np.float64)
     if len(values) == 0:
         raise InputError("mad_anomaly needs at least one norm")
-    median = _median(values)
-    deviations = (values - median).abs()
-    mad = 1.4826 * _median(deviations)
+    median, mad = median_and_mad(values)
     n = len(values)
-    index = (deviations / mad).tolist() if mad > 0 else [0.0] * n
+    index = (np.abs(values - median) / mad).tolist() if mad > 0 else [0.0] * n
     flagged = sorted(
         (i for i in range(n) if values[i] < median and index[i] > threshold), key=lambda i: float(values[i])
     )
