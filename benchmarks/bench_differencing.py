@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from exray import MaskConfig, TriggerCase, compare_triggers
-from exray.differencing.optimizer import frozen
 from exray.models import LayerCut, build_model, default_layer
 from exray.models.analytic import symbol_images
+from exray.models.runtime import frozen
 
 COLOURS = ("red", "green", "blue", "yellow")
 

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from exray.differencing.masks import extract, make_cut, model_device
+from exray.differencing.masks import extract, make_cut
 from exray.models.layers import LayerCut
+from exray.models.runtime import model_device
 
 
 @dataclass

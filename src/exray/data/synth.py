@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from exray.data.backgrounds import backgrounds
 from exray.data.signs import SignClass, shape_geometry, shape_to_template_scale, sign_template
 from exray.errors import ConfigError, InputError
-from exray.triggers.base import Trigger
 from exray.utils import derive_seed
 
 _MAX_TEMPLATE = 256  # template side cap (pixels); large outputs upsample the sign slightly
@@ -107,6 +106,23 @@ class RenderedBatch:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+
+@runtime_checkable
+class Trigger(Protocol):
+    """What the renderer needs of a trigger (:class:`exray.triggers.Trigger` is one): whether it belongs to
+    the foreground object (stamped before the geometric transforms) and ``apply``, which stamps a batch.
+    A protocol, so that data generation does not depend on the trigger package."""
+
+    stamps_foreground: bool
+
+    def apply(
+        self,
+        images: torch.Tensor,
+        *,
+        foreground: torch.Tensor | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> torch.Tensor: ...
 
 
 TriggerArg = Trigger | Sequence[Trigger | None] | None

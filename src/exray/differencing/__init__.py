@@ -2,7 +2,7 @@
 
 from exray.differencing.config import MaskConfig
 from exray.differencing.masks import symmetric_mask
-from exray.differencing.optimizer import MaskProblem, MaskResult, optimize_masks
+from exray.differencing.optimizer import optimize_masks
 from exray.differencing.policies import (
     EXF_FILTER,
     EXF_MASK,
@@ -11,7 +11,9 @@ from exray.differencing.policies import (
     R3Policy,
     resolve_policy,
 )
-from exray.differencing.verdict import TriggerCase, Verdict, compare_trigger, compare_triggers, derive_target
+from exray.differencing.problem import MaskProblem, MaskResult
+from exray.differencing.verdict import TriggerCase, Verdict, compare_trigger, compare_triggers
+from exray.models.runtime import derive_target
 
 __all__ = [
     "EXF_FILTER",

@@ -6,17 +6,12 @@ import torch
 from torch import nn
 
 from exray.differencing.config import MaskConfig, Sides, check_sides
-from exray.differencing.optimizer import MaskProblem, MaskResult, optimize_masks
+from exray.differencing.optimizer import optimize_masks
+from exray.differencing.problem import MaskProblem, MaskResult
 from exray.errors import InputError
 from exray.models.layers import Backend, LayerCut, check_images, resolve_layer
+from exray.models.runtime import model_device
 from exray.utils import derive_seed
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the model's first parameter or buffer (CPU for a parameter-free model)."""
-    for tensor in [*model.parameters(), *model.buffers()]:
-        return tensor.device
-    return torch.device("cpu")
 
 
 def make_cut(

@@ -16,8 +16,9 @@ import torch
 from tqdm.auto import tqdm
 
 from exray.differencing.config import MaskConfig
-from exray.differencing.optimizer import MaskProblem, MaskResult, frozen, make_result, mix
+from exray.differencing.problem import MaskProblem, MaskResult, make_result, mix
 from exray.models.layers import LayerCut
+from exray.models.runtime import frozen
 from exray.utils import torch_generator
 
 

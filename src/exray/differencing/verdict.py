@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -31,23 +30,14 @@ import torch
 from torch import nn
 
 from exray.differencing.config import MaskConfig, Sides, check_sides
-from exray.differencing.masks import check_label, extract, make_cut, model_device
-from exray.differencing.optimizer import MaskProblem, MaskResult, mix, optimize_masks
+from exray.differencing.masks import check_label, extract, make_cut
+from exray.differencing.optimizer import optimize_masks
 from exray.differencing.policies import ACCURACY_KEYS, Policy, resolve_policy
+from exray.differencing.problem import MaskProblem, MaskResult, mix
 from exray.errors import InputError
 from exray.models.layers import Backend, LayerCut, conv_blocks
+from exray.models.runtime import derive_target, model_device
 from exray.utils import derive_seed
-
-
-def derive_target(predictions: torch.Tensor, victim_label: int) -> int:
-    """Target class of a trigger from the predictions on stamped victim images (spec §4.2).
-
-    The most frequent predicted label; if that is the victim itself, the second most frequent; −1 if the
-    stamped images are all still classified as the victim.
-    """
-    ranked = [label for label, _ in Counter(predictions.tolist()).most_common()]
-    ranked = [label for label in ranked if label != victim_label]
-    return ranked[0] if ranked else -1
 
 
 @dataclass

@@ -7,7 +7,8 @@ with the TrojAI metrics (EXP §4.1–4.2, spec §4.6–4.7, §7.1).
 
 from exray.evaluation.config import EvaluationConfig
 from exray.evaluation.evaluate import evaluate_zoo
-from exray.evaluation.result import EvaluationResult, ModelEvaluation, Outcome
+from exray.evaluation.outcome import ModelEvaluation, Outcome
+from exray.evaluation.result import EvaluationResult
 from exray.evaluation.table import Row, format_table
 from exray.evaluation.truth import ModelTruth, TruthTrigger, read_truth
 

@@ -61,8 +61,9 @@ from exray.data.examples import load_examples
 from exray.errors import ConfigError, ExrayError
 from exray.evaluation.cache import StageCache, model_digest, settings_key
 from exray.evaluation.config import EvaluationConfig
+from exray.evaluation.outcome import ModelEvaluation, Outcome
 from exray.evaluation.report import write_outputs
-from exray.evaluation.result import EvaluationResult, ModelEvaluation, Outcome
+from exray.evaluation.result import EvaluationResult
 from exray.evaluation.table import build_rows
 from exray.evaluation.truth import ModelTruth, read_truth
 from exray.models.io import load_model, model_info

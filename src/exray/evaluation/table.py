@@ -31,7 +31,7 @@ from exray.metrics import (
 
 if TYPE_CHECKING:
     from exray.evaluation.config import EvaluationConfig
-    from exray.evaluation.result import ModelEvaluation
+    from exray.evaluation.outcome import ModelEvaluation
 
 CSV_COLUMNS = (
     "group",

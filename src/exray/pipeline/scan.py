@@ -36,9 +36,9 @@ from exray.differencing import MaskConfig, Verdict
 from exray.differencing.policies import Policy
 from exray.errors import ConfigError, InputError
 from exray.models.layers import check_images
+from exray.models.runtime import predict_logits
 from exray.pipeline.calibration import Calibration
 from exray.scanners import FoundTrigger, Scanner, get_scanner
-from exray.scanners.common import predict_logits
 from exray.scanners.result import attack_rates
 from exray.utils import versions
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from exray.differencing.optimizer import frozen
 from exray.errors import ConfigError, InputError
 from exray.models.layers import LayerCut, resolve_layer
+from exray.models.runtime import frozen
 from exray.scanners.abs_inversion import ABSInversion, ABSLoss, FilterInversion, MaskInversion
 from exray.scanners.activations import ActivationTap
 from exray.scanners.base import ConfiguredScanner, Options, register_scanner

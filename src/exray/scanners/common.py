@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from exray.data.images import check_images
-from exray.differencing.masks import model_device
 from exray.errors import InputError
+from exray.models.runtime import model_device
 
 
 @dataclass
@@ -79,17 +79,6 @@ def check_examples(model: nn.Module, examples: Mapping[int, torch.Tensor]) -> Ex
     if bad:
         raise InputError(f"example classes {bad} are not classes of this {num_classes}-class model")
     return Examples(by_class, num_classes)
-
-
-def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Logits of ``images`` in eval mode, without gradients, in batches."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
-    finally:
-        model.train(was_training)
 
 
 def subset(images: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:

@@ -29,9 +29,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from exray.data.images import check_images
-from exray.differencing.masks import model_device
-from exray.differencing.optimizer import frozen
 from exray.errors import ConfigError, InputError
+from exray.models.runtime import frozen, model_device
 from exray.utils import torch_generator
 
 

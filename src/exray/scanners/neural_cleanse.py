@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exray.differencing.optimizer import frozen
 from exray.errors import ConfigError, InputError
 from exray.metrics.robust import median_and_mad
 from exray.models.layers import resolve_layer
+from exray.models.runtime import frozen
 from exray.scanners.base import ConfiguredScanner, Options, register_scanner
 from exray.scanners.common import Examples, check_examples, subset
 from exray.scanners.inversion import EpochStats, Inversion, InversionOutcome, InversionTask, StepBatch

@@ -15,9 +15,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from exray.differencing.verdict import derive_target
 from exray.errors import ConfigError, InputError
-from exray.scanners.common import Examples, check_examples, predict_logits
+from exray.models.runtime import derive_target, predict_logits
+from exray.scanners.common import Examples, check_examples
 from exray.scanners.ssim import ms_ssim
 from exray.triggers import Trigger, trigger_from_config
 from exray.triggers.inverted import MaskPatternTrigger

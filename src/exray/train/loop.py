@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from exray.errors import ConfigError, InputError
 from exray.models.layers import capture
+from exray.models.runtime import predict_labels
 from exray.train.adversarial import AdversarialConfig, perturb
 from exray.train.data import AttackSet, EvalSet, TrainSet
 from exray.utils import derive_seed, torch_generator
@@ -183,17 +184,6 @@ def seeded_model(builder: Callable[[], nn.Module], seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "init") % (2**63))
         return builder()
-
-
-@torch.no_grad()
-def predict_labels(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Predicted classes (N,) of ``images`` in fp32, in eval mode (the mode is restored afterwards)."""
-    was_training = model.training
-    model.eval()
-    try:
-        return torch.cat([model(chunk).argmax(dim=1) for chunk in images.split(batch_size)])
-    finally:
-        model.train(was_training)
 
 
 def clean_accuracy(model: nn.Module, data: EvalSet, batch_size: int = 256) -> float:

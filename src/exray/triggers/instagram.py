@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+import exray.triggers.color_ops as ops
 from exray.errors import ConfigError
-from exray.triggers import color_ops as ops
 from exray.triggers.base import Trigger, check_config, register_trigger
 
 
