@@ -30,8 +30,9 @@ import torch
 import exray
 from exray.cli.demo import DEMO_MASKS
 from exray.differencing import MaskConfig
+from exray.differencing.compare import compare_triggers
 from exray.differencing.policies import resolve_policy
-from exray.differencing.verdict import compare_triggers, decide
+from exray.differencing.verdict import decide
 from exray.evaluation.known import known_triggers
 from exray.utils import versions
 from exray.zoo import ZOO_FILE, cached_build, designs, parse_spec

@@ -9,8 +9,9 @@ from torch import nn
 
 from exray.differencing import MaskConfig, TriggerCase, Verdict, compare_triggers
 from exray.differencing import verdict as verdict_module
+from exray.differencing.compare import choose_layer
 from exray.differencing.policies import ACCURACY_KEYS, R2Policy, R3Policy, resolve_policy
-from exray.differencing.verdict import _set_aside_degenerate, choose_layer, decide, overlaps
+from exray.differencing.verdict import _set_aside_degenerate, decide, overlaps
 from exray.errors import ConfigError, LayerError
 from exray.models.analytic import CHANNEL, ColourDetectorNet, symbol_images
 

@@ -109,7 +109,7 @@ def test_batched_equals_one_by_one(planted):
 
 
 def test_shared_m1_is_solved_once(planted, monkeypatch):
-    import exray.differencing.verdict as verdict_module
+    import exray.differencing.compare as verdict_module
 
     seen = []
     real = verdict_module.optimize_masks

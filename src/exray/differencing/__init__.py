@@ -1,5 +1,6 @@
 """EX-RAY core: symmetric feature differencing, M1/M2 comparison and decision policies (paper §3)."""
 
+from exray.differencing.compare import TriggerCase, compare_trigger, compare_triggers
 from exray.differencing.config import MaskConfig
 from exray.differencing.masks import symmetric_mask
 from exray.differencing.optimizer import optimize_masks
@@ -12,7 +13,7 @@ from exray.differencing.policies import (
     resolve_policy,
 )
 from exray.differencing.problem import MaskProblem, MaskResult
-from exray.differencing.verdict import TriggerCase, Verdict, compare_trigger, compare_triggers
+from exray.differencing.verdict import Verdict
 from exray.models.runtime import derive_target
 
 __all__ = [

@@ -24,7 +24,7 @@ import torch
 
 from exray.data.examples import load_examples
 from exray.data.synth import SignRenderer
-from exray.differencing.verdict import TriggerCase
+from exray.differencing.compare import TriggerCase
 from exray.errors import ModelLoadError
 from exray.scanners.result import FILTER_TYPES
 from exray.utils import derive_seed
