@@ -9,7 +9,7 @@ from exray.models import build_model
 from exray.scanners.abs_inversion import ABSLoss, MaskInversion, label_update
 from exray.scanners.activations import ActivationTap, find_preactivation
 from exray.scanners.inversion import InversionTask
-from exray.scanners.neural_cleanse import NCInversion
+from exray.scanners.nc_inversion import NCInversion
 
 
 def _mask_inverter(net, sample, epochs=6, batch_size=4):

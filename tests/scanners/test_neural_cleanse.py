@@ -9,7 +9,7 @@ import torch
 from exray.errors import ConfigError, InputError
 from exray.scanners import get_scanner, mad_anomaly
 from exray.scanners.inversion import EpochStats
-from exray.scanners.neural_cleanse import NCInversion
+from exray.scanners.nc_inversion import NCInversion
 
 
 def test_mad_matches_the_closed_form():
