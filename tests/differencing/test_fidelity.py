@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from exray.differencing import MaskConfig, TriggerCase, Verdict, compare_triggers
-from exray.differencing import verdict as verdict_module
+from exray.differencing import compare as compare_module
 from exray.differencing.compare import choose_layer
 from exray.differencing.policies import ACCURACY_KEYS, R2Policy, R3Policy, resolve_policy
 from exray.differencing.verdict import _set_aside_degenerate, decide, overlaps
@@ -58,13 +58,13 @@ def test_r2_verdicts_use_binarised_overlaps(planted):
 
 def test_index_pairing_pairs_victim_j_with_target_j(planted, monkeypatch):
     seen = []
-    solve = verdict_module.optimize_masks
+    solve = compare_module.optimize_masks
 
     def spy(cut, problems, config, **kwargs):
         seen.extend(problems)
         return solve(cut, problems, config, **kwargs)
 
-    monkeypatch.setattr(verdict_module, "optimize_masks", spy)
+    monkeypatch.setattr(compare_module, "optimize_masks", spy)
     target = planted["target"][:6]  # fewer target images than victim images
     case = TriggerCase(planted["victim"], target, planted["injected"], VICTIM, TARGET)
     for pairing, paired, rows in (("random", False, (10, 6)), ("index", True, (6, 6))):
@@ -202,13 +202,13 @@ def test_layer_auto_reuses_the_chosen_layers_m1_instead_of_solving_it_again(monk
     case = TriggerCase(red, green, symbol_images("green", 10, seed=3), 0, 1)
     config = MaskConfig(epochs=100)
     solved: list[tuple[str, int]] = []  # (layer, problems) of every optimize_masks call
-    real = verdict_module.optimize_masks
+    real = compare_module.optimize_masks
 
     def counting(cut, problems, config, **kwargs):
         solved.append((cut.layer, len(problems)))
         return real(cut, problems, config, **kwargs)
 
-    monkeypatch.setattr(verdict_module, "optimize_masks", counting)
+    monkeypatch.setattr(compare_module, "optimize_masks", counting)
     (auto,) = compare_triggers(net, [case], layer="auto", config=config, seed=0)
     assert solved == [("detectors", 1), ("mix", 1), ("detectors", 1)]  # M1 per candidate, then M2 only
     _, shares = choose_layer(net, [case], config=config, seed=0)

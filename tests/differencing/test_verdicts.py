@@ -109,16 +109,16 @@ def test_batched_equals_one_by_one(planted):
 
 
 def test_shared_m1_is_solved_once(planted, monkeypatch):
-    import exray.differencing.compare as verdict_module
+    import exray.differencing.compare as compare_module
 
     seen = []
-    real = verdict_module.optimize_masks
+    real = compare_module.optimize_masks
 
     def spy(cut, problems, config=None, progress=False):
         seen.append(len(problems))
         return real(cut, problems, config, progress=progress)
 
-    monkeypatch.setattr(verdict_module, "optimize_masks", spy)
+    monkeypatch.setattr(compare_module, "optimize_masks", spy)
     names = ("injected", "natural", "injected")
     cases = [
         TriggerCase(planted["victim"], planted["target"], planted[k].clone(), VICTIM, TARGET) for k in names
