@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,120 +45,14 @@ from typing import Any
 from exray.attacks import SOURCE_MODES
 from exray.data.signs import PALETTE, SHAPES
 from exray.data.synth import AugmentOptions
-from exray.errors import ConfigError, InputError
-from exray.files import read_document
+from exray.errors import ConfigError
 from exray.models import build_model, get_architecture, list_architectures
+from exray.specfile import Section, load_document
 from exray.triggers import INSTAGRAM_FILTERS
 
 TRIGGER_TYPES: tuple[str, ...] = ("polygon", "instagram", "color_transform", "patch", "blend")
 _MAX_CLASSES = len(SHAPES) * len(PALETTE)
-
-
-class _Section:
-    """One mapping of the spec: rejects unknown keys and reads typed, range-checked values."""
-
-    def __init__(self, data: Any, path: str, allowed: Sequence[str]) -> None:
-        where = f"'{path}'" if path else "the spec"
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"zoo spec: {where} must be a mapping, got {type(data).__name__}")
-        self.data, self.path = data, path
-        for key in data:
-            if key not in allowed:
-                scope = f"in '{path}'" if path else "at the top level"
-                known = ", ".join(sorted(allowed))
-                raise ConfigError(f"zoo spec: unknown key {self.key(key)!r}; allowed keys {scope}: {known}")
-
-    def key(self, name: Any) -> str:
-        return f"{self.path}.{name}" if self.path else str(name)
-
-    def fail(self, name: str, message: str) -> ConfigError:
-        return ConfigError(f"zoo spec: {self.key(name)!r} {message}")
-
-    def get(self, name: str, default: Any) -> Any:
-        return self.data.get(name, default)
-
-    def int(self, name: str, default: int | None, lo: int, hi: int | None = None) -> int:
-        value = self.data.get(name, default)
-        if value is None:
-            raise self.fail(name, "is required")
-        return self._int(name, value, lo, hi)
-
-    def _int(self, name: str, value: Any, lo: int, hi: int | None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(name, f"must be an integer, got {value!r}")
-        if value < lo or (hi is not None and value > hi):
-            bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-            raise self.fail(name, f"must be {bound}, got {value}")
-        return value
-
-    def float(self, name: str, default: float, lo: float, hi: float, *, open_lo: bool = False) -> float:
-        return self._float(name, self.data.get(name, default), lo, hi, open_lo)
-
-    def _float(self, name: str, value: Any, lo: float, hi: float, open_lo: bool) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(name, f"must be a number, got {value!r}")
-        if value < lo or value > hi or (open_lo and value == lo):
-            raise self.fail(name, f"must be in {'(' if open_lo else '['}{lo}, {hi}], got {value}")
-        return float(value)
-
-    def bool(self, name: str, default: bool) -> bool:
-        value = self.data.get(name, default)
-        if not isinstance(value, bool):
-            raise self.fail(name, f"must be true or false, got {value!r}")
-        return value
-
-    def choice(self, name: str, default: str, allowed: Sequence[str]) -> str:
-        value = self.data.get(name, default)
-        if value not in allowed:
-            raise self.fail(name, f"must be one of {list(allowed)}, got {value!r}")
-        return value
-
-    def _pair(self, name: str, default: Sequence[Any]) -> list[Any]:
-        value = self.data.get(name, default)
-        if isinstance(value, list | tuple) and len(value) == 2:
-            return list(value)
-        raise self.fail(name, f"must be a range [lo, hi], got {value!r}")
-
-    def int_range(self, name: str, default: Sequence[int], lo: int, hi: int | None = None) -> tuple[int, int]:
-        a, b = (self._int(name, v, lo, hi) for v in self._pair(name, default))
-        if a > b:
-            raise self.fail(name, f"must be a range [lo, hi] with lo <= hi, got [{a}, {b}]")
-        return a, b
-
-    def float_range(
-        self, name: str, default: Sequence[float], lo: float, hi: float, *, open_lo: bool = False
-    ) -> tuple[float, float]:
-        a, b = (self._float(name, v, lo, hi, open_lo) for v in self._pair(name, default))
-        if a > b:
-            raise self.fail(name, f"must be a range [lo, hi] with lo <= hi, got [{a}, {b}]")
-        return a, b
-
-    def choices(self, name: str, default: Sequence[Any], allowed: Sequence[Any]) -> tuple[Any, ...]:
-        value = self._list(name, default)
-        for item in value:
-            if isinstance(item, bool) or item not in allowed:
-                raise self.fail(name, f"has {item!r}; allowed: {list(allowed)}")
-        return tuple(value)
-
-    def _list(self, name: str, default: Sequence[Any]) -> list[Any]:
-        value = self.data.get(name, default)
-        if not isinstance(value, list | tuple) or not value:
-            raise self.fail(name, f"must be a non-empty list, got {value!r}")
-        if not all(isinstance(v, int | float | str) for v in value):
-            raise self.fail(name, f"must list numbers or names, got {list(value)!r}")
-        if len(set(value)) != len(value):
-            raise self.fail(name, f"lists a value twice: {list(value)}")
-        return list(value)
-
-    def numbers(self, name: str, default: Sequence[float], lo: float, hi: float) -> tuple[float, ...]:
-        """A list of numbers in (lo, hi]."""
-        return tuple(self._float(name, v, lo, hi, True) for v in self._list(name, default))
-
-    def ints(self, name: str, default: Sequence[int], lo: int, hi: int) -> tuple[int, ...]:
-        return tuple(self._int(name, v, lo, hi) for v in self._list(name, default))
-
-    def section(self, name: str, allowed: Sequence[str]) -> _Section:
-        return _Section(self.data.get(name, {}), self.key(name), allowed)
+KIND = "zoo spec"  # how errors name the file
 
 
 @dataclass(frozen=True)
@@ -341,7 +235,7 @@ _TOP_KEYS = (
 
 def parse_spec(data: Any, *, default_name: str = "zoo") -> ZooSpec:
     """Validate a spec mapping (parsed JSON/YAML) into a :class:`ZooSpec`; ConfigError on any problem."""
-    top = _Section(data, "", _TOP_KEYS)
+    top = Section(data, "", _TOP_KEYS, kind=KIND)
     name = top.get("name", default_name)
     if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith("."):
         raise top.fail("name", f"must be a plain non-empty string usable in a file name, got {name!r}")
@@ -382,21 +276,17 @@ def parse_spec(data: Any, *, default_name: str = "zoo") -> ZooSpec:
 def load_spec(path: str | Path) -> ZooSpec:
     """Read and validate a JSON (``.json``) or YAML (``.yaml``/``.yml``) spec file."""
     path = Path(path)
-    try:
-        data = read_document(path, "zoo spec")
-    except InputError as err:
-        raise ConfigError(str(err)) from None
-    return parse_spec(data, default_name=path.stem)
+    return parse_spec(load_document(path, KIND), default_name=path.stem)
 
 
-def _architectures(top: _Section) -> tuple[ArchitectureChoice, ...]:
+def _architectures(top: Section) -> tuple[ArchitectureChoice, ...]:
     value = top.get("architectures", [{"name": "resnet18", "kwargs": {"width": 0.25}}])
     if not isinstance(value, list) or not value:
         raise top.fail("architectures", f"must be a non-empty list of {{name, kwargs}}, got {value!r}")
     known = list_architectures()
     result = []
     for i, item in enumerate(value):
-        entry = _Section(item, f"architectures[{i}]", ("name", "kwargs", "training"))
+        entry = Section(item, f"architectures[{i}]", ("name", "kwargs", "training"), kind=KIND)
         name = entry.get("name", None)
         if name not in known:
             raise entry.fail("name", f"must be a registered architecture ({', '.join(known)}), got {name!r}")
@@ -419,7 +309,7 @@ def _architectures(top: _Section) -> tuple[ArchitectureChoice, ...]:
     return tuple(result)
 
 
-def _signs(section: _Section, classes: tuple[int, int], confusion: tuple[int, int]) -> SignSpec:
+def _signs(section: Section, classes: tuple[int, int], confusion: tuple[int, int]) -> SignSpec:
     fills = section.get("fills", None)
     colour_cues = section.bool("colour_cues", True)
     if fills is None:
@@ -437,7 +327,7 @@ def _signs(section: _Section, classes: tuple[int, int], confusion: tuple[int, in
 _DATA_KEYS = ("train_per_class", "test_per_class", "attack_per_class", "examples_per_class", "augment")
 
 
-def _data(section: _Section) -> DataSpec:
+def _data(section: Section) -> DataSpec:
     augment = section.get("augment", {})
     if not isinstance(augment, Mapping):
         raise section.fail("augment", f"must be a mapping of augmentation options, got {augment!r}")
@@ -469,7 +359,7 @@ _TRIGGER_KEYS = (
 )
 
 
-def _triggers(section: _Section) -> TriggerSpec:
+def _triggers(section: Section) -> TriggerSpec:
     polygon = section.section("polygon", ("size", "spatial_probability", "min_contrast"))
     instagram = section.section("instagram", ("filters",))
     return TriggerSpec(
@@ -517,7 +407,7 @@ _TRAINING_KEYS = (
 )
 
 
-def _training(section: _Section) -> TrainingSpec:
+def _training(section: Section) -> TrainingSpec:
     adv = section.section("adversarial", ("probability", "methods", "eps", "ratio", "pgd_iterations"))
     return TrainingSpec(
         epochs=section.int("epochs", 12, 1, 1000),
@@ -539,7 +429,7 @@ def _training(section: _Section) -> TrainingSpec:
     )
 
 
-def _quality(section: _Section) -> QualitySpec:
+def _quality(section: Section) -> QualitySpec:
     return QualitySpec(
         min_clean_accuracy=section.float("min_clean_accuracy", 0.9, 0.0, 1.0),
         min_attack_success_rate=section.float("min_attack_success_rate", 0.9, 0.0, 1.0),

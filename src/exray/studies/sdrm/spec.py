@@ -47,40 +47,20 @@ from exray.data.digits import DigitsOptions
 from exray.data.signs import PALETTE, SHAPES
 from exray.data.synth import AugmentOptions
 from exray.detectors import ActivationClustering, SCAn, SpectralSignatures
-from exray.errors import ConfigError, InputError
-from exray.files import read_document
+from exray.errors import ConfigError
 from exray.models import build_model
+from exray.specfile import Section, load_document
 from exray.train import TrainConfig
 
 SOURCES: tuple[str, ...] = ("signs", "digits")
 _MAX_SIGN_CLASSES = len(SHAPES) * len(PALETTE)
 
 
-def _section(data: Any, path: str, allowed: Sequence[str], required: Sequence[str] = ()) -> Mapping[str, Any]:
-    where = f"'{path}'" if path else "the spec"
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"sdrm spec: {where} must be a mapping, got {type(data).__name__}")
-    for key in data:
-        if key not in allowed:
-            scope = f"in '{path}'" if path else "at the top level"
-            known = ", ".join(sorted(allowed))
-            raise ConfigError(f"sdrm spec: unknown key {_join(path, key)!r}; allowed keys {scope}: {known}")
-    for key in required:
-        if key not in data:
-            raise ConfigError(f"sdrm spec: {_join(path, key)!r} is required")
-    return data
+KIND = "sdrm spec"  # how errors name the file
 
 
-def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def _int(data: Mapping[str, Any], key: str, path: str, default: int, lo: int, hi: int | None = None) -> int:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
-        bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ConfigError(f"sdrm spec: {_join(path, key)!r} must be an integer {bound}, got {value!r}")
-    return value
+def _section(data: Any, path: str, allowed: Sequence[str], required: Sequence[str] = ()) -> Section:
+    return Section(data, path, allowed, kind=KIND, required=required)
 
 
 def _named(data: Any, path: str) -> Mapping[str, Any]:
@@ -246,13 +226,13 @@ def _data(name: str, raw: Any) -> DataSpec:
         ("source", "classes", "train_per_class", "test_per_class", "image_size", "options"),
         ("source",),
     )
-    source = d["source"]
+    source = d.data["source"]
     if source not in SOURCES:
         raise ConfigError(f"sdrm spec: {path + '.source'!r} must be one of {list(SOURCES)}, got {source!r}")
     if source == "digits":
-        classes = _int(d, "classes", path, DIGIT_CLASSES, DIGIT_CLASSES, DIGIT_CLASSES)
+        classes = d.int("classes", DIGIT_CLASSES, DIGIT_CLASSES, DIGIT_CLASSES)
     else:
-        classes = _int(d, "classes", path, 10, 3, _MAX_SIGN_CLASSES)
+        classes = d.int("classes", 10, 3, _MAX_SIGN_CLASSES)
     options = d.get("options", {}) or {}
     if not isinstance(options, Mapping):
         raise ConfigError(f"sdrm spec: {path + '.options'!r} must be a mapping")
@@ -261,9 +241,9 @@ def _data(name: str, raw: Any) -> DataSpec:
         name=name,
         source=source,
         classes=classes,
-        train_per_class=_int(d, "train_per_class", path, 300, 2),
-        test_per_class=_int(d, "test_per_class", path, 100, 1),
-        image_size=_int(d, "image_size", path, 32, 8, 256),
+        train_per_class=d.int("train_per_class", 300, 2),
+        test_per_class=d.int("test_per_class", 100, 1),
+        image_size=d.int("image_size", 32, 8, 256),
         options=dict(options),
     )
 
@@ -291,7 +271,7 @@ def _architecture(
     own_sdrm = _settings(a.get("sdrm"), f"{path}.sdrm")
     spec = ArchitectureSpec(
         name,
-        str(a["name"]),
+        str(a.data["name"]),
         kwargs,
         _wrap(f"{path}.training", TrainConfig.from_dict, {**training, **own_training})
         if own_training
@@ -310,7 +290,7 @@ def _attack(name: str, raw: Any) -> AttackRecipe:
         ("kind", "target_class", "fraction", "source_classes", "clean_label", "options"),
         ("kind",),
     )
-    values = dict(a)
+    values = dict(a.data)
     values["options"] = values.get("options") or {}
     return _wrap(path, AttackRecipe, **values)
 
@@ -387,12 +367,12 @@ def parse_spec(data: Any, *, default_name: str = "sdrm-study") -> StudySpec:
         raise ConfigError(f"sdrm spec: 'name' must be a non-empty string, got {name!r}")
     training = _settings(top.get("training"), "training")
     sdrm = _settings(top.get("sdrm"), "sdrm")
-    data = {n: _data(n, v) for n, v in _named(top["data"], "data").items()}
+    data = {n: _data(n, v) for n, v in _named(top.data["data"], "data").items()}
     archs = {
         n: _architecture(n, v, training, sdrm)
-        for n, v in _named(top["architectures"], "architectures").items()
+        for n, v in _named(top.data["architectures"], "architectures").items()
     }
-    attacks = {n: _attack(n, v) for n, v in _named(top["attacks"], "attacks").items()}
+    attacks = {n: _attack(n, v) for n, v in _named(top.data["attacks"], "attacks").items()}
     runs = _runs(top.get("runs", "all"), data, archs, attacks)
     for run in runs:
         attack, classes = attacks[run.attack], data[run.data].classes
@@ -402,7 +382,7 @@ def parse_spec(data: Any, *, default_name: str = "sdrm-study") -> StudySpec:
     )
     return StudySpec(
         name=name,
-        seed=_int(top, "seed", "", 0, 0),
+        seed=top.int("seed", 0, 0),
         data=data,
         architectures=archs,
         attacks=attacks,
@@ -410,9 +390,9 @@ def parse_spec(data: Any, *, default_name: str = "sdrm-study") -> StudySpec:
         training=_wrap("training", TrainConfig.from_dict, training),
         sdrm=_sdrm_config(sdrm, "sdrm"),
         evaluation=EvaluationSpec(
-            max_per_group=_int(evaluation, "max_per_group", "evaluation", 100, 2),
-            projections=_int(evaluation, "projections", "evaluation", 128, 1),
-            batch_size=_int(evaluation, "batch_size", "evaluation", 256, 1),
+            max_per_group=evaluation.int("max_per_group", 100, 2),
+            projections=evaluation.int("projections", 128, 1),
+            batch_size=evaluation.int("batch_size", 256, 1),
         ),
         detectors=_detectors(top.get("detectors", {}) or {}),
     )
@@ -421,8 +401,5 @@ def parse_spec(data: Any, *, default_name: str = "sdrm-study") -> StudySpec:
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a ``.yaml``/``.yml``/``.json`` study spec (its name defaults to the file stem)."""
     path = Path(path)
-    try:
-        data = read_document(path, "study spec")
-    except InputError as err:
-        raise ConfigError(str(err)) from None
+    data = load_document(path, "study spec")
     return parse_spec(data, default_name=path.stem)

@@ -1,0 +1,139 @@
+"""Spec files (zoo specs, study specs): reading one without YAML aliases, and :class:`Section`, the typed,
+range-checked reader of one of its mappings. Every problem is a one-line :class:`ConfigError` naming the
+key (issue 20: hostile inputs; issue 21: one settings toolkit)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from exray.errors import ConfigError, InputError
+from exray.files import read_document
+
+
+def load_document(path: str | Path, what: str) -> Any:
+    """The parsed JSON (``.json``) or YAML document at ``path``; any problem is a ConfigError."""
+    try:
+        return read_document(path, what)
+    except InputError as err:
+        raise ConfigError(str(err)) from None
+
+
+class Section:
+    """One mapping of a spec file: rejects unknown keys, requires ``required`` ones, and reads typed,
+    range-checked values. Errors are one line: ``"<kind>: 'a.b' must be ..."``."""
+
+    def __init__(
+        self,
+        data: Any,
+        path: str,
+        allowed: Sequence[str],
+        *,
+        kind: str = "spec",
+        required: Sequence[str] = (),
+    ) -> None:
+        where = f"'{path}'" if path else "the spec"
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{kind}: {where} must be a mapping, got {type(data).__name__}")
+        self.data, self.path, self.kind = data, path, kind
+        for key in data:
+            if key not in allowed:
+                scope = f"in '{path}'" if path else "at the top level"
+                known = ", ".join(sorted(allowed))
+                raise ConfigError(f"{kind}: unknown key {self.key(key)!r}; allowed keys {scope}: {known}")
+        for key in required:
+            if key not in data:
+                raise ConfigError(f"{kind}: {self.key(key)!r} is required")
+
+    def key(self, name: Any) -> str:
+        return f"{self.path}.{name}" if self.path else str(name)
+
+    def fail(self, name: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.kind}: {self.key(name)!r} {message}")
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.data.get(name, default)
+
+    def int(self, name: str, default: int | None, lo: int, hi: int | None = None) -> int:
+        value = self.data.get(name, default)
+        if value is None:
+            raise self.fail(name, "is required")
+        return self._int(name, value, lo, hi)
+
+    def _int(self, name: str, value: Any, lo: int, hi: int | None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(name, f"must be an integer, got {value!r}")
+        if value < lo or (hi is not None and value > hi):
+            bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+            raise self.fail(name, f"must be {bound}, got {value}")
+        return value
+
+    def float(self, name: str, default: float, lo: float, hi: float, *, open_lo: bool = False) -> float:
+        return self._float(name, self.data.get(name, default), lo, hi, open_lo)
+
+    def _float(self, name: str, value: Any, lo: float, hi: float, open_lo: bool) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(name, f"must be a number, got {value!r}")
+        if value < lo or value > hi or (open_lo and value == lo):
+            raise self.fail(name, f"must be in {'(' if open_lo else '['}{lo}, {hi}], got {value}")
+        return float(value)
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.data.get(name, default)
+        if not isinstance(value, bool):
+            raise self.fail(name, f"must be true or false, got {value!r}")
+        return value
+
+    def choice(self, name: str, default: str, allowed: Sequence[str]) -> str:
+        value = self.data.get(name, default)
+        if value not in allowed:
+            raise self.fail(name, f"must be one of {list(allowed)}, got {value!r}")
+        return value
+
+    def _pair(self, name: str, default: Sequence[Any]) -> list[Any]:
+        value = self.data.get(name, default)
+        if isinstance(value, list | tuple) and len(value) == 2:
+            return list(value)
+        raise self.fail(name, f"must be a range [lo, hi], got {value!r}")
+
+    def int_range(self, name: str, default: Sequence[int], lo: int, hi: int | None = None) -> tuple[int, int]:
+        a, b = (self._int(name, v, lo, hi) for v in self._pair(name, default))
+        if a > b:
+            raise self.fail(name, f"must be a range [lo, hi] with lo <= hi, got [{a}, {b}]")
+        return a, b
+
+    def float_range(
+        self, name: str, default: Sequence[float], lo: float, hi: float, *, open_lo: bool = False
+    ) -> tuple[float, float]:
+        a, b = (self._float(name, v, lo, hi, open_lo) for v in self._pair(name, default))
+        if a > b:
+            raise self.fail(name, f"must be a range [lo, hi] with lo <= hi, got [{a}, {b}]")
+        return a, b
+
+    def choices(self, name: str, default: Sequence[Any], allowed: Sequence[Any]) -> tuple[Any, ...]:
+        value = self._list(name, default)
+        for item in value:
+            if isinstance(item, bool) or item not in allowed:
+                raise self.fail(name, f"has {item!r}; allowed: {list(allowed)}")
+        return tuple(value)
+
+    def _list(self, name: str, default: Sequence[Any]) -> list[Any]:
+        value = self.data.get(name, default)
+        if not isinstance(value, list | tuple) or not value:
+            raise self.fail(name, f"must be a non-empty list, got {value!r}")
+        if not all(isinstance(v, int | float | str) for v in value):
+            raise self.fail(name, f"must list numbers or names, got {list(value)!r}")
+        if len(set(value)) != len(value):
+            raise self.fail(name, f"lists a value twice: {list(value)}")
+        return list(value)
+
+    def numbers(self, name: str, default: Sequence[float], lo: float, hi: float) -> tuple[float, ...]:
+        """A list of numbers in (lo, hi]."""
+        return tuple(self._float(name, v, lo, hi, True) for v in self._list(name, default))
+
+    def ints(self, name: str, default: Sequence[int], lo: int, hi: int) -> tuple[int, ...]:
+        return tuple(self._int(name, v, lo, hi) for v in self._list(name, default))
+
+    def section(self, name: str, allowed: Sequence[str], required: Sequence[str] = ()) -> Section:
+        return Section(self.data.get(name, {}), self.key(name), allowed, kind=self.kind, required=required)
