@@ -137,3 +137,22 @@ class Section:
 
     def section(self, name: str, allowed: Sequence[str], required: Sequence[str] = ()) -> Section:
         return Section(self.data.get(name, {}), self.key(name), allowed, kind=self.kind, required=required)
+
+
+def named_mapping(data: Any, path: str, kind: str = "spec") -> Mapping[str, Any]:
+    """``data`` if it is a non-empty mapping of names (letters, digits, '-', '_') to settings."""
+    if not isinstance(data, Mapping) or not data:
+        raise ConfigError(f"{kind}: {path!r} must be a non-empty mapping of names to settings")
+    for name in data:
+        if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{kind}: names in {path!r} must be letters, digits, '-' or '_', got {name!r}")
+    return data
+
+
+def built(kind: str, path: str, build: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """``build(*args, **kwargs)`` — a validating constructor — with its ConfigError (or the TypeError of an
+    unknown keyword) prefixed by the spec path."""
+    try:
+        return build(*args, **kwargs)
+    except (ConfigError, TypeError) as err:
+        raise ConfigError(f"{kind}: {path!r}: {err}") from None

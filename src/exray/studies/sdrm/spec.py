@@ -49,7 +49,7 @@ from exray.data.synth import AugmentOptions
 from exray.detectors import ActivationClustering, SCAn, SpectralSignatures
 from exray.errors import ConfigError
 from exray.models import build_model
-from exray.specfile import Section, load_document
+from exray.specfile import Section, built, load_document, named_mapping
 from exray.train import TrainConfig
 
 SOURCES: tuple[str, ...] = ("signs", "digits")
@@ -64,24 +64,11 @@ def _section(data: Any, path: str, allowed: Sequence[str], required: Sequence[st
 
 
 def _named(data: Any, path: str) -> Mapping[str, Any]:
-    if not isinstance(data, Mapping) or not data:
-        raise ConfigError(f"sdrm spec: {path!r} must be a non-empty mapping of names to settings")
-    for name in data:
-        if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
-            raise ConfigError(
-                f"sdrm spec: names in {path!r} must be letters, digits, '-' or '_', got {name!r}"
-            )
-    return data
+    return named_mapping(data, path, KIND)
 
 
-def _wrap(path: str, build: Any, *args: Any, **kwargs: Any) -> Any:
-    """Call a validating constructor, prefixing its ConfigError with the spec path."""
-    try:
-        return build(*args, **kwargs)
-    except ConfigError as err:
-        raise ConfigError(f"sdrm spec: {path!r}: {err}") from None
-    except TypeError as err:  # a constructor given an unknown keyword
-        raise ConfigError(f"sdrm spec: {path!r}: {err}") from None
+def _wrap(path: str, build: Any, /, *args: Any, **kwargs: Any) -> Any:
+    return built(KIND, path, build, *args, **kwargs)
 
 
 @dataclass(frozen=True)
