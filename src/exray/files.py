@@ -56,8 +56,8 @@ def read_json(path: str | Path, what: str = "JSON file", limit: int = MAX_JSON_B
     text = read_text(path, what, limit)
     try:
         return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InputError(f"{what} {path} is not valid JSON: {err}") from None
+    except ValueError as err:  # not JSON, or an integer of more than 4,300 digits
+        raise InputError(f"{what} {path} is not valid JSON: {' '.join(str(err).split())[:200]}") from None
     except RecursionError:
         raise InputError(f"{what} {path} is nested too deeply to be a valid file") from None
 
@@ -76,15 +76,20 @@ class _PlainYamlLoader(yaml.SafeLoader):
 def read_document(path: str | Path, what: str = "spec", limit: int = MAX_SPEC_BYTES) -> Any:
     """A JSON (``.json``) or YAML (any other suffix) document, parsed without aliases; any problem is an
     InputError naming the file."""
-    text = read_text(path, what, limit)
-    kind = "JSON" if Path(path).suffix.lower() == ".json" else "YAML"
+    if Path(path).suffix.lower() == ".json":
+        return read_json(path, what, limit)
+    return parse_yaml(read_text(path, what, limit), f"{what} {path}")
+
+
+def parse_yaml(text: str, what: str) -> Any:
+    """``text`` parsed as YAML without aliases or Python tags; any problem is an InputError naming
+    ``what``."""
     try:
-        return json.loads(text) if kind == "JSON" else yaml.load(text, Loader=_PlainYamlLoader)
-    except (json.JSONDecodeError, yaml.YAMLError) as err:
-        message = " ".join(str(err).split())
-        raise InputError(f"{what} {path} is not valid {kind}: {message}") from None
+        return yaml.load(text, Loader=_PlainYamlLoader)
+    except (yaml.YAMLError, ValueError) as err:
+        raise InputError(f"{what} is not valid YAML: {' '.join(str(err).split())[:200]}") from None
     except RecursionError:
-        raise InputError(f"{what} {path} is nested too deeply to be a valid file") from None
+        raise InputError(f"{what} is nested too deeply to be valid") from None
 
 
 def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -104,7 +109,7 @@ def read_results(path: str | Path) -> dict[str, dict[str, Any]]:
             continue
         try:
             record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        except (ValueError, RecursionError) as err:  # UnicodeDecodeError and JSONDecodeError included
             if number == torn:
                 continue  # torn by a crash while it was written; the model is scanned again
             reason = {

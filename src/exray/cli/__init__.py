@@ -41,13 +41,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"exray {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
-        if args.debug and not isinstance(err, ExrayError):
+        expected = isinstance(err, ExrayError | OSError)  # OSError: a path that cannot be read or written
+        if args.debug and not expected:
             raise
         text = " ".join(str(err).split())  # PyTorch's multi-line listings on one line
         if len(text) > 500:
             text = text[:500] + " …"
         kind = "" if isinstance(err, ExrayError) else f"{type(err).__name__}: "
-        hint = "" if isinstance(err, ExrayError) else f" (exray --debug {args.command} … shows the traceback)"
+        hint = "" if expected else f" (exray --debug {args.command} … shows the traceback)"
         print(f"exray {args.command}: error: {kind}{text}{hint}", file=sys.stderr)
         return 2
 

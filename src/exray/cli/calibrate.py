@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from exray.errors import InputError
-from exray.files import MAX_RESULTS_BYTES, read_text
 from exray.metrics import cross_entropy
 from exray.models.io import GROUND_TRUTH_FILE
-from exray.pipeline import Calibration, fit, read_results
+from exray.pipeline import Calibration, fit
+from exray.pipeline.labelled import labelled_scores
 from exray.utils import versions
 
 
@@ -37,61 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def ground_truth(model_dir: str) -> int:
-    path = Path(model_dir) / GROUND_TRUTH_FILE
-    try:
-        flag = read_text(path, "ground truth", limit=64).strip()
-    except InputError:
-        flag = None
-    if flag not in ("0", "1"):
-        raise InputError(f"{path} is missing or does not hold 0/1")
-    return int(flag)
-
-
-def evaluation_models(path: Path) -> list[dict] | None:
-    """The per-model entries when ``path`` is an ``exray evaluate`` evaluation.json (one JSON object with
-    ``models``), else None: then it is read as the JSON lines of ``exray scan``, whatever its suffix."""
-    text = read_text(path, "results file", limit=MAX_RESULTS_BYTES)
-    try:
-        document = json.loads(text)
-    except (ValueError, RecursionError):  # several lines of JSON: a scan results file
-        return None
-    if isinstance(document, dict) and isinstance(document.get("models"), list):
-        return document["models"]
-    return None
-
-
-def evaluated_scores(path: Path, models: list[dict], method: str) -> tuple[list[float], list[int]]:
-    """Model scores of ``method`` and the ground truth from the entries of an evaluation.json."""
-    try:
-        pairs = [
-            (float(m["outcomes"][method]["score"]), int(m["poisoned"]))
-            for m in models
-            if m["outcomes"].get(method, {}).get("score") is not None
-        ]
-    except (KeyError, TypeError, ValueError, AttributeError):
-        raise InputError(f"{path} is not an evaluation.json written by `exray evaluate`") from None
-    if not pairs:
-        rows = sorted({k for m in models for k in m["outcomes"]})
-        raise InputError(f"{path} has no scores of method {method!r}; its rows are {rows}")
-    return [s for s, _ in pairs], [y for _, y in pairs]
-
-
-def scanned_scores(path: Path) -> tuple[list[float], list[int]]:
-    """Model scores of an ``exray scan`` results file and each model directory's ground truth."""
-    records = [r for r in read_results(path).values() if r.get("score") is not None]
-    if not records:
-        raise InputError(f"{path} holds no scanned models")
-    return [float(r["score"]) for r in records], [ground_truth(r["model"]) for r in records]
-
-
 def run(args: argparse.Namespace) -> int:
-    models = evaluation_models(args.results)
-    evaluation = models is not None
-    if evaluation:
-        scores, labels = evaluated_scores(args.results, models, args.method)
-    else:
-        scores, labels = scanned_scores(args.results)
+    scores, labels, evaluation = labelled_scores(args.results, args.method)
     fitted = fit(scores, labels)
     before = cross_entropy([Calibration().probability(s) for s in scores], labels)
     after = cross_entropy([fitted.probability(s) for s in scores], labels)

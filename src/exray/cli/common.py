@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import yaml
-
 from exray.differencing import MaskConfig
 from exray.differencing.policies import POLICY_NAMES
-from exray.errors import ConfigError
+from exray.errors import ConfigError, InputError
+from exray.files import parse_yaml
 
 
 def add_output_flags(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +86,9 @@ def scanner_options(args: argparse.Namespace) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--scanner-option takes KEY=VALUE, got {item!r}")
-        parsed = yaml.safe_load(value)
+        try:
+            parsed = parse_yaml(value, f"--scanner-option {key.strip()}={value[:40]}")
+        except InputError as err:
+            raise ConfigError(str(err)) from None
         options[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
     return options

@@ -57,8 +57,8 @@ class MaskConfig:
             raise ConfigError(f"loss must be 'official' or 'paper', got {self.loss!r}")
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            if not _count(value):
+                raise ConfigError(f"{name} must be an integer in [1, {MAX_COUNT:,}], got {value!r}")
         for name in ("lr", "barrier_weight", "alpha"):
             value = getattr(self, name)
             if not _finite_number(value) or not value > 0:
@@ -66,8 +66,10 @@ class MaskConfig:
         for name in ("init_logit", "min_improvement"):
             if not _finite_number(getattr(self, name)):
                 raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)!r}")
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            raise ConfigError(f"patience must be None or a positive integer, got {self.patience!r}")
+        if self.patience is not None and not _count(self.patience):
+            raise ConfigError(
+                f"patience must be None or an integer in [1, {MAX_COUNT:,}], got {self.patience!r}"
+            )
         if self.engine not in ("batched", "reference"):
             raise ConfigError(f"engine must be 'batched' or 'reference', got {self.engine!r}")
         if self.precision not in ("fp32", "bf16"):
@@ -85,6 +87,14 @@ class MaskConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: Largest epoch count, batch size or patience accepted (a million epochs is weeks of CPU; beyond, a typo).
+MAX_COUNT = 1_000_000
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_COUNT
 
 
 def _finite_number(value: Any) -> bool:

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from exray.errors import InputError
+
 
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter or buffer (CPU for a parameter-free model)."""
@@ -35,20 +37,38 @@ def frozen(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Logits of ``images`` in eval mode, without gradients, in batches (the mode is restored)."""
+#: Logits beyond this magnitude are treated as overflow: float32 ends at 3.4e38, and rows of equal huge
+#: values make the argmax meaningless (it names class 0).
+MAX_LOGIT = 1e30
+
+
+def predict_logits(
+    model: nn.Module, images: torch.Tensor, batch_size: int = 256, *, finite: bool = True
+) -> torch.Tensor:
+    """Logits of ``images`` in eval mode, without gradients, in batches (the mode is restored).
+
+    ``finite``: logits that are NaN, infinite or beyond :data:`MAX_LOGIT` are an :class:`InputError` — a model that overflows on
+    valid images (stamped ones included) has no meaningful prediction, and the argmax of an all-inf row
+    would silently name class 0."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            return torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+            logits = torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
     finally:
         model.train(was_training)
+    if finite and not bool((logits.abs() <= MAX_LOGIT).all()):  # NaN compares False
+        raise InputError(
+            "the model's logits are not finite (NaN, Inf or beyond 1e30, next to float32's overflow) on "
+            "some images: it cannot be scanned"
+        )
+    return logits
 
 
 def predict_labels(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Predicted classes (N,) of ``images``: the argmax of :func:`predict_logits`."""
-    return predict_logits(model, images, batch_size).argmax(dim=1)
+    """Predicted classes (N,) of ``images``: the argmax of :func:`predict_logits` (non-finite logits
+    allowed: training measures a diverged model, it does not scan it)."""
+    return predict_logits(model, images, batch_size, finite=False).argmax(dim=1)
 
 
 def derive_target(predictions: torch.Tensor, victim_label: int) -> int:

@@ -36,6 +36,11 @@ class BudgetExceeded(BaseException):
     ``KeyboardInterrupt``, so that no broad ``except Exception`` inside a scan can swallow it."""
 
 
+#: Largest budgets accepted: 30 days per model, 1 PiB of memory (beyond them a number is a typo, and the
+#: OS calls they feed overflow).
+BUDGET_LIMITS = {"seconds": 30 * 86400.0, "memory_gb": 2.0**20}
+
+
 @dataclass(frozen=True)
 class ModelBudget:
     """The ceilings for one model's scan; ``None`` leaves a resource unbounded."""
@@ -50,8 +55,8 @@ class ModelBudget:
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ConfigError(f"budget {name} must be a finite number, got {value!r}")
-            if value <= 0:
-                raise ConfigError(f"budget {name} must be > 0, got {value!r}")
+            if not 0 < value <= BUDGET_LIMITS[name]:
+                raise ConfigError(f"budget {name} must be in (0, {BUDGET_LIMITS[name]:g}], got {value!r}")
         if self.memory_gb is not None and not sys.platform.startswith("linux"):
             raise ConfigError("a per-model memory budget needs Linux (RLIMIT_DATA); leave it unset here")
 

@@ -36,12 +36,19 @@ class Calibration:
     high: float = 0.86
 
     def __post_init__(self) -> None:
+        values = (self.slope, self.threshold, self.low, self.high)
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise ConfigError(f"calibration values must be numbers, got {self}")
+        if not all(math.isfinite(v) for v in values):
+            raise ConfigError(f"calibration values must be finite numbers, got {self}")
+        if not 0.0 <= self.threshold <= 1.0:  # scores are ASRs in [0, 1]
+            raise ConfigError(
+                f"threshold must be in [0, 1] (scores are attack success rates), got {self.threshold}"
+            )
         if not 0.0 <= self.low < self.high <= 1.0:
             raise ConfigError(f"need 0 <= low < high <= 1, got low={self.low}, high={self.high}")
         if not self.slope > 0:
             raise ConfigError(f"slope must be > 0, got {self.slope}")
-        if not all(math.isfinite(v) for v in (self.slope, self.threshold, self.low, self.high)):
-            raise ConfigError(f"calibration values must be finite numbers, got {self}")
 
     def probability(self, score: float) -> float:
         z = self.slope * (score - self.threshold)
@@ -67,7 +74,7 @@ class Calibration:
             raise ConfigError(str(err)) from None
         data = document.get("calibration") if isinstance(document, dict) else None
         fields = {f.name for f in dataclasses.fields(cls)}
-        if not isinstance(data, dict) or not set(data) <= fields:
+        if not isinstance(data, dict) or set(data) != fields:
             raise ConfigError(
                 f'{path} is not a calibration file: expected {{"calibration": {{...}}}} with keys from '
                 f"{sorted(fields)}"
@@ -111,7 +118,8 @@ def fit(scores: list[float], labels: list[int]) -> Calibration:
         if best is None or result.fun < best.fun:
             best = result
     slope, threshold, low, high = _unpack(best.x, floor)
-    return Calibration(slope=slope, threshold=threshold, low=low, high=high)
+    # scores lie in [0, 1]: a threshold beyond them flags all or none, as the bound itself does
+    return Calibration(slope=slope, threshold=min(max(threshold, 0.0), 1.0), low=low, high=high)
 
 
 def _unpack(params: np.ndarray, floor: float) -> tuple[float, float, float, float]:

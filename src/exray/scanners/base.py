@@ -18,6 +18,10 @@ from torch import nn
 from exray.errors import ConfigError
 from exray.scanners.result import ScannerResult
 
+#: Largest numeric scanner option accepted: counts, rates and weights beyond it are typos (or infinity),
+#: and would make an inversion run forever or turn its loss into NaN.
+MAX_OPTION = 10**9
+
 
 class Options:
     """Mixin for frozen option dataclasses: validation helpers and a JSON-able ``to_dict``."""
@@ -28,14 +32,14 @@ class Options:
     def _positive_int(self, *names: str) -> None:
         for name in names:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_OPTION:
+                raise ConfigError(f"{name} must be an integer in [1, {MAX_OPTION:.0e}], got {value!r}")
 
     def _positive(self, *names: str) -> None:
         for name in names:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_OPTION:
+                raise ConfigError(f"{name} must be a number in (0, {MAX_OPTION:.0e}], got {value!r}")
 
     def _fraction(self, *names: str, closed: bool = True) -> None:
         for name in names:
