@@ -47,9 +47,9 @@ def predict_logits(
 ) -> torch.Tensor:
     """Logits of ``images`` in eval mode, without gradients, in batches (the mode is restored).
 
-    ``finite``: logits that are NaN, infinite or beyond :data:`MAX_LOGIT` are an :class:`InputError` — a model that overflows on
-    valid images (stamped ones included) has no meaningful prediction, and the argmax of an all-inf row
-    would silently name class 0."""
+    ``finite``: logits that are NaN, infinite or beyond :data:`MAX_LOGIT` are an :class:`InputError` — a
+    model that overflows on valid images (stamped ones included) has no meaningful prediction, and the
+    argmax of an all-inf row would silently name class 0."""
     was_training = model.training
     model.eval()
     try:
