@@ -4,12 +4,29 @@ key (issue 20: hostile inputs; issue 21: one settings toolkit)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from exray.errors import ConfigError, InputError
 from exray.files import read_document
+
+#: Largest integer a spec value may hold where its key sets no smaller bound; seeds end at 2⁶³ − 1.
+MAX_SPEC_INT = 10**9
+MAX_SEED = 2**63 - 1
+#: A spec's name names directories and files: letters, digits, '-', '_', '.', at most this long.
+MAX_NAME_LENGTH = 100
+
+
+def check_name(section: Section, name: Any) -> None:
+    """A spec's ``name``: usable as a file name on any system, else a ConfigError."""
+    ok = isinstance(name, str) and 0 < len(name) <= MAX_NAME_LENGTH and not name.startswith(".")
+    if not ok or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in name):
+        raise section.fail(
+            "name",
+            f"must be 1-{MAX_NAME_LENGTH} letters, digits, '-', '_' or '.' (not first), got {name!r:.120}",
+        )
 
 
 def load_document(path: str | Path, what: str) -> Any:
@@ -62,6 +79,7 @@ class Section:
         return self._int(name, value, lo, hi)
 
     def _int(self, name: str, value: Any, lo: int, hi: int | None) -> int:
+        hi = MAX_SPEC_INT if hi is None else hi
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(name, f"must be an integer, got {value!r}")
         if value < lo or (hi is not None and value > hi):
@@ -73,8 +91,8 @@ class Section:
         return self._float(name, self.data.get(name, default), lo, hi, open_lo)
 
     def _float(self, name: str, value: Any, lo: float, hi: float, open_lo: bool) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(name, f"must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise self.fail(name, f"must be a finite number, got {value!r}")
         if value < lo or value > hi or (open_lo and value == lo):
             raise self.fail(name, f"must be in {'(' if open_lo else '['}{lo}, {hi}], got {value}")
         return float(value)

@@ -50,7 +50,7 @@ def test_unknown_keys_are_named_with_the_allowed_ones() -> None:
         ({"training": {"adversarial": {"eps": [-4]}}}, "'training.adversarial.eps' must be in (0.0, 255.0]"),
         ({"quality": {"min_clean_accuracy": 1.5}}, "'quality.min_clean_accuracy' must be in [0.0, 1.0]"),
         ({"data": {"augment": {"rotation": 5}}}, "'data.augment' is invalid"),
-        ({"name": "a/b"}, "'name' must be a plain"),
+        ({"name": "a/b"}, "'name' must be 1-100 letters"),
         ({"signs": {"fills": ["red", "teal"]}}, "'signs.fills' has 'teal'"),
         ({"signs": {"fill": ["red"]}}, "unknown key 'signs.fill'"),
         ({"signs": {"colour_cues": False}}, "needs 'signs.fills'"),

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from exray.errors import ConfigError
+
 
 def scaled(channels: int, width: float, minimum: int = 4) -> int:
-    """``channels`` scaled by the width multiplier, at least ``minimum``."""
+    """``channels`` scaled by the width multiplier, at least ``minimum``; the multiplier must be a finite
+    number > 0 (a ConfigError otherwise)."""
+    if isinstance(width, bool) or not isinstance(width, int | float) or not 0 < width < math.inf:
+        raise ConfigError(f"width must be a finite number > 0, got {width!r}")
     return max(minimum, round(channels * width))
 
 

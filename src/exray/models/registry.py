@@ -93,3 +93,29 @@ def build_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     model = arch.builder(num_classes, **merged)
     model.exray_arch = {"architecture": name, "arch_kwargs": dict(kwargs), "num_classes": num_classes}
     return model.eval()
+
+
+#: Largest model a spec file may declare: 2 GiB of parameters and buffers.
+MAX_SPEC_MODEL_BYTES = 2**31
+
+
+def check_buildable(name: str, num_classes: int, kwargs: dict[str, Any]) -> int:
+    """Bytes of parameters and buffers of ``build_model(name, num_classes, **kwargs)``, measured on PyTorch's
+    meta device (nothing allocated); a ConfigError if it does not build or exceeds
+    :data:`MAX_SPEC_MODEL_BYTES` — so that a spec declaring width 10⁶ is refused, not allocated."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            shell = build_model(name, num_classes, **kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, OverflowError, RecursionError, RuntimeError) as err:
+        lines = str(err).strip().splitlines()
+        raise ConfigError(f"{name} does not build with {kwargs}: {lines[0] if lines else err!r}") from None
+    size = sum(t.numel() * t.element_size() for t in (*shell.parameters(), *shell.buffers()))
+    if size > MAX_SPEC_MODEL_BYTES:
+        raise ConfigError(
+            f"{name} with {kwargs} holds {size:,} bytes of weights; the limit is {MAX_SPEC_MODEL_BYTES:,}"
+        )
+    return size

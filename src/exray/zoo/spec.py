@@ -43,8 +43,9 @@ from exray.attacks import SOURCE_MODES
 from exray.data.signs import PALETTE, SHAPES
 from exray.data.synth import AugmentOptions
 from exray.errors import ConfigError
-from exray.models import build_model, get_architecture, list_architectures
-from exray.specfile import Section, load_document
+from exray.models import get_architecture, list_architectures
+from exray.models.registry import check_buildable
+from exray.specfile import MAX_SEED, Section, check_name, load_document
 from exray.triggers import INSTAGRAM_FILTERS
 from exray.zoo.schema import (
     TRIGGER_TYPES,
@@ -66,6 +67,7 @@ from exray.zoo.schema import (
 
 _MAX_CLASSES = len(SHAPES) * len(PALETTE)
 KIND = "zoo spec"  # how errors name the file
+MAX_MODELS = 100_000  # per kind (clean, trojaned)
 
 __all__ = [
     "TRIGGER_TYPES",
@@ -107,17 +109,16 @@ def parse_spec(data: Any, *, default_name: str = "zoo") -> ZooSpec:
     """Validate a spec mapping (parsed JSON/YAML) into a :class:`ZooSpec`; ConfigError on any problem."""
     top = Section(data, "", _TOP_KEYS, kind=KIND)
     name = top.get("name", default_name)
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\") or name.startswith("."):
-        raise top.fail("name", f"must be a plain non-empty string usable in a file name, got {name!r}")
+    check_name(top, name)
     if "models" not in top.data:
         raise top.fail("models", "is required: {clean: N, trojaned: M}")
     models = top.section("models", ("clean", "trojaned"))
-    clean = models.int("clean", None, 0)
-    trojaned = models.int("trojaned", None, 0)
+    clean = models.int("clean", None, 0, MAX_MODELS)
+    trojaned = models.int("trojaned", None, 0, MAX_MODELS)
     if clean + trojaned < 1:
         raise models.fail("clean", "and 'models.trojaned' must add up to at least one model")
     classes = top.int_range("classes", (5, 10), 2, _MAX_CLASSES)
-    confusion = top.int_range("confusion_pairs", (0, 1), 0)
+    confusion = top.int_range("confusion_pairs", (0, 1), 0, _MAX_CLASSES)
     if confusion[1] > classes[0] // 2:
         raise top.fail("confusion_pairs", f"cannot exceed half the smallest class count ({classes[0] // 2})")
     triggers = _triggers(top.section("triggers", _TRIGGER_KEYS))
@@ -128,7 +129,7 @@ def parse_spec(data: Any, *, default_name: str = "zoo") -> ZooSpec:
     return ZooSpec(
         name=name,
         models=ModelCounts(clean, trojaned),
-        seed=top.int("seed", 0, 0),
+        seed=top.int("seed", 0, 0, MAX_SEED),
         classes=classes,
         confusion_pairs=confusion,
         image_size=top.int("image_size", 32, 16, 256),
@@ -170,8 +171,8 @@ def _architectures(top: Section) -> tuple[ArchitectureChoice, ...]:
                     "kwargs", f"has {key!r}, which {name} does not accept; it accepts {sorted(accepted)}"
                 )
         try:
-            build_model(name, 2, **kwargs)
-        except (ConfigError, TypeError, ValueError, RuntimeError) as err:
+            check_buildable(name, 2, dict(kwargs))
+        except ConfigError as err:
             raise entry.fail("kwargs", f"do not build a {name}: {err}") from None
         overrides = entry.section("training", tuple(k for k in _TRAINING_KEYS if k != "adversarial"))
         parsed = _training(overrides)

@@ -49,7 +49,8 @@ from exray.data.synth import AugmentOptions
 from exray.detectors import ActivationClustering, SCAn, SpectralSignatures
 from exray.errors import ConfigError
 from exray.models import build_model
-from exray.specfile import Section, built, load_document, named_mapping
+from exray.models.registry import check_buildable
+from exray.specfile import MAX_SEED, Section, built, check_name, load_document, named_mapping
 from exray.train import TrainConfig
 
 SOURCES: tuple[str, ...] = ("signs", "digits")
@@ -228,8 +229,8 @@ def _data(name: str, raw: Any) -> DataSpec:
         name=name,
         source=source,
         classes=classes,
-        train_per_class=d.int("train_per_class", 300, 2),
-        test_per_class=d.int("test_per_class", 100, 1),
+        train_per_class=d.int("train_per_class", 300, 2, 100_000),
+        test_per_class=d.int("test_per_class", 100, 1, 100_000),
         image_size=d.int("image_size", 32, 8, 256),
         options=dict(options),
     )
@@ -265,7 +266,8 @@ def _architecture(
         else None,
         _sdrm_config({**sdrm, **own_sdrm}, f"{path}.sdrm") if own_sdrm else None,
     )
-    _wrap(path, spec.build, 10)  # unknown architecture or keyword arguments fail here
+    # unknown architectures, keyword arguments or sizes fail here, before anything is allocated
+    _wrap(path, check_buildable, spec.architecture, 10, dict(spec.kwargs))
     return spec
 
 
@@ -350,8 +352,7 @@ def parse_spec(data: Any, *, default_name: str = "sdrm-study") -> StudySpec:
         ("data", "architectures", "attacks"),
     )
     name = top.get("name", default_name)
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"sdrm spec: 'name' must be a non-empty string, got {name!r}")
+    check_name(top, name)
     training = _settings(top.get("training"), "training")
     sdrm = _settings(top.get("sdrm"), "sdrm")
     data = {n: _data(n, v) for n, v in _named(top.data["data"], "data").items()}
@@ -369,7 +370,7 @@ def parse_spec(data: Any, *, default_name: str = "sdrm-study") -> StudySpec:
     )
     return StudySpec(
         name=name,
-        seed=top.int("seed", 0, 0),
+        seed=top.int("seed", 0, 0, MAX_SEED),
         data=data,
         architectures=archs,
         attacks=attacks,
@@ -377,9 +378,9 @@ def parse_spec(data: Any, *, default_name: str = "sdrm-study") -> StudySpec:
         training=_wrap("training", TrainConfig.from_dict, training),
         sdrm=_sdrm_config(sdrm, "sdrm"),
         evaluation=EvaluationSpec(
-            max_per_group=evaluation.int("max_per_group", 100, 2),
-            projections=evaluation.int("projections", 128, 1),
-            batch_size=evaluation.int("batch_size", 256, 1),
+            max_per_group=evaluation.int("max_per_group", 100, 2, 1_000_000),
+            projections=evaluation.int("projections", 128, 1, 100_000),
+            batch_size=evaluation.int("batch_size", 256, 1, 100_000),
         ),
         detectors=_detectors(top.get("detectors", {}) or {}),
     )
