@@ -85,12 +85,25 @@ def group_order(groups: Sequence[str]) -> list[str]:
     return known + sorted(set(groups) - set(known))
 
 
-def _parse_trigger(data: dict) -> TruthTrigger:
+def _class_index(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 100_000:
+        raise ValueError(f"a class index must be an integer >= 0, got {value!r:.40}")
+    return value
+
+
+def _parse_trigger(data: object) -> TruthTrigger:
+    if not isinstance(data, dict):
+        raise ValueError(f"a trigger must be an object, got {data!r:.40}")
     sources = data.get("source_classes")
+    if sources not in (None, "all") and not isinstance(sources, list):
+        raise ValueError(f"source_classes must be a list or 'all', got {sources!r:.40}")
+    kind = data.get("type", "unknown")
+    if not isinstance(kind, str):
+        raise ValueError(f"a trigger's type must be a name, got {kind!r:.40}")
     return TruthTrigger(
-        type=str(data.get("type", "unknown")),
-        sources=None if sources in (None, "all") else tuple(int(s) for s in sources),
-        target=int(data["target_class"]),
+        type=kind,
+        sources=None if sources in (None, "all") else tuple(_class_index(s) for s in sources),
+        target=_class_index(data["target_class"]),
     )
 
 
@@ -112,7 +125,10 @@ def read_model_truth(path: Path) -> ModelTruth:
     if not isinstance(poisoned, bool):
         raise ModelLoadError(f"{path}: no ground truth (config.json 'poisoned' or ground_truth.csv)")
     try:
-        triggers = tuple(_parse_trigger(t) for t in config.get("triggers") or ()) if poisoned else ()
+        listed = config.get("triggers") or ()
+        if not isinstance(listed, list | tuple):
+            raise ValueError(f"'triggers' must be a list, got {listed!r:.40}")
+        triggers = tuple(_parse_trigger(t) for t in listed) if poisoned else ()
     except (KeyError, TypeError, ValueError) as err:
         raise ModelLoadError(f"{path}: malformed 'triggers' in config.json ({err})") from None
     return ModelTruth(path.name, path, poisoned, triggers)
@@ -130,7 +146,9 @@ def read_truth(zoo_dir: str | Path) -> tuple[list[ModelTruth], dict[str, str]]:
     if (zoo / METADATA_FILE).exists():
         rows = read_metadata(zoo)
         names = [r["name"] for r in rows]
-        skipped = {r["name"]: f"build status {r['status']!r}" for r in rows if r.get("status", "ok") != "ok"}
+        skipped = {
+            r["name"]: f"build status {r.get('status')!r}" for r in rows if r.get("status", "ok") != "ok"
+        }
     else:
         names = sorted(p.name for p in zoo.iterdir() if (p / "config.json").is_file())
         skipped = {}

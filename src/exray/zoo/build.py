@@ -33,7 +33,8 @@ from typing import Any
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from exray.errors import ConfigError, ModelLoadError
+from exray.errors import ConfigError, InputError, ModelLoadError
+from exray.files import MAX_JSON_BYTES, read_text
 from exray.models.io import WEIGHTS_FILE, read_config
 from exray.utils import intra_op_threads, set_thread_budget
 from exray.version import __version__
@@ -460,8 +461,15 @@ def _write_state(
 def read_metadata(out: str | Path) -> list[dict[str, str]]:
     """The rows of a zoo's METADATA.csv."""
     path = Path(out) / METADATA_FILE
+    if not path.exists():
+        raise ModelLoadError(f"{path} does not exist: not a built zoo")
     try:
-        with path.open(newline="") as handle:
-            return list(csv.DictReader(handle))
-    except FileNotFoundError:
-        raise ModelLoadError(f"{path} does not exist: not a built zoo") from None
+        text = read_text(path, "zoo metadata", limit=MAX_JSON_BYTES)
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except (InputError, csv.Error) as err:
+        raise ModelLoadError(f"{path} is not a METADATA.csv: {err}") from None
+    for number, row in enumerate(rows, start=2):
+        name = row.get("name")
+        if not isinstance(name, str) or not name or name in (".", "..") or any(c in name for c in "/\\\0"):
+            raise ModelLoadError(f"{path}, line {number}: 'name' must name a model directory of the zoo")
+    return rows
