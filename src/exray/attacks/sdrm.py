@@ -113,8 +113,9 @@ class SDRMConfig:
     kernel_mul: float = 2.0
 
     def __post_init__(self) -> None:
-        if isinstance(self.weight, bool) or not isinstance(self.weight, int | float) or not self.weight >= 0:
-            raise ConfigError(f"SDRM weight (lambda) must be a number >= 0, got {self.weight!r}")
+        weight = self.weight
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1e6:
+            raise ConfigError(f"SDRM weight (lambda) must be a number in [0, 1e6], got {weight!r}")
         if self.levels is not None:
             if isinstance(self.levels, str):
                 raise ConfigError("SDRM levels must be a list of module names, not a single string")

@@ -11,6 +11,17 @@ from exray.errors import ConfigError, InputError
 from exray.files import parse_yaml
 
 
+def thread_count(text: str) -> int:
+    """argparse type of ``--threads``, ``--workers``, ``--train-threads``: an integer in [1, 1024]."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer in [1, 1024], got {text!r}") from None
+    if not 1 <= value <= 1024:
+        raise argparse.ArgumentTypeError(f"must be an integer in [1, 1024], got {value}")
+    return value
+
+
 def add_output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")

@@ -19,7 +19,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from exray.cli.common import add_output_flags
+from exray.cli.common import add_output_flags, thread_count
 from exray.differencing import MaskConfig, TriggerCase, compare_triggers
 from exray.differencing.policies import POLICY_NAMES
 from exray.errors import ConfigError
@@ -112,11 +112,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"EX-RAY's decision rule (default {DEMO_POLICY}; see docs/results.md)",
     )
     parser.add_argument(
-        "--workers", type=int, default=default_workers(), help="parallel model builds (default: one per core)"
+        "--workers",
+        type=thread_count,
+        default=default_workers(),
+        help="parallel model builds (default: one per core)",
     )
     parser.add_argument(
         "--train-threads",
-        type=int,
+        type=thread_count,
         default=1,
         help="intra-op threads each zoo model trains on (default 1; another count trains other weights)",
     )

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from exray.cli.common import add_output_flags
+from exray.cli.common import add_output_flags, thread_count
 from exray.studies.sdrm import load_spec, run_study, write_report
 from exray.utils import set_thread_budget
 
@@ -30,7 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     study.add_argument("spec", type=Path, help="study spec (.yaml or .json)")
     study.add_argument("--out", type=Path, required=True, help="output and cache directory")
-    study.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    study.add_argument(
+        "--threads", type=thread_count, help="torch intra-op threads (default: torch's choice)"
+    )
     add_output_flags(study)
     study.set_defaults(run=run_study_command)
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from exray.cli.common import add_output_flags
+from exray.cli.common import add_output_flags, thread_count
 from exray.zoo import BuildSummary, build_zoo, default_workers, load_spec
 
 
@@ -26,13 +26,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--out", type=Path, required=True, help="output directory")
     build.add_argument(
         "--workers",
-        type=int,
+        type=thread_count,
         default=default_workers(),
         help="models trained in parallel processes (default: one per core)",
     )
     build.add_argument(
         "--train-threads",
-        type=int,
+        type=thread_count,
         default=1,
         help="intra-op threads each model trains on (default 1: the same weights whoever builds the zoo "
         "on this machine; another count, like another CPU, trains other weights)",
