@@ -11,6 +11,15 @@ import numpy as np
 import torch
 
 
+def check_seed(seed: object, name: str = "seed") -> int:
+    """``seed`` if it is an integer in [0, 2⁶³ − 1], else a :class:`~exray.errors.ConfigError`."""
+    from exray.errors import ConfigError
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ConfigError(f"{name} must be an integer in [0, 2**63), got {seed!r:.40}")
+    return seed
+
+
 def derive_seed(seed: int, *keys: int | str) -> int:
     """A 63-bit seed derived from ``seed`` and a tuple of keys, stable across runs and platforms.
 

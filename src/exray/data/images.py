@@ -118,11 +118,14 @@ def check_images(
     channels: int | None = None,
     allow_empty: bool = False,
     finite: bool = True,
+    unit_range: bool = False,
 ) -> None:
     """Raise :class:`InputError` unless ``images`` is a floating tensor of shape (N, C, H, W).
 
     ``name`` starts every message. ``channels``: the required C (any if None); ``allow_empty``: whether
-    N = 0 passes; ``finite``: whether NaN and Inf values are rejected (one pass over the data).
+    N = 0 passes; ``finite``: whether NaN and Inf values are rejected (one pass over the data);
+    ``unit_range``: whether values outside [0, 1] are rejected (images a model is scanned with; 1e-6 of
+    rounding allowed).
     """
     if not isinstance(images, torch.Tensor):
         raise InputError(f"{name} must be a torch.Tensor, got {type(images).__name__}")
@@ -135,3 +138,9 @@ def check_images(
         raise InputError(f"{name} must be floating point in [0, 1], got dtype {images.dtype}")
     if finite and not torch.isfinite(images).all():
         raise InputError(f"{name} must not contain NaN or Inf values")
+    if unit_range and len(images):
+        low, high = float(images.min()), float(images.max())
+        if low < -1e-6 or high > 1 + 1e-6:
+            raise InputError(
+                f"{name} must lie in [0, 1] (RGB scaled to the unit range), got [{low:.3g}, {high:.3g}]"
+            )

@@ -28,7 +28,7 @@ def make_cut(
 
 def extract(cut: LayerCut, images: torch.Tensor, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, logits) of ``images`` at ``cut``, with clear errors for images the model cannot take."""
-    check_images(images, name)
+    check_images(images, name, unit_range=True)
     images = images.to(model_device(cut.model))
     try:
         feats = cut.features(images)

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from exray.data.examples import load_examples
 from exray.differencing import MaskConfig
+from exray.differencing.policies import resolve_policy
 from exray.errors import ConfigError, ExrayError, InputError
 from exray.files import read_results
 from exray.models.io import input_image_size, load_model
@@ -36,7 +37,7 @@ from exray.pipeline.budget import BudgetExceeded, ModelBudget, enforced
 from exray.pipeline.calibration import Calibration
 from exray.pipeline.scan import REFINERS, check_min_asr, check_victim_rule, scan
 from exray.scanners import get_scanner
-from exray.utils import set_thread_budget, versions
+from exray.utils import check_seed, set_thread_budget, versions
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,20 @@ class ScanOptions:
             raise ConfigError(f"refine must be None or one of {REFINERS}, got {self.refine!r}")
         check_victim_rule(self.victims)
         check_min_asr(self.refine_min_asr)
+        check_seed(self.seed)
+        resolve_policy(self.policy)
+        for name in ("layer", "scanner_layer", "report_dir"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str | Path) or not str(value)):
+                raise ConfigError(f"{name} must be None or a non-empty string, got {value!r:.60}")
+        expected = {"mask_config": MaskConfig, "calibration": Calibration, "scanner_options": dict}
+        for name, kind in expected.items():
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(
+                    f"{name} must be a {kind.__name__}, got {type(getattr(self, name)).__name__}"
+                )
+        if not isinstance(self.trust_pickle, bool):
+            raise ConfigError(f"trust_pickle must be true or false, got {self.trust_pickle!r}")
         get_scanner(self.scanner, **self.scanner_options)  # bad scanner settings fail before any model
 
 

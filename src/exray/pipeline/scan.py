@@ -40,7 +40,7 @@ from exray.models.runtime import predict_logits
 from exray.pipeline.calibration import Calibration
 from exray.scanners import FoundTrigger, Scanner, get_scanner
 from exray.scanners.result import attack_rates
-from exray.utils import versions
+from exray.utils import check_seed, versions
 
 #: Refinement methods usable by name: EX-RAY and its one-sided variants decide by their own rule.
 REFINERS = ("exray", "exray_v2t", "exray_t2v")
@@ -135,7 +135,7 @@ def check_examples(examples: dict[int, torch.Tensor]) -> None:
         raise InputError("a scan needs clean example images of at least two classes")
     shapes = set()
     for label, images in examples.items():
-        check_images(images, f"examples of class {label}")
+        check_images(images, f"examples of class {label}", unit_range=True)
         shapes.add(tuple(images.shape[1:]))
     if len(shapes) > 1:
         raise InputError(f"example classes have different image shapes {sorted(shapes)}")
@@ -173,6 +173,14 @@ def scan(
     """
     check_victim_rule(victims)
     check_min_asr(refine_min_asr)
+    check_seed(seed)
+    for flag, value in (("layer", layer), ("scanner_layer", scanner_layer)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(f"{flag} must be None or a layer name, got {value!r:.60}")
+    if triggers is not None and (
+        not isinstance(triggers, list | tuple) or not all(isinstance(t, FoundTrigger) for t in triggers)
+    ):
+        raise InputError("triggers must be None or a list of FoundTrigger (from a scanner)")
     method = resolve_refiner(refine, policy, mask_config)
     check_examples(examples)
     calibration = calibration or Calibration()

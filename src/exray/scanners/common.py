@@ -50,7 +50,7 @@ def check_examples(model: nn.Module, examples: Mapping[int, torch.Tensor]) -> Ex
     for label, images in examples.items():
         if isinstance(label, bool) or not isinstance(label, int) or label < 0:
             raise InputError(f"example classes must be non-negative ints, got {label!r}")
-        check_images(images, f"examples of class {label}", channels=3)
+        check_images(images, f"examples of class {label}", channels=3, unit_range=True)
         if size is None:
             size = images.shape[-2:]
         elif images.shape[-2:] != size:
