@@ -169,8 +169,8 @@ def named_mapping(data: Any, path: str, kind: str = "spec") -> Mapping[str, Any]
 
 def built(kind: str, path: str, build: Any, /, *args: Any, **kwargs: Any) -> Any:
     """``build(*args, **kwargs)`` — a validating constructor — with its ConfigError (or the TypeError of an
-    unknown keyword) prefixed by the spec path."""
+    unknown keyword, the ValueError of a bad value) prefixed by the spec path."""
     try:
         return build(*args, **kwargs)
-    except (ConfigError, TypeError) as err:
-        raise ConfigError(f"{kind}: {path!r}: {err}") from None
+    except (TypeError, ValueError) as err:  # ConfigError is a ValueError
+        raise ConfigError(f"{kind}: {path!r}: {' '.join(str(err).split())[:300]}") from None

@@ -237,7 +237,7 @@ def _data(name: str, raw: Any) -> DataSpec:
 
 
 def _settings(raw: Any, path: str) -> dict[str, Any]:
-    value = raw or {}
+    value = {} if raw is None else raw
     if not isinstance(value, Mapping):
         raise ConfigError(f"sdrm spec: {path!r} must be a mapping")
     return dict(value)
