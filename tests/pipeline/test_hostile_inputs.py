@@ -360,7 +360,9 @@ def test_non_finite_settings_are_refused(tmp_path):
     from exray.errors import ConfigError
     from exray.pipeline import Calibration
 
-    for bad in ({"lr": float("inf")}, {"init_logit": float("nan")}, {"lr": True}, {"min_improvement": "x"}):
+    hostile = [{"lr": float("inf")}, {"init_logit": float("nan")}, {"lr": True}, {"min_improvement": "x"}]
+    hostile += [{"epochs": True}, {"epochs": 10**23}, {"patience": 10**23}, {"batch_size": True}]
+    for bad in hostile:
         with pytest.raises(ConfigError):
             MaskConfig(**bad)
     with pytest.raises(ConfigError, match="finite"):
@@ -445,7 +447,7 @@ def test_a_model_over_its_memory_budget_is_recorded_and_the_others_run_within_it
     assert records["a"]["error"] is None  # 64 MiB fit; the limit is per model, lifted between models
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "10"])
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "10", 1e308, 10**23])
 def test_a_budget_out_of_range_is_a_clear_error(bad):
     from exray.errors import ConfigError
     from exray.pipeline import ModelBudget
@@ -502,3 +504,152 @@ def test_the_hard_deadline_counts_from_the_workers_start_and_only_for_models_in_
     silent = Future()
     clock.submitted[silent] = now - batch.STARTUP_ALLOWANCE - hard - 1
     assert clock.overdue({silent: "c", running: "b"}, budget) == ["c"]
+
+
+# ---- the second audit (issue 20): what the model-folder checks did not cover ----
+
+
+def test_logits_that_overflow_refuse_the_scan_instead_of_naming_class_0():
+    """A model whose logits reach float32's overflow on some images (a stamped one) has no prediction
+    there: every argmax of a row of equal infinities would name class 0 and give ASR 1.0."""
+    from exray.models.runtime import MAX_LOGIT, predict_labels, predict_logits
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 3))
+    with torch.no_grad():
+        model[1].weight.fill_(1e37)
+        model[1].bias.zero_()
+    images = torch.rand(5, 3, 4, 4)
+    assert not bool((model(images).abs() <= MAX_LOGIT).all())
+    with pytest.raises(InputError, match="not finite"):
+        predict_logits(model, images)
+    assert predict_labels(model, images).shape == (5,)  # training may measure a diverged model
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "fifo",
+        '{"calibration": {"slope": 200, "threshold": 0.9}}',  # incomplete: no silent defaults
+        '{"calibration": {"slope": "200", "threshold": 0.9, "low": 0.1, "high": 0.8}}',
+        '{"calibration": {"slope": 200, "threshold": true, "low": 0.1, "high": 0.8}}',
+        '{"calibration": {"slope": 200, "threshold": 5, "low": 0.1, "high": 0.8}}',
+        "[1, 2]",
+        '{"calibration": {"slope": 1' + "0" * 5000 + ', "threshold": 0.9, "low": 0.1, "high": 0.8}}',
+    ],
+)
+def test_a_calibration_file_must_be_a_regular_complete_file_of_numbers(tmp_path, text):
+    from exray.errors import ConfigError
+    from exray.pipeline import Calibration
+
+    path = tmp_path / "calibration.json"
+    if text == "fifo":
+        os.mkfifo(path)  # reading it would block forever
+    else:
+        path.write_text(text)
+    with pytest.raises(ConfigError, match="calibration"):
+        Calibration.load(path)
+
+
+@pytest.mark.parametrize("value", ["[1", "{", "*x", "!!python/object:os.system ls", "[" * 3000])
+def test_a_malformed_scanner_option_is_one_line(model_dirs, tmp_path, capsys, value):
+    args = ["scan", str(model_dirs["clean"]), "--out", str(tmp_path / "r.jsonl"), "--quiet"]
+    assert main([*args, "--scanner-option", f"epochs={value}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--scanner-option epochs" in err and "--debug" not in err
+
+
+def test_scanner_options_must_be_finite_and_bounded():
+    from exray.errors import ConfigError
+    from exray.scanners import get_scanner
+
+    for options in ({"mask_lr": float("inf")}, {"size_weight": float("inf")}, {"epochs": 10**12}):
+        with pytest.raises(ConfigError):
+            get_scanner("abs", **options)
+
+
+def test_api_entry_points_check_seeds_layers_triggers_and_pixel_range():
+    from exray.errors import ConfigError
+    from exray.pipeline import scan
+
+    model, images = colour_model(False), examples(4)
+    for bad in ({"seed": 1.5}, {"seed": "x"}, {"seed": -1}, {"layer": ""}):
+        with pytest.raises(ConfigError):
+            scan(model, images, refine=None, **bad)
+    with pytest.raises(InputError, match="FoundTrigger"):
+        scan(model, images, triggers="x")
+    with pytest.raises(InputError, match=r"\[0, 1\]"):
+        scan(model, {c: x * 5 for c, x in images.items()}, refine=None)
+    with pytest.raises(InputError, match="TriggerCase"):
+        compare_triggers(model, ["x"])
+    with pytest.raises(InputError, match="kind"):
+        TriggerCase(images[0], images[1], images[1], 0, 1, kind="x")
+    for path in (None, b"bytes"):
+        with pytest.raises(ModelLoadError, match="str or Path"):
+            load_model(path)
+
+
+def test_thread_and_worker_counts_are_checked_by_the_parser(capsys):
+    for argv in (["sdrm", "study", "any.yaml", "--threads", "-1"],
+                 ["zoo", "build", "any.yaml", "--out", "x", "--workers", "0"]):  # fmt: skip
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2 and "[1, 1024]" in capsys.readouterr().err
+
+
+def _zoo_with(tmp_path, model_dirs, metadata: str | None = None, target=None):
+    zoo = tmp_path / "zoo"
+    for name in ("clean", "planted"):
+        shutil.copytree(model_dirs[name], zoo / model_dirs[name].name)
+    if target is not None:
+        config_path = zoo / model_dirs["planted"].name / "config.json"
+        config = json.loads(config_path.read_text())
+        config["triggers"] = [{"type": "patch", "target_class": target}]
+        config_path.write_text(json.dumps(config))
+    if metadata is not None:
+        (zoo / "METADATA.csv").write_text(metadata)
+    return zoo
+
+
+@pytest.mark.parametrize("name", ["../outside", "/etc", "", "a\\b"])
+def test_a_metadata_name_must_stay_inside_the_zoo(tmp_path, model_dirs, name):
+    from exray.evaluation.truth import read_truth
+
+    zoo = _zoo_with(tmp_path, model_dirs, metadata=f"name,status\n{name},ok\n")
+    with pytest.raises(ModelLoadError, match="line 2"):
+        read_truth(zoo)
+
+
+@pytest.mark.parametrize("target", [1.7, True, -1, "1", float("inf")])
+def test_a_ground_truth_trigger_with_a_non_class_target_skips_that_model_with_the_reason(
+    tmp_path, model_dirs, target
+):
+    from exray.evaluation.truth import read_truth
+
+    models, skipped = read_truth(_zoo_with(tmp_path, model_dirs, target=target))
+    assert [m.name for m in models] == [model_dirs["clean"].name]
+    assert "class index" in skipped[model_dirs["planted"].name]
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("training", "lr", float("nan")),
+        ("quality", "min_clean_accuracy", float("nan")),  # a NaN bar would pass every model
+        ("triggers", "fraction", [float("nan"), float("nan")]),
+        ("models", "clean", 10**9),
+        (None, "seed", 2**200),
+        (None, "name", "a\0b"),
+    ],
+)
+def test_a_zoo_spec_refuses_nan_and_unbounded_values(section, key, value):
+    import yaml
+
+    from exray.errors import ConfigError
+    from exray.zoo.spec import parse_spec
+
+    from pathlib import Path
+
+    data = yaml.safe_load((Path(__file__).parents[2] / "zoos" / "tiny.yaml").read_text())
+    (data if section is None else data.setdefault(section, {}))[key] = value
+    with pytest.raises(ConfigError, match=key):
+        parse_spec(data)

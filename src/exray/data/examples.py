@@ -8,6 +8,7 @@ Layouts (looked up in this order inside a model directory, or the directory itse
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -26,6 +27,8 @@ _LABEL_KEYS = ("label", "class", "clean_label")
 
 def examples_dir(path: str | Path) -> Path:
     """The folder holding the example images of the model directory ``path`` (or ``path`` itself)."""
+    if not isinstance(path, str | os.PathLike) or isinstance(path, bytes):
+        raise InputError(f"an example folder must be a str or Path, got {type(path).__name__}")
     path = Path(path)
     for name in EXAMPLE_DIRS:
         if (path / name).is_dir():

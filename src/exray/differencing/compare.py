@@ -30,7 +30,7 @@ from exray.differencing.verdict import Verdict, decide, overlaps
 from exray.errors import InputError
 from exray.models.layers import Backend, LayerCut, conv_blocks
 from exray.models.runtime import derive_target, model_device
-from exray.utils import derive_seed
+from exray.utils import check_seed, derive_seed
 
 
 @dataclass
@@ -47,6 +47,10 @@ class TriggerCase:
     victim_label: int
     target_label: int | None = None
     kind: str = "patch"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("patch", "filter"):
+            raise InputError(f"a trigger's kind must be 'patch' or 'filter', got {self.kind!r:.40}")
 
 
 #: ``layer`` value that makes :func:`compare_triggers` choose the layer itself (:func:`choose_layer`).
@@ -94,6 +98,11 @@ def compare_triggers(
     median share of the layer (:func:`choose_layer`; the verdicts' notes list every candidate's share).
     """
     check_sides(sides)
+    check_seed(seed)
+    if not isinstance(cases, list | tuple) or not all(isinstance(c, TriggerCase) for c in cases):
+        raise InputError("cases must be a list of TriggerCase")
+    if config is not None and not isinstance(config, MaskConfig):
+        raise InputError(f"config must be a MaskConfig or None, got {type(config).__name__}")
     if not cases:
         return []
     config = config or MaskConfig()

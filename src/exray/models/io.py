@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,8 @@ def load_model(
     A pickled ``model.pt`` is only loaded with ``trust_pickle=True``, because unpickling executes code
     from the file. The returned model carries a :class:`ModelInfo` (see :func:`model_info`).
     """
+    if not isinstance(path, str | os.PathLike) or isinstance(path, bytes):
+        raise ModelLoadError(f"a model path must be a str or Path, got {type(path).__name__}")
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"{path} does not exist")
