@@ -642,12 +642,12 @@ def test_a_ground_truth_trigger_with_a_non_class_target_skips_that_model_with_th
     ],
 )
 def test_a_zoo_spec_refuses_nan_and_unbounded_values(section, key, value):
+    from pathlib import Path
+
     import yaml
 
     from exray.errors import ConfigError
     from exray.zoo.spec import parse_spec
-
-    from pathlib import Path
 
     data = yaml.safe_load((Path(__file__).parents[2] / "zoos" / "tiny.yaml").read_text())
     (data if section is None else data.setdefault(section, {}))[key] = value
