@@ -8,10 +8,8 @@ import sys
 from pathlib import Path
 
 from exray.data.examples import load_examples
-from exray.models.io import input_image_size, load_model
+from exray.models.io import example_crop_size, input_image_size, load_model
 from exray.pipeline import Calibration, scan
-
-TROJAI_EXAMPLE_SIZE, TROJAI_INPUT_SIZE = 256, 224
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -41,12 +39,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _crop_size(model, examples_dir: Path) -> tuple[int, int] | None:
-    size = input_image_size(model)
-    if size is not None:
-        return size
-    probe = load_examples(examples_dir)
-    height = next(iter(probe.values())).shape[-1]
-    return (TROJAI_INPUT_SIZE, TROJAI_INPUT_SIZE) if height == TROJAI_EXAMPLE_SIZE else None
+    if input_image_size(model) is not None:
+        return input_image_size(model)
+    probe = load_examples(examples_dir)  # TrojAI states no input size: look at the examples' side
+    return example_crop_size(model, next(iter(probe.values())).shape[-1])
 
 
 def run(args: argparse.Namespace) -> int:

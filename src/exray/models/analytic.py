@@ -13,12 +13,13 @@ contains red"), the masks EX-RAY must find can be stated in advance.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from exray.errors import ConfigError
-from exray.models.registry import register_architecture
+from exray.models.registry import build_model, register_architecture
 
 COLOURS: dict[str, tuple[float, float, float]] = {
     "black": (0, 0, 0),
@@ -103,3 +104,34 @@ def symbol_images(
             images[i, :, r : r + 2, c : c + 2] = torch.tensor(COLOURS[patch]).view(3, 1, 1)
     images += noise * torch.randn(images.shape, generator=gen)
     return images.clamp(0, 1)
+
+
+@dataclass(frozen=True)
+class Demonstration:
+    """EX-RAY's premise on a model whose answer is known (``exray demo --analytic``, paper Fig. 1): red
+    images of class 0 (victim) and green images of class 1 (target), and two triggers that flip 0 to 1 —
+    ``natural[name]`` says which verdict is right for each."""
+
+    model: nn.Module
+    victim: torch.Tensor
+    target: torch.Tensor
+    stamped: dict[str, torch.Tensor]
+    natural: dict[str, bool]
+
+
+def demonstration() -> Demonstration:
+    """A three-class colour-detector model with a planted magenta detector wired to class 1: a magenta
+    patch is an injected trigger, a green patch (class 1's own feature) a natural one."""
+    votes = [{"red": 2}, {"green": 2.5, "magenta": 3}, {"blue": 2}]
+    model = build_model("colour_detectors", 3, votes=votes, bias=[0, 0.1, 0.05])
+    injected, natural = "injected (magenta patch, planted)", "natural (green patch, class 1's own feature)"
+    return Demonstration(
+        model=model,
+        victim=symbol_images("red", 10, seed=1),
+        target=symbol_images("green", 10, seed=2),
+        stamped={
+            injected: symbol_images("red", 10, seed=1, patch="magenta"),
+            natural: symbol_images("red", 10, seed=1, patch="green"),
+        },
+        natural={injected: False, natural: True},
+    )

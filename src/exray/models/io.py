@@ -52,6 +52,19 @@ def input_image_size(model: nn.Module) -> tuple[int, int] | None:
     return (int(info.input_size[1]), int(info.input_size[2])) if info and info.input_size else None
 
 
+#: TrojAI's example images (256×256) and the input its models take (224×224): spec §1.
+TROJAI_EXAMPLE_SIZE, TROJAI_INPUT_SIZE = 256, 224
+
+
+def example_crop_size(model: nn.Module, example_side: int) -> tuple[int, int] | None:
+    """The (H, W) to centre-crop example images of side ``example_side`` to for ``model``: the input size its
+    directory states, else TrojAI's 224×224 for 256×256 examples, else None (use them as they are)."""
+    size = input_image_size(model)
+    if size is not None:
+        return size
+    return (TROJAI_INPUT_SIZE, TROJAI_INPUT_SIZE) if example_side == TROJAI_EXAMPLE_SIZE else None
+
+
 def save_model(
     model: nn.Module,
     directory: str | Path,
