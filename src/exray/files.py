@@ -33,6 +33,15 @@ def check_regular_file(path: str | Path, what: str = "file") -> Path:
     return path
 
 
+def check_writable(path: str | Path, what: str = "output file") -> Path:
+    """``path`` as a Path if a file may be written there: it does not exist yet or is a regular file. A
+    FIFO would block the write for ever, a directory or device cannot take it: InputError, before any work."""
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        raise InputError(f"{what} {path} exists and is not a regular file (a directory, FIFO or device)")
+    return path
+
+
 def read_bytes(path: str | Path, limit: int, what: str = "file") -> bytes:
     """The bytes of the regular file ``path``, refused before reading if larger than ``limit``."""
     path = check_regular_file(path, what)

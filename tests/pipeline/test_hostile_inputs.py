@@ -653,3 +653,33 @@ def test_a_zoo_spec_refuses_nan_and_unbounded_values(section, key, value):
     (data if section is None else data.setdefault(section, {}))[key] = value
     with pytest.raises(ConfigError, match=key):
         parse_spec(data)
+
+
+def test_an_output_path_that_is_a_fifo_is_refused_before_any_work(model_dirs, tmp_path, capsys):
+    """Writing to a FIFO blocks until someone reads it: `exray diff` used to run its whole analysis and
+    then hang on the write. Every command that writes a file checks its path first."""
+    fifo = tmp_path / "out.json"
+    os.mkfifo(fifo)
+    clean = model_dirs["clean"]
+    stamped = clean / "clean-example-data"
+    diff = [
+        "diff",
+        str(clean),
+        "--victim",
+        "0",
+        "--target",
+        "1",
+        "--stamped",
+        str(stamped),
+        "--out",
+        str(fifo),
+    ]
+    assert main([*diff, "--quiet"]) == 2
+    assert main(["calibrate", str(tmp_path / "any.jsonl"), "--out", str(fifo)]) == 2
+    assert main(["scan", str(clean), "--out", str(fifo), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("not a regular file") == 3 and "Traceback" not in err
+    trojai = ["trojai", "--model_filepath", str(clean), "--result_filepath", str(fifo), "--scratch_dirpath",
+              str(tmp_path / "scratch"), "--examples_dirpath", str(stamped)]  # fmt: skip
+    assert main(trojai) == 2  # the harness's result path is unusable: say so, do not hang
+    assert "cannot write" in capsys.readouterr().err

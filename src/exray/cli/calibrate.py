@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from exray.files import check_writable
 from exray.metrics import cross_entropy
 from exray.models.io import GROUND_TRUTH_FILE
 from exray.pipeline import Calibration, fit
@@ -36,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_writable(args.out, "--out")
     scores, labels, evaluation = labelled_scores(args.results, args.method)
     fitted = fit(scores, labels)
     before = cross_entropy([Calibration().probability(s) for s in scores], labels)

@@ -12,6 +12,7 @@ from exray.data.examples import load_examples
 from exray.data.images import IMAGE_SUFFIXES, read_images
 from exray.differencing import compare_trigger
 from exray.errors import InputError
+from exray.files import check_writable
 from exray.models.io import input_image_size, load_model
 from exray.utils import versions
 
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     for label in (args.victim, args.target):
         if label not in examples:
             raise InputError(f"the model directory has no example images of class {label}")
+    out = check_writable(args.out or Path(f"exray-diff-{args.victim}-{args.target}.json"), "--out")
     files = (
         sorted((p for p in args.stamped.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
         if args.stamped.is_dir()
@@ -78,7 +80,6 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     record = {"model": str(args.model_dir), "verdict": verdict.to_dict(), "versions": versions()}
-    out = args.out or Path(f"exray-diff-{args.victim}-{args.target}.json")
     out.write_text(json.dumps(record, indent=2) + "\n")
     if args.json:
         print(json.dumps(record))

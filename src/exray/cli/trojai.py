@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from exray.data.examples import load_examples
+from exray.errors import InputError
+from exray.files import check_writable
 from exray.models.io import example_crop_size, input_image_size, load_model
 from exray.pipeline import Calibration, scan
 
@@ -64,13 +66,15 @@ def run(args: argparse.Namespace) -> int:
         record, probability = {"model": str(path), "probability": None, "error": reason}, None
     try:
         args.scratch_dirpath.mkdir(parents=True, exist_ok=True)
-        (args.scratch_dirpath / "exray-result.json").write_text(json.dumps(record, indent=2) + "\n")
-    except OSError as err:
+        record_path = check_writable(args.scratch_dirpath / "exray-result.json", "scratch record")
+        record_path.write_text(json.dumps(record, indent=2) + "\n")
+    except (OSError, InputError) as err:
         print(f"exray trojai: cannot write the scratch record: {err}", file=sys.stderr)
     try:
+        check_writable(args.result_filepath, "result file")  # a FIFO would block the write for ever
         args.result_filepath.parent.mkdir(parents=True, exist_ok=True)
         args.result_filepath.write_text(f"{probability or 0.5}\n")
-    except OSError as err:
+    except (OSError, InputError) as err:
         print(f"exray trojai: error: cannot write {args.result_filepath}: {err}", file=sys.stderr)
         return 2
     if probability is None:

@@ -27,8 +27,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from exray.data.examples import load_examples
-from exray.errors import ConfigError, ExrayError, InputError
-from exray.files import read_results
+from exray.errors import ConfigError, ExrayError
+from exray.files import check_writable, read_results
 from exray.models.io import input_image_size, load_model
 from exray.pipeline.budget import BudgetExceeded, ModelBudget, enforced
 from exray.pipeline.options import ScanOptions
@@ -113,9 +113,7 @@ def scan_many(
         warnings.warn(f"{workers} workers on {cores} cores: using {cores}", stacklevel=2)
         workers = cores
     if out is not None:
-        out = Path(out)
-        if out.exists() and not out.is_file():
-            raise InputError(f"results file {out} exists and is not a regular file")
+        out = check_writable(out, "results file")
         out.parent.mkdir(parents=True, exist_ok=True)
     done = read_results(out) if out is not None else {}
     todo = [str(p) for p in paths if str(p) not in done]
