@@ -41,10 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _crop_size(model, examples_dir: Path) -> tuple[int, int] | None:
-    if input_image_size(model) is not None:
-        return input_image_size(model)
-    probe = load_examples(examples_dir)  # TrojAI states no input size: look at the examples' side
-    return example_crop_size(model, next(iter(probe.values())).shape[-1])
+    """The rule is :func:`~exray.models.io.example_crop_size`; the examples are probed for their side only
+    when the model states no input size (a TrojAI model.pt)."""
+    stated = input_image_size(model) is not None
+    side = 0 if stated else next(iter(load_examples(examples_dir).values())).shape[-1]
+    return example_crop_size(model, side)
 
 
 def run(args: argparse.Namespace) -> int:
