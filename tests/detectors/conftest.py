@@ -44,6 +44,40 @@ def make_features(
     return Planted(features, labels, is_poisoned)
 
 
+def make_heterogeneous(
+    seed: int,
+    *,
+    n_classes: int = 10,
+    n_per_class: int = 500,
+    n_reference: int = 200,
+    dim: int = 128,
+    poisoned_share: float = 0.3,
+    shift_sigmas: float = 5.0,
+) -> tuple[Planted, Planted]:
+    """Classes that differ in covariance (per-class, per-dimension scales drawn log-uniform in [0.7, 1.4])
+    and a clean reference drawn from the same classes; ``poisoned_share`` of class 0's inspected samples
+    shifted by ``shift_sigmas`` of class 0's spread along one random direction. Returns (inspected,
+    reference) — the setting of issue 17, where SCAn needs its clean reference."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0.0, 3.0, (n_classes, dim))
+    scales = np.exp(rng.uniform(np.log(0.7), np.log(1.4), (n_classes, dim)))
+
+    def draw(per_class: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = np.repeat(np.arange(n_classes), per_class)
+        return centres[labels] + rng.standard_normal((labels.size, dim)) * scales[labels], labels
+
+    features, labels = draw(n_per_class)
+    reference, reference_labels = draw(n_reference)
+    chosen = rng.choice(n_per_class, round(poisoned_share * n_per_class), replace=False)
+    direction = rng.standard_normal(dim)
+    direction /= np.linalg.norm(direction)
+    features[chosen] += shift_sigmas * np.sqrt(((direction * scales[0]) ** 2).sum()) * direction
+    is_poisoned = np.zeros(labels.size, dtype=bool)
+    is_poisoned[chosen] = True
+    no_poison = np.zeros(reference_labels.size, dtype=bool)
+    return Planted(features, labels, is_poisoned), Planted(reference, reference_labels, no_poison)
+
+
 @pytest.fixture(scope="session")
 def features_factory():
     """:func:`make_features` itself, for tests that need other seeds or shapes."""

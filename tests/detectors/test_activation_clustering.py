@@ -10,13 +10,23 @@ from exray.errors import ConfigError, InputError
 
 @pytest.fixture(scope="module")
 def default_result(planted5):
-    return ActivationClustering().detect(planted5.features, planted5.labels)
+    return ActivationClustering(analysis="relative-size").detect(planted5.features, planted5.labels)
+
+
+def test_default_flags_the_smaller_cluster_of_every_class(planted5):
+    # ART's default analysis: no threshold, for a class already suspected.
+    result = ActivationClustering().detect(planted5.features, planted5.labels)
+    assert result.options["reduction"] == "pca"
+    assert result.options["analysis"] == "smaller"
+    assert all(info["flagged"] for info in result.classes.values())
+    for label, info in result.classes.items():
+        assert (result.flags[planted5.labels == label]).sum() == min(info["cluster_sizes"])
+    assert result.evaluate(planted5.is_poisoned).recall == 1.0
 
 
 def test_finds_the_planted_cluster(planted5, default_result):
     assert default_result.evaluate(planted5.is_poisoned).f1 == 1.0
     assert default_result.detector == "activation_clustering"
-    assert default_result.options["reduction"] == "ica"
     info = default_result.classes[0]
     assert info["flagged"] is True
     assert info["relative_size"] == pytest.approx(0.1)
@@ -32,15 +42,17 @@ def test_scores_are_one_minus_relative_cluster_size(planted5, default_result):
 @pytest.mark.parametrize(
     "options",
     [
-        {"reduction": "pca"},
-        {"criterion": "silhouette"},
-        {"criterion": "size_and_silhouette"},
+        {"reduction": "ica"},
+        {"analysis": "silhouette"},
+        {"analysis": "silhouette", "reduction": "ica"},
         {"normalize": "standardize"},
-        {"normalize": "l2", "reduction": "pca"},
+        {"normalize": "l2", "reduction": "ica"},
     ],
 )
 def test_variants_find_the_planted_cluster(planted5, options):
-    result = ActivationClustering(**options).detect(planted5.features, planted5.labels)
+    result = ActivationClustering(**{"analysis": "relative-size", **options}).detect(
+        planted5.features, planted5.labels
+    )
     assert result.evaluate(planted5.is_poisoned).f1 == 1.0
 
 
@@ -48,7 +60,7 @@ def test_silhouette_separates_poisoned_from_clean_classes(planted5):
     # ICA whitens, so the planted cluster spans one unit-variance component among ten: a modest
     # silhouette (≈ 0.2); PCA keeps its variance (≈ 0.7). A Gaussian class's split scores ≈ 0.07.
     for reduction, poisoned_min in (("ica", 0.15), ("pca", 0.5)):
-        result = ActivationClustering(criterion="silhouette", reduction=reduction).detect(
+        result = ActivationClustering(analysis="silhouette", reduction=reduction).detect(
             planted5.features, planted5.labels
         )
         assert result.classes[0]["silhouette"] > poisoned_min
@@ -57,13 +69,15 @@ def test_silhouette_separates_poisoned_from_clean_classes(planted5):
 
 
 def test_clean_classes_are_not_flagged(clean5):
-    result = ActivationClustering().detect(clean5.features, clean5.labels)
+    result = ActivationClustering(analysis="relative-size").detect(clean5.features, clean5.labels)
     assert result.n_flagged == 0
     assert all(info["relative_size"] > 0.35 for info in result.classes.values())
 
 
 def test_seeded_and_accepts_tensors(planted5, default_result):
-    again = ActivationClustering().detect(torch.tensor(planted5.features), torch.tensor(planted5.labels))
+    again = ActivationClustering(analysis="relative-size").detect(
+        torch.tensor(planted5.features), torch.tensor(planted5.labels)
+    )
     np.testing.assert_array_equal(again.flags, default_result.flags)
     np.testing.assert_array_equal(again.scores, default_result.scores)
 
@@ -71,7 +85,7 @@ def test_seeded_and_accepts_tensors(planted5, default_result):
 def test_tiny_classes_are_skipped_and_labels_need_not_be_contiguous(planted5):
     features = np.concatenate([planted5.features[:200], planted5.features[200:202]])
     labels = np.array([7] * 200 + [42, 42])
-    result = ActivationClustering(reduction="pca").detect(features, labels)
+    result = ActivationClustering(analysis="relative-size").detect(features, labels)
     assert set(result.classes) == {7, 42}
     assert "skipped" in result.classes[42]
     assert not result.flags[200:].any()
@@ -83,7 +97,7 @@ def test_tiny_classes_are_skipped_and_labels_need_not_be_contiguous(planted5):
     [
         {"n_components": 0},
         {"reduction": "tsne"},
-        {"criterion": "distance"},
+        {"analysis": "size"},
         {"size_threshold": 0.0},
         {"size_threshold": 0.6},
         {"silhouette_threshold": 2.0},

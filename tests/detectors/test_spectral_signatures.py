@@ -44,6 +44,28 @@ def test_removal_budget_rounds_down_and_caps_at_half():
     assert SpectralSignatures(poison_rate=0.5, max_removed_fraction=0.3).removal_budget(200) == 60
 
 
+def test_quantile_budget_is_arts_count():
+    # ART keeps score < quantile(1 - 1.5 eps): 1 + floor(1.5 eps (n - 1)) of n distinct scores.
+    quantile = SpectralSignatures(budget="quantile", max_removed_fraction=1.0)
+    assert quantile.removal_budget(250) == 38  # the floor budget: 37
+    assert SpectralSignatures().removal_budget(250) == 37
+    assert quantile.removal_budget(200) == 30
+    assert SpectralSignatures(poison_rate=0.33, budget="quantile", max_removed_fraction=1.0).removal_budget(
+        300
+    ) == 1 + int(1.5 * 0.33 * 299)
+    assert SpectralSignatures(poison_rate=0.33, budget="quantile").removal_budget(300) == 149
+
+
+def test_quantile_budget_removes_every_tie_at_the_cutoff_up_to_the_cap():
+    x = np.zeros((20, 3))
+    x[:, 0] = [5.0] * 6 + list(np.linspace(-1.0, 1.0, 14))
+    y = np.zeros(20, dtype=int)
+    # One direction of variance: the six equal outliers tie; a quantile budget of 1 + floor(0.15 * 19) = 3
+    # takes all six, a cap of 0.25 cuts that to five.
+    assert SpectralSignatures(budget="quantile", max_removed_fraction=1.0).detect(x, y).n_flagged == 6
+    assert SpectralSignatures(budget="quantile", max_removed_fraction=0.25).detect(x, y).n_flagged == 5
+
+
 def test_scores_are_squared_projections_on_the_top_singular_vector(planted10):
     result = SpectralSignatures().detect(planted10.features, planted10.labels)
     for label in (0, 3):
@@ -83,6 +105,8 @@ def test_anomalous_variant_needs_three_classes(planted10):
         {"anomaly_threshold": -1.0},
         {"max_removed_fraction": 0.0},
         {"poison_rate": float("nan")},
+        {"score": "squared"},
+        {"budget": "ceil"},
     ],
 )
 def test_invalid_options_raise_at_construction(options):

@@ -103,6 +103,7 @@ def test_detectors_find_a_planted_cluster_in_the_target_class():
     poisoned = np.zeros(400, dtype=bool)
     poisoned[:20] = True  # 20 % of class 0, far away along its own direction
     features[:20] += 12.0 * np.eye(16)[7]
+    reference = rng.normal(size=(400, 16)) + 10.0 * np.eye(16)[labels]  # held-out clean, for SCAn
     result = run_detectors(
         torch.from_numpy(features),
         torch.from_numpy(labels),
@@ -110,8 +111,11 @@ def test_detectors_find_a_planted_cluster_in_the_target_class():
         0,
         DetectorSpec(),
         seed=0,
+        reference=(torch.from_numpy(reference), torch.from_numpy(labels)),
     )
     assert result["target"]["activation_clustering"]["f1"] == 1.0
     assert result["target"]["spectral_signatures"]["f1"] == 1.0  # auto budget = the 20 poisoned samples
     assert result["target"]["spectral_signatures"]["flagged"] == 20
     assert result["all"]["scan"]["f1"] == 1.0
+    assert result["all"]["scan"]["reference_size"] == 400
+    assert result["all"]["scan"]["pca_components"] is None

@@ -1,35 +1,46 @@
 """SCAn, the Statistical Contamination Analyzer (Tang, Wang, Tang and Zhang, "Demon in the Variant:
-Statistical Analysis of DNNs for Robust Backdoor Contamination Detection", USENIX Security 2021),
-spec §6.4 third slot.
+Statistical Analysis of DNNs for Robust Backdoor Contamination Detection", USENIX Security 2021, §4;
+spec §6.4 third slot), as the authors' code runs it (github.com/TDteach/Demon-in-the-Variant: ``msrc/``
+MATLAB and ``pysrc/SCAn.py``; the ports in backdoor-toolbox and BackdoorBench copy the latter).
 
 Model (two-component decomposition). A representation is r = μ_class + ε, an identity vector
 μ ~ N(0, S_u) plus a within-class variation ε ~ N(0, S_e), both after removing the global mean.
 
-1. **Global model**: S_u and S_e are estimated by EM (the Joint-Bayesian style iteration of the
-   authors' code): E-step, each class identity is its posterior mean u_k = S_u (n_k S_u + S_e)⁺ Σ_{i∈k} rᵢ;
-   M-step, S_u and S_e are the sample covariances of the identities u_{k(i)} and of the residuals
-   rᵢ − u_{k(i)} over all samples. Fitted on a clean reference set when given, else on the inspected set.
-2. **Local model** (untangling): each class is split into two subgroups by 2-means in the Mahalanobis
-   metric F = S_e⁺ (random initial assignments as the authors' code, best of ``n_init`` restarts).
-3. **Test statistic**: J_k = (1/n_k) Σᵢ [‖rᵢ − μ_k‖²_F − ‖rᵢ − c_{g(i)}‖²_F], the per-sample gain in
-   (twice the) log-likelihood of the two-subgroup model over the one-identity model, μ_k being the
-   class's posterior identity and c_g the subgroup means.
-4. **Decision**: J* = robust z-score of J_k across classes, (J_k − median J) / (1.4826 · MAD J).
-   A class is contaminated when ln J* > 2, i.e. **J* > e²** — the threshold the authors' code plots
-   (``bar(log(a))`` against the line 2, "Ln(J^*)"). backdoor-toolbox thresholds J* > e instead.
-   The authors take |J − median|; we keep only the upper side (an unusually *low* J is not evidence
-   of contamination). Normalising J by max(J) before the z-score, as the authors' code does, leaves
-   J* unchanged and is omitted.
-5. The samples of the smaller subgroup of a contaminated class are flagged (``poisoned_subgroup=
-   "smaller"``) — or, with a reference set, the subgroup holding fewer reference samples of the class
-   when the class's reference samples join its split (``"reference"``, backdoor-toolbox's rule).
+1. **Global model** (``global_model.m``): S_u and S_e are estimated by EM: E-step, each class identity is
+   u_k = S_u (n_k S_u + S_e)⁺ Σ_{i∈k} rᵢ; M-step, S_u and S_e are the sample covariances of the
+   identities u_{k(i)} and of the residuals rᵢ − u_{k(i)} over all samples. **Fitted on a clean reference
+   set** — the authors fit it on a clean 10 % slice (``SCAn.m``), the ports on clean test samples. Without
+   a reference the global model is fitted on the inspected set itself; S_e then holds the poisoned class's
+   own spread, which hides the contamination once classes differ in covariance (docs/results.md, "SCAn
+   with and without a clean reference"): pass a reference.
+2. **Local model** (``local_model.m``, untangling): the local set is the inspected set plus the reference
+   (the ports' ``concat[inspection, clean]``), centred by its mean; each class is split into two subgroups
+   by 2-means in the Mahalanobis metric F = S_e⁺ (random initial assignments as the authors' code; best of
+   ``n_init`` restarts — the authors use one start).
+3. **Test statistic** (``calc_test``): J_k = (1/n_k) Σᵢ [‖rᵢ − μ_k‖²_F − ‖rᵢ − c_{g(i)}‖²_F], c_g the
+   subgroup means and μ_k the class's one-identity estimate. The authors' code (every version of
+   ``local_model.m``, ``pysrc/SCAn.py`` and the ports) computes **μ_k = S_e (n_k S_u + S_e)⁺ Σ_{i∈k} rᵢ**
+   (``identity="authors"``, the default); ``identity="posterior"`` uses the Gaussian posterior mean
+   S_u (n_k S_u + S_e)⁺ Σ rᵢ of step 1 instead. The two differ in the directions where S_u has no variance
+   (S_u has rank ≤ classes − 1): there the authors' μ_k is n_k times the class mean, so J_k grows with the
+   class's offset from the identity subspace learnt on the reference — which is what a poisoned subgroup
+   adds.
+4. **Decision**: J* = robust z-score of J_k across classes, |J_k − median J| / (1.4826 · MAD J)
+   (``calc_anomaly_index.m``, two-sided; ``anomaly="upper"`` keeps only J above the median). A class is
+   contaminated when ln J* > 2, i.e. **J* > e²** (the authors' plots and ``online_test.m``, BackdoorBench;
+   backdoor-toolbox uses e). Normalising J by max(J) first, as the authors' code does, leaves J* unchanged
+   and is omitted.
+5. The authors flag classes only. Samples (the ports' rule, ``poisoned_subgroup="reference"``, the default
+   with a reference set): in a contaminated class the subgroup holding fewer reference samples; without a
+   reference (``"smaller"``, an exray rule) the smaller subgroup of the inspected samples.
 
-Details follow the authors' MATLAB code (github.com/TDteach/Demon-in-the-Variant, ``msrc/``):
-the local data are centred by the mean of the inspected set (``local_model.m``), and the class identity
-in the test is the posterior S_u (n S_u + S_e)⁺ Σ r (``calc_test``); the Python ports in
-backdoor-toolbox / TDC drop the S_u S_e⁺ factor there, which we do not replicate. EM stops on a relative
-change (the authors use absolute tolerances). Directions in which S_e has no variance are dropped
-(pseudo-inverses, as the authors' code).
+**Reference size.** S_e is estimated from the reference alone, which needs ≫ D samples. When the reference
+has fewer than ``reference_per_dim`` · D samples, both sets are projected onto their top
+⌊n_ref / reference_per_dim⌋ principal components (fitted on inspected ∪ reference, so that a direction
+only the poisoned samples span is kept) and the result says so (``summary["pca_components"]``).
+
+Other details: EM stops on a relative change of (S_u, S_e) (the authors: absolute 0.01, which depends on the
+features' scale); directions in which S_e has no variance are dropped (pseudo-inverses, as the authors').
 """
 
 from __future__ import annotations
@@ -50,7 +61,7 @@ from exray.detectors._common import (
 )
 from exray.detectors.result import DetectionResult
 from exray.errors import InputError
-from exray.metrics.robust import upper_anomaly_index
+from exray.metrics.robust import anomaly_index, upper_anomaly_index
 from exray.utils import derive_seed
 
 
@@ -137,13 +148,36 @@ def _scatter(z: np.ndarray, group: np.ndarray) -> float:
     return total
 
 
+@dataclass(frozen=True, eq=False)
+class _Reduction:
+    """The principal-component projection applied when the reference is too small for S_e (rows @ basis)."""
+
+    mean: np.ndarray  # (D,)
+    basis: np.ndarray  # (D, k)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) @ self.basis
+
+
+def _principal_components(x: np.ndarray, k: int) -> _Reduction:
+    mean = x.mean(axis=0)
+    centred = x - mean
+    _, vectors = np.linalg.eigh(centred.T @ centred)
+    return _Reduction(mean, vectors[:, ::-1][:, :k].copy())
+
+
 @dataclass(frozen=True)
 class SCAn:
     """SCAn poisoned-sample detector (see the module docstring for the algorithm).
 
     Args:
         threshold: a class is contaminated when its robust z-score J* exceeds this (e², i.e. ln J* > 2).
-        poisoned_subgroup: ``"smaller"`` or ``"reference"`` (needs a reference set at ``detect``).
+        identity: the one-identity estimate μ_k in J: ``"authors"`` (S_e (n S_u + S_e)⁺ Σr, the authors'
+            ``calc_test``) or ``"posterior"`` (S_u (n S_u + S_e)⁺ Σr).
+        anomaly: ``"two-sided"`` (|J − median| / MAD, the authors') or ``"upper"`` (only J above the median).
+        poisoned_subgroup: which subgroup of a contaminated class is flagged: ``"reference"`` (fewer
+            reference samples; needs a reference), ``"smaller"``, or ``"auto"`` (reference when given).
+        reference_per_dim: reference samples needed per feature dimension; below it, PCA (module docstring).
         em_max_iter, em_tol: EM stops after ``em_max_iter`` iterations or when the relative Frobenius
             change of (S_u, S_e) falls below ``em_tol``.
         n_init, split_max_iter: restarts and iteration cap of each class's 2-subgroup split.
@@ -156,13 +190,17 @@ class SCAn:
 
     Per-class diagnostics: ``n``, ``J``, ``anomaly_index`` (J*), ``ln_anomaly_index``, ``flagged``,
     ``subgroup_sizes`` (inspected samples in the suspect subgroup, in the other), or ``skipped``.
-    Summary: ``reference_size``, ``em_iterations``, ``em_converged``.
+    Summary: ``global_model`` (``"reference"`` or ``"inspected"``), ``reference_size``, ``feature_dim``,
+    ``pca_components`` (None when no reduction), ``notes``, ``em_iterations``, ``em_converged``.
     """
 
     name: ClassVar[str] = "scan"
 
     threshold: float = math.exp(2.0)
-    poisoned_subgroup: Literal["smaller", "reference"] = "smaller"
+    identity: Literal["authors", "posterior"] = "authors"
+    anomaly: Literal["two-sided", "upper"] = "two-sided"
+    poisoned_subgroup: Literal["auto", "smaller", "reference"] = "auto"
+    reference_per_dim: float = 10.0
     em_max_iter: int = 100
     em_tol: float = 1e-6
     n_init: int = 5
@@ -171,7 +209,10 @@ class SCAn:
 
     def __post_init__(self) -> None:
         check_real("threshold", self.threshold, 0.0, math.inf, low_open=True)
-        check_choice("poisoned_subgroup", self.poisoned_subgroup, ("smaller", "reference"))
+        check_choice("identity", self.identity, ("authors", "posterior"))
+        check_choice("anomaly", self.anomaly, ("two-sided", "upper"))
+        check_choice("poisoned_subgroup", self.poisoned_subgroup, ("auto", "smaller", "reference"))
+        check_real("reference_per_dim", self.reference_per_dim, 0.0, 1e6)
         check_int("em_max_iter", self.em_max_iter, 1)
         check_real("em_tol", self.em_tol, 0.0, 1.0, low_open=True)
         check_int("n_init", self.n_init, 1)
@@ -187,17 +228,41 @@ class SCAn:
     ) -> DetectionResult:
         """Run SCAn on ``features`` (N, D) with assigned ``labels`` (N,).
 
-        ``reference_features`` / ``reference_labels``: an optional set known to be clean; the global
-        model is then fitted on it alone.
+        ``reference_features`` / ``reference_labels``: a set known to be clean (e.g. held-out clean
+        samples); the global model is fitted on it alone and it joins the local model (module docstring).
         """
         x = as_features(features)
         y = as_labels(labels, x.shape[0])
         ref = self._reference(reference_features, reference_labels, x.shape[1])
-        if self.poisoned_subgroup == "reference" and ref is None:
+        rule = self.poisoned_subgroup
+        if rule == "auto":
+            rule = "smaller" if ref is None else "reference"
+        if rule == "reference" and ref is None:
             raise InputError("poisoned_subgroup='reference' needs reference_features and reference_labels")
-        model = self.fit_global_model(*(ref if ref is not None else (x, y)))
+        notes: list[str] = []
+        components = None
+        if ref is None:
+            ref_x, ref_y = x[:0], y[:0]
+            notes.append(
+                "no clean reference: the global model is fitted on the inspected set; pass "
+                "reference_features (the authors' setting), or use identity='posterior', the only "
+                "identity that works without one"
+            )
+        else:
+            ref_x, ref_y = ref
+            needed = self.reference_per_dim * x.shape[1]
+            if ref_x.shape[0] < needed:
+                components = max(1, min(x.shape[1], int(ref_x.shape[0] // max(self.reference_per_dim, 1.0))))
+                reduce = _principal_components(np.concatenate([x, ref_x]), components)
+                x, ref_x = reduce(x), reduce(ref_x)
+                notes.append(
+                    f"the reference ({ref_x.shape[0]} samples) is under {self.reference_per_dim:g} x the "
+                    f"feature dimension {reduce.mean.size}: features reduced to {components} principal "
+                    "components"
+                )
+        model = self.fit_global_model(*((x, y) if ref is None else (ref_x, ref_y)))
         basis, gamma = _joint_basis(model.s_u, model.s_e)
-        centre = x.mean(axis=0)
+        centre = np.concatenate([x, ref_x]).mean(axis=0)
 
         scores = np.zeros(x.shape[0])
         split: dict[int, np.ndarray] = {}
@@ -209,10 +274,9 @@ class SCAn:
             if index.size < 2:
                 info["skipped"] = "fewer than 2 samples"
                 continue
-            class_ref = ref[0][ref[1] == label] if self.poisoned_subgroup == "reference" else x[:0]
-            members = np.concatenate([x[index], class_ref]) - centre
+            members = np.concatenate([x[index], ref_x[ref_y == label]]) - centre
             j, poisoned, class_scores = self._untangle(
-                members, index.size, model.s_u, basis, gamma, int(label)
+                members, index.size, model.s_u, basis, gamma, int(label), rule
             )
             info.update(J=j, subgroup_sizes=(int(poisoned.sum()), int((~poisoned).sum())))
             scores[index] = class_scores
@@ -223,7 +287,9 @@ class SCAn:
                 f"SCAn compares classes and needs at least 3 classes with 2+ samples, got {len(split)}"
             )
         labels_tested = list(split)
-        j_star = upper_anomaly_index(np.array([classes[k]["J"] for k in labels_tested]))
+        j_star = (upper_anomaly_index if self.anomaly == "upper" else anomaly_index)(
+            np.array([classes[k]["J"] for k in labels_tested])
+        )
         flags = np.zeros(x.shape[0], dtype=bool)
         for label, value in zip(labels_tested, j_star):
             flagged = bool(value > self.threshold)
@@ -234,7 +300,12 @@ class SCAn:
             if flagged:
                 flags[split[label]] = True
         summary = {
-            "reference_size": 0 if ref is None else int(ref[0].shape[0]),
+            "global_model": "inspected" if ref is None else "reference",
+            "reference_size": int(ref_x.shape[0]),
+            "feature_dim": int(as_features(features).shape[1]),
+            "pca_components": components,
+            "poisoned_subgroup": rule,
+            "notes": notes,
             "em_iterations": model.n_iter,
             "em_converged": model.converged,
         }
@@ -281,24 +352,25 @@ class SCAn:
         basis: np.ndarray,
         gamma: np.ndarray,
         label: int,
+        rule: str,
     ) -> tuple[float, np.ndarray, np.ndarray]:
         """J statistic, the poisoned-subgroup mask and scores of a class's inspected samples (steps 2–3, 5).
 
-        ``members``: the class's centred inspected samples, followed by its reference samples (if the
-        ``"reference"`` rule is used).
+        ``members``: the class's centred inspected samples, followed by its reference samples.
         """
-        identity = _posterior_identities(
-            members.sum(axis=0, keepdims=True), np.array([members.shape[0]]), s_u, basis, gamma
-        )
         z = members @ basis
-        m = (identity @ basis)[0]
+        sums = members.sum(axis=0, keepdims=True)
+        if self.identity == "authors":  # Tᵀ S_e (n S_u + S_e)⁺ Σr = diag(1 / (n γ + 1)) Tᵀ Σr
+            m = ((sums @ basis) / (members.shape[0] * gamma + 1.0))[0]
+        else:
+            m = (_posterior_identities(sums, np.array([members.shape[0]]), s_u, basis, gamma) @ basis)[0]
         rng = np.random.default_rng(derive_seed(self.seed, "scan", label))
         group = _two_means(z, rng, self.n_init, self.split_max_iter)
         j = (float(((z - m) ** 2).sum()) - _scatter(z, group)) / z.shape[0]
 
         if group.all() or not group.any():
             return j, np.zeros(n_inspected, dtype=bool), np.zeros(n_inspected)
-        poisoned_side = self._poisoned_side(z, group, n_inspected, m)
+        poisoned_side = self._poisoned_side(z, group, n_inspected, m, rule)
         poisoned = group[:n_inspected] == poisoned_side
         c_poison = z[group == poisoned_side].mean(axis=0)
         c_clean = z[group != poisoned_side].mean(axis=0)
@@ -306,11 +378,12 @@ class SCAn:
         scores = ((zi - c_clean) ** 2).sum(axis=1) - ((zi - c_poison) ** 2).sum(axis=1)
         return j, poisoned, scores
 
+    @staticmethod
     def _poisoned_side(
-        self, z: np.ndarray, group: np.ndarray, n_inspected: int, identity: np.ndarray
+        z: np.ndarray, group: np.ndarray, n_inspected: int, identity: np.ndarray, rule: str
     ) -> bool:
         """Which value of ``group`` marks the poisoned subgroup."""
-        if self.poisoned_subgroup == "reference":
+        if rule == "reference":
             ref_group = group[n_inspected:]
             in_true, in_false = int(ref_group.sum()), int((~ref_group).sum())
             if in_true != in_false:

@@ -1,10 +1,19 @@
-"""Spectral signatures (Tran, Li and Mądry, "Spectral Signatures in Backdoor Attacks", NeurIPS 2018),
-spec §6.4.
+"""Spectral signatures (Tran, Li and Mądry, "Spectral Signatures in Backdoor Attacks", NeurIPS 2018, §4,
+Algorithm 1), spec §6.4, at parity with IBM ART's ``SpectralSignatureDefense`` (ART 1.20.1).
 
 Per assigned class: centre the representations, take the top right singular vector v of the centred
-matrix, score each sample by ⟨r − μ, v⟩², and remove the ⌊removal_factor · ε · n_class⌋ highest scores,
-ε being the assumed poison rate of a class (1.5 · 0.1 → 15 %), capped at half the class
-(backdoor-toolbox's "at least half of every class is clean").
+matrix, score each sample by ⟨r − μ, v⟩² (the paper; ``score="centred"``) or by |⟨r, v⟩| (``"art"``: ART
+and the authors' code project the *uncentred* representations, which ranks one-sidedly when v·μ is large —
+ReLU features — and can miss poison on the low side), and remove the highest scores:
+
+* ``budget="floor"`` (default): the ⌊removal_factor · ε · n_class⌋ highest, ε being the assumed poison
+  rate of a class (1.5 · 0.1 → 15 %);
+* ``budget="quantile"`` (ART): every score at or above the (1 − removal_factor · ε) quantile of the class
+  (numpy's linear interpolation) — 1 + ⌊1.5 ε (n − 1)⌋ samples when scores are distinct, ties included.
+
+Either is capped at ``max_removed_fraction`` of the class (0.5, backdoor-toolbox's "at least half of every
+class is clean"; ART has no cap: 1.0). The study's oracle budget sets ε so that the target class's budget
+equals its poison count (``poison_rate: auto``, exray.studies.sdrm).
 
 Two public variants of *which classes* to act on:
 
@@ -50,8 +59,10 @@ class SpectralSignatures:
         class_selection: ``"all"`` or ``"anomalous"`` (see the module docstring).
         anomaly_threshold: robust z-score above which a class's spectrum is anomalous.
         max_removed_fraction: cap on the fraction of a class removed.
+        score: ``"centred"`` (⟨r − μ, v⟩², the paper) or ``"art"`` (|⟨r, v⟩|, ART).
+        budget: ``"floor"`` or ``"quantile"`` (ART; see the module docstring).
 
-    Scores: ⟨r − μ, v⟩² within each class (comparable within a class only). Classes with fewer than 2
+    Scores: as ``score`` within each class (comparable within a class only). Classes with fewer than 2
     samples are skipped.
 
     Per-class diagnostics: ``n``, ``top_singular_value``, ``top_variance_fraction`` (σ₁² / Σσ²),
@@ -66,6 +77,8 @@ class SpectralSignatures:
     class_selection: Literal["all", "anomalous"] = "all"
     anomaly_threshold: float = math.exp(2.0)
     max_removed_fraction: float = 0.5
+    score: Literal["centred", "art"] = "centred"
+    budget: Literal["floor", "quantile"] = "floor"
 
     def __post_init__(self) -> None:
         check_real("poison_rate", self.poison_rate, 0.0, 1.0, low_open=True)
@@ -73,10 +86,17 @@ class SpectralSignatures:
         check_choice("class_selection", self.class_selection, ("all", "anomalous"))
         check_real("anomaly_threshold", self.anomaly_threshold, 0.0, math.inf)
         check_real("max_removed_fraction", self.max_removed_fraction, 0.0, 1.0, low_open=True)
+        check_choice("score", self.score, ("centred", "art"))
+        check_choice("budget", self.budget, ("floor", "quantile"))
 
     def removal_budget(self, n_class: int) -> int:
-        """Samples removed from a class of ``n_class`` samples when the detector acts on it."""
-        budget = math.floor(self.removal_factor * self.poison_rate * n_class + _BUDGET_TOLERANCE)
+        """Samples removed from a class of ``n_class`` samples when the detector acts on it (``"quantile"``:
+        when its scores are distinct; ties at the cut-off are all removed, up to the cap)."""
+        share = self.removal_factor * self.poison_rate
+        if self.budget == "quantile":
+            budget = n_class - math.ceil(max(1.0 - share, 0.0) * (n_class - 1) - _BUDGET_TOLERANCE)
+        else:
+            budget = math.floor(share * n_class + _BUDGET_TOLERANCE)
         return min(budget, math.floor(self.max_removed_fraction * n_class + _BUDGET_TOLERANCE))
 
     def detect(self, features: Any, labels: Any) -> DetectionResult:
@@ -96,7 +116,10 @@ class SpectralSignatures:
                 continue
             centred = x[index] - x[index].mean(axis=0)
             _, singular, vt = np.linalg.svd(centred, full_matrices=False)
-            scores[index] = (centred @ vt[0]) ** 2
+            if self.score == "art":
+                scores[index] = np.abs(x[index] @ vt[0])
+            else:
+                scores[index] = (centred @ vt[0]) ** 2
             total = float(np.sum(singular**2))
             info["top_singular_value"] = float(singular[0])
             info["top_variance_fraction"] = float(singular[0] ** 2 / total) if total > 0 else 0.0
@@ -105,13 +128,20 @@ class SpectralSignatures:
         acting = self._classes_to_act_on(classes, list(members))
         for label in acting:
             index = members[label]
-            k = self.removal_budget(index.size)
-            # Highest scores first; ties broken by position (stable sort).
-            removed = index[np.argsort(-scores[index], kind="stable")[:k]]
+            removed = self._removed(index, scores[index])
             flags[removed] = True
-            classes[label].update(acted=True, n_removed=int(k))
+            classes[label].update(acted=True, n_removed=int(removed.size))
         summary = {"classes_acted_on": sorted(acting)}
         return DetectionResult(self.name, dataclasses.asdict(self), scores, flags, classes, summary)
+
+    def _removed(self, index: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """The rows of one class removed: its highest scores (ties broken by position, stable sort)."""
+        cap = math.floor(self.max_removed_fraction * index.size + _BUDGET_TOLERANCE)
+        order = np.argsort(-scores, kind="stable")
+        if self.budget == "quantile":
+            cutoff = np.quantile(scores, max(1.0 - self.removal_factor * self.poison_rate, 0.0))
+            return index[order[: min(int((scores >= cutoff).sum()), cap)]]
+        return index[order[: self.removal_budget(index.size)]]
 
     def _classes_to_act_on(self, classes: dict[int, dict[str, Any]], scored: list[int]) -> list[int]:
         if self.class_selection == "all":

@@ -31,3 +31,16 @@ def upper_anomaly_index(values: Sequence[float] | np.ndarray) -> np.ndarray:
     if mad > 0:
         return excess / mad
     return np.where(excess > 0, np.inf, 0.0)
+
+
+def anomaly_index(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Two-sided robust z-scores |v − median| / MAD (SCAn's ``calc_anomaly_index.m``).
+
+    With MAD = 0 a value off the median scores +inf.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    median, mad = median_and_mad(values)
+    deviation = np.abs(values - median)
+    if mad > 0:
+        return deviation / mad
+    return np.where(deviation > 0, np.inf, 0.0)

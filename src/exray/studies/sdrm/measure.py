@@ -114,15 +114,20 @@ def run_detectors(
     target_class: int,
     spec: DetectorSpec,
     seed: int,
+    reference: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """F1 / precision / recall of the detectors against the poison flags, over the whole training set.
 
     Scope ``"target"``: the defender inspects the attack's target class only (the others count as
     predicted clean); activation clustering and spectral signatures (every inspected class acted on).
     Scope ``"all"``: the detectors run on every class and decide themselves which classes are poisoned
-    (activation clustering's size/silhouette test, spectral signatures with ``class_selection`` as
-    configured, SCAn's J* test — SCAn compares classes, so it has this scope only). With
+    (activation clustering's relative-size test unless the spec names an analysis, spectral signatures
+    with ``class_selection`` as configured, SCAn's J* test — SCAn compares classes, so it has this scope
+    only). With
     ``poison_rate: auto`` the spectral-signature budget of the target class equals its poison count.
+
+    ``reference``: clean held-out (features, labels) — SCAn fits its global model on them, as its authors
+    do (``exray.detectors.scan``); its entry then also records ``reference_size`` and ``pca_components``.
     """
     x = features.numpy()
     y = labels.numpy()
@@ -152,11 +157,27 @@ def run_detectors(
         full = DetectionResult(partial.detector, partial.options, scores, flags, partial.classes)
         out["target"][name] = _prf(full, truth)
 
+    # Over every class AC must decide which classes are poisoned: ART's default analysis ("smaller") flags
+    # a cluster in every class, so this scope uses the relative-size test unless the spec names one.
+    ac_all = ActivationClustering(
+        **{
+            "seed": derive_seed(seed, "ac") % 2**31,
+            "analysis": "relative-size",
+            **spec.activation_clustering,
+        }
+    )
     every_class_detectors: tuple[tuple[str, PoisonDetector], ...] = (
-        ("activation_clustering", ac),
+        ("activation_clustering", ac_all),
         ("spectral_signatures", SpectralSignatures(**ss_options)),
         ("scan", scan),
     )
     for name, detector in every_class_detectors:
-        out["all"][name] = _prf(detector.detect(x, y), truth)
+        if name == "scan" and reference is not None:
+            result = scan.detect(x, y, reference[0].numpy(), reference[1].numpy())
+            out["all"][name] = _prf(result, truth) | {
+                "reference_size": result.summary["reference_size"],
+                "pca_components": result.summary["pca_components"],
+            }
+        else:
+            out["all"][name] = _prf(detector.detect(x, y), truth)
     return out

@@ -237,7 +237,14 @@ def _analyse(
     )
     data = prepared.poisoned
     features = level_features(model, data.images, (), ev.batch_size)[PENULTIMATE]
-    detectors = run_detectors(features, data.labels, data.poisoned, target, spec.detectors, seed)
+    # SCAn's clean reference: the held-out clean test set, as the authors' ports use (issue 17).
+    reference = (
+        level_features(model, prepared.test.images, (), ev.batch_size)[PENULTIMATE],
+        prepared.test.labels,
+    )
+    detectors = run_detectors(
+        features, data.labels, data.poisoned, target, spec.detectors, seed, reference=reference
+    )
     return {
         "levels": [{"name": n, "module": m} for n, m in zip(names, modules, strict=True)],
         "regularised_levels": list(regularised),
@@ -254,7 +261,12 @@ def _analyse(
 
 def _analysis_key(spec: StudySpec, train_key: str) -> str:
     return _hash(
-        {"train": train_key, "evaluation": spec.evaluation.to_dict(), "detectors": spec.detectors.to_dict()}
+        {
+            "train": train_key,
+            "evaluation": spec.evaluation.to_dict(),
+            "detectors": spec.detectors.to_dict(),
+            "scan_reference": "clean test set",
+        }
     )
 
 
