@@ -26,6 +26,7 @@ EXAMPLES = [
     PatchTrigger((0.2, 0.4, 0.6), 0.15, (0.25, 0.75)),
     BlendTrigger(seed=9),
     BlendTrigger(seed=10, opacity=0.3),
+    BlendTrigger(seed=0, opacity=0.1, photo="colorwheel"),
     *(InstagramFilter(name) for name in ("gotham", "nashville", "kelvin", "lomo", "toaster")),
     ColorTransformFilter.random(1),
     ColorTransformFilter.random(2),
@@ -91,6 +92,22 @@ def test_patch_is_a_solid_square_at_its_location() -> None:
     assert torch.equal(out[:, :, outside], images[:, :, outside])
     assert PatchTrigger((0.0, 0.0, 0.0), 0.25, (0.0, 0.0)).box(40, 40) == (0, 0, 10)
     assert PatchTrigger((0.0, 0.0, 0.0), 0.25, (0.5, 1.0)).box(40, 40) == (30, 15, 10)
+
+
+def test_blend_with_a_photo_mixes_the_area_resampled_photograph() -> None:
+    from skimage import data as skdata
+
+    photo = torch.from_numpy(skdata.immunohistochemistry()).permute(2, 0, 1)[None].float() / 255.0
+    expected = torch.nn.functional.interpolate(photo, size=(16, 12), mode="area")[0]
+    trigger = BlendTrigger(seed=1, photo="immunohistochemistry")
+    assert torch.allclose(trigger.pattern(16, 12), expected)
+    assert torch.equal(
+        trigger.pattern(16, 12), BlendTrigger(seed=2, photo="immunohistochemistry").pattern(16, 12)
+    )
+    images = torch.rand(2, 3, 16, 12, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(trigger.apply(images), 0.9 * images + 0.1 * expected[None], atol=1e-6)
+    with pytest.raises(ConfigError, match="photo"):
+        BlendTrigger(seed=1, photo="astronaut")  # a sign-background photo: not a blend pattern
 
 
 def test_blend_mixes_a_seeded_pattern() -> None:

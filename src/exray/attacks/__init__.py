@@ -2,7 +2,14 @@
 (spec §7.3.7) and their rendering with the synthetic sign generator; the SDRM study's attacks (BadNets,
 Blended, filter, WaNet-style warp) on any image set; the SDRM / ML-MMDR regulariser (spec §6.1)."""
 
-from exray.attacks.catalog import ATTACK_KINDS, ATTACK_OPTIONS, AttackRecipe, poison_images, triggered_set
+from exray.attacks.catalog import (
+    ATTACK_KINDS,
+    ATTACK_OPTIONS,
+    AttackRecipe,
+    poison_images,
+    redrawn_set,
+    triggered_set,
+)
 from exray.attacks.poisoning import (
     ROLE_CLEAN,
     ROLE_COUNTER,
@@ -44,6 +51,7 @@ __all__ = [
     "draw_source_classes",
     "plan_poisoning",
     "poison_images",
+    "redrawn_set",
     "render_attack_set",
     "render_clean_set",
     "render_poisoned",

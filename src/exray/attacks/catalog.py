@@ -4,8 +4,8 @@ Four attacks of different nature, each an :class:`~exray.attacks.Attack` (all-to
 class but the target is a source):
 
 * ``badnets`` — a solid square patch (Gu et al.), :class:`~exray.triggers.PatchTrigger`;
-* ``blended`` — a seeded noise pattern blended at opacity 0.1 (Chen et al.; the SDRM reference attack,
-  spec §6.2), :class:`~exray.triggers.BlendTrigger`;
+* ``blended`` — a seeded noise pattern, or with ``photo`` a natural photograph (the SDRM reference code's
+  attack), blended at opacity 0.1 (Chen et al.; spec §6.2), :class:`~exray.triggers.BlendTrigger`;
 * ``filter`` — an Instagram-style colour filter (TrojAI), :class:`~exray.triggers.InstagramFilter`;
 * ``warp`` — a WaNet-style smooth warp, :class:`~exray.attacks.warp.WarpTrigger`.
 
@@ -29,7 +29,7 @@ from exray.attacks.poisoning import Attack, plan_poisoning
 from exray.attacks.render import PoisonedDataset
 from exray.attacks.warp import WarpTrigger
 from exray.errors import ConfigError, InputError
-from exray.train.data import AttackSet
+from exray.train.data import AttackSet, PoisonRedraw, TrainSet
 from exray.triggers import INSTAGRAM_FILTERS, BlendTrigger, InstagramFilter, PatchTrigger, Trigger
 from exray.utils import derive_seed
 
@@ -37,7 +37,7 @@ from exray.utils import derive_seed
 ATTACK_OPTIONS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
         "badnets": MappingProxyType({"color": (1.0, 0.0, 1.0), "size": 0.125, "location": (1.0, 1.0)}),
-        "blended": MappingProxyType({"opacity": 0.1}),
+        "blended": MappingProxyType({"opacity": 0.1, "photo": None}),
         "filter": MappingProxyType({"name": "kelvin"}),
         "warp": MappingProxyType({"strength": 0.5, "grid": 4}),
     }
@@ -50,7 +50,9 @@ class AttackRecipe:
     """A study attack, validated: its ``kind`` (one of :data:`ATTACK_KINDS`), ``target_class``,
     ``fraction`` (share of the source classes' images that get a poisoned copy; for ``clean_label``, the
     share of the target class's images stamped in place), ``source_classes`` (``None``: all others) and
-    trigger ``options`` (see :data:`ATTACK_OPTIONS`; omitted ones take their defaults).
+    trigger ``options`` (see :data:`ATTACK_OPTIONS`; omitted ones take their defaults) and ``poisoning``:
+    ``"static"`` (one poisoned set, :func:`poison_images`) or ``"redrawn"`` (every epoch each source image is
+    poisoned in place with probability ``fraction``, as the SDRM reference code; :func:`redrawn_set`).
 
     Pattern and warp-field seeds are derived from the seed passed to :meth:`build`.
     """
@@ -61,6 +63,7 @@ class AttackRecipe:
     source_classes: tuple[int, ...] | None = None
     clean_label: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
+    poisoning: str = "static"
 
     def __post_init__(self) -> None:
         if self.kind not in ATTACK_OPTIONS:
@@ -79,6 +82,10 @@ class AttackRecipe:
             raise ConfigError(f"target_class must be an int >= 0, got {self.target_class!r}")
         if not isinstance(self.fraction, int | float) or not 0.0 < self.fraction <= 1.0:
             raise ConfigError(f"fraction must be in (0, 1], got {self.fraction!r}")
+        if self.poisoning not in ("static", "redrawn"):
+            raise ConfigError(f"poisoning must be 'static' or 'redrawn', got {self.poisoning!r}")
+        if self.poisoning == "redrawn" and self.clean_label:
+            raise ConfigError("redrawn poisoning relabels source images: it cannot be clean-label")
         if self.source_classes is not None:
             object.__setattr__(self, "source_classes", tuple(int(c) for c in self.source_classes))
         merged = {**ATTACK_OPTIONS[self.kind], **self.options}
@@ -91,7 +98,7 @@ class AttackRecipe:
         if self.kind == "badnets":
             return PatchTrigger(tuple(o["color"]), float(o["size"]), tuple(o["location"]))
         if self.kind == "blended":
-            return BlendTrigger(derive_seed(seed, "blend") % 2**31, float(o["opacity"]))
+            return BlendTrigger(derive_seed(seed, "blend") % 2**31, float(o["opacity"]), o["photo"])
         if self.kind == "filter":
             if o["name"] not in INSTAGRAM_FILTERS:
                 raise ConfigError(f"unknown filter {o['name']!r}; known: {list(INSTAGRAM_FILTERS)}")
@@ -117,6 +124,8 @@ class AttackRecipe:
             "source_classes": None if self.source_classes is None else list(self.source_classes),
             "clean_label": self.clean_label,
             "options": {k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()},
+            # Left out when static, so that earlier studies keep their cache keys.
+            **({"poisoning": self.poisoning} if self.poisoning != "static" else {}),
         }
 
 
@@ -161,6 +170,21 @@ def poison_images(
     return PoisonedDataset.from_plan(plan, out, out_masks)
 
 
+def _stamp_sources(
+    images: torch.Tensor, labels: torch.Tensor, attack: Attack, masks: torch.Tensor | None, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows of ``attack``'s source classes and their triggered images."""
+    _check_set(images, labels)
+    rows = torch.from_numpy(np.flatnonzero(np.isin(labels.numpy(), attack.source_classes)))
+    if rows.numel() == 0:
+        raise InputError("the set holds no image of the attack's source classes")
+    foreground = None if masks is None else masks[rows]
+    if foreground is None and attack.trigger.stamps_foreground:
+        foreground = torch.ones(rows.numel(), 1, *images.shape[-2:], dtype=torch.bool)
+    rng = np.random.default_rng(derive_seed(seed, "trigger"))
+    return rows, attack.trigger.apply(images[rows], foreground=foreground, rng=rng).to(images.dtype)
+
+
 def triggered_set(
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -171,13 +195,23 @@ def triggered_set(
     seed: int = 0,
 ) -> AttackSet:
     """The held-out ASR set: every image of ``attack``'s source classes with the trigger applied."""
-    _check_set(images, labels)
-    rows = torch.from_numpy(np.flatnonzero(np.isin(labels.numpy(), attack.source_classes)))
-    if rows.numel() == 0:
-        raise InputError("the set holds no image of the attack's source classes")
-    foreground = None if masks is None else masks[rows]
-    if foreground is None and attack.trigger.stamps_foreground:
-        foreground = torch.ones(rows.numel(), 1, *images.shape[-2:], dtype=torch.bool)
-    rng = np.random.default_rng(derive_seed(seed, "trigger"))
-    stamped = attack.trigger.apply(images[rows], foreground=foreground, rng=rng)
-    return AttackSet(stamped.to(images.dtype), attack.target_class, name)
+    _, stamped = _stamp_sources(images, labels, attack, masks, seed)
+    return AttackSet(stamped, attack.target_class, name)
+
+
+def redrawn_set(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    attack: Attack,
+    probability: float,
+    *,
+    masks: torch.Tensor | None = None,
+    seed: int = 0,
+) -> TrainSet:
+    """A training set whose poisoning is re-drawn every epoch (the SDRM reference code): the clean
+    ``images`` with every source-class image replaced, each epoch with ``probability``, by its triggered
+    version labelled ``attack.target_class`` (:class:`~exray.train.PoisonRedraw`)."""
+    rows, stamped = _stamp_sources(images, labels, attack, masks, seed)
+    return TrainSet(
+        images, labels, redraw=PoisonRedraw(rows, stamped, float(probability), attack.target_class)
+    )

@@ -3,12 +3,12 @@ held-out data, optional round-3 adversarial training (spec §7.2), and extra los
 features (the SDRM/adaptive-attack extension point, spec §5.1, §6.1)."""
 
 from exray.train.adversarial import AdversarialConfig, perturb
-from exray.train.data import AttackSet, EvalSet, TrainSet
+from exray.train.config import TrainConfig
+from exray.train.data import AttackSet, EvalSet, PoisonRedraw, TrainSet
 from exray.train.loop import (
     Batch,
     EpochRecord,
     LossTerm,
-    TrainConfig,
     TrainResult,
     attack_success_rate,
     clean_accuracy,
@@ -24,6 +24,7 @@ __all__ = [
     "EpochRecord",
     "EvalSet",
     "LossTerm",
+    "PoisonRedraw",
     "TrainConfig",
     "TrainResult",
     "TrainSet",

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -30,77 +30,10 @@ from tqdm.auto import tqdm
 from exray.errors import ConfigError, InputError
 from exray.models.layers import capture
 from exray.models.runtime import predict_labels
-from exray.train.adversarial import AdversarialConfig, perturb
-from exray.train.data import AttackSet, EvalSet, TrainSet
+from exray.train.adversarial import perturb
+from exray.train.config import TrainConfig, augment_batch, build_optimizer, build_scheduler
+from exray.train.data import AttackSet, EpochData, EvalSet, TrainSet
 from exray.utils import derive_seed, torch_generator
-
-Optimizer = Literal["adamw", "sgd"]
-Schedule = Literal["onecycle", "cosine", "constant"]
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training hyper-parameters (validated).
-
-    ``optimizer`` "adamw" or "sgd" (Nesterov momentum 0.9); ``schedule`` "onecycle" (linear warm-up to
-    ``lr`` over the first quarter of the steps, then cosine annealing to zero), "cosine" or "constant";
-    ``channels_last``/``bf16`` select the fast CPU path; ``adversarial`` enables round-3 adversarial
-    training; ``eval_every_epoch`` measures held-out metrics after every epoch (otherwise only at the end).
-    """
-
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 3e-3
-    optimizer: Optimizer = "adamw"
-    weight_decay: float = 5e-4
-    schedule: Schedule = "onecycle"
-    label_smoothing: float = 0.0
-    channels_last: bool = False
-    bf16: bool = False
-    adversarial: AdversarialConfig | None = None
-    eval_every_epoch: bool = False
-    eval_batch_size: int = 256
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1_000_000:
-                raise ConfigError(f"{name} must be an int in [1, 1000000], got {value!r}")
-        for name in ("lr", "weight_decay", "label_smoothing"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise ConfigError(f"{name} must be a finite number, got {value!r}")
-        if not self.lr > 0.0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
-        for name in ("channels_last", "bf16", "eval_every_epoch"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ConfigError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
-        if self.schedule not in ("onecycle", "cosine", "constant"):
-            raise ConfigError(f"schedule must be 'onecycle', 'cosine' or 'constant', got {self.schedule!r}")
-        if not self.weight_decay >= 0.0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.adversarial is not None and not isinstance(self.adversarial, AdversarialConfig):
-            raise ConfigError("adversarial must be an AdversarialConfig or None")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["adversarial"] = None if self.adversarial is None else self.adversarial.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
-        values = dict(data)
-        if values.get("adversarial") is not None:
-            values["adversarial"] = AdversarialConfig.from_dict(values["adversarial"])
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -203,32 +136,6 @@ def attack_success_rate(model: nn.Module, data: AttackSet, batch_size: int = 256
     return float((predict_labels(model, data.images, batch_size) == data.target_class).float().mean())
 
 
-def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(
-            model.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay
-        )
-    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-
-
-def _scheduler(
-    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
-) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-step learning-rate factor: "onecycle" warms up linearly over the first quarter (from 4 %) then
-    anneals by a cosine to zero; "cosine" anneals from the start; "constant" keeps ``lr``."""
-    total = config.epochs * steps_per_epoch
-    warmup = max(1, round(0.25 * total)) if config.schedule == "onecycle" else 0
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return 0.04 + 0.96 * step / warmup
-        if config.schedule == "constant":
-            return 1.0
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
 def _evaluate(
     model: nn.Module, test: EvalSet | None, attacks: Sequence[AttackSet], batch_size: int
 ) -> tuple[float | None, dict[str, float]]:
@@ -267,10 +174,12 @@ def train_model(
     steps_per_epoch = math.ceil(n / config.batch_size)
     shuffle_gen = torch_generator(derive_seed(seed, "shuffle"))
     adv_gen = torch_generator(derive_seed(seed, "adversarial"))
-    optimizer = _optimizer(model, config)
-    scheduler = _scheduler(optimizer, config, steps_per_epoch)
+    augment_gen = torch_generator(derive_seed(seed, "augment"))
+    redraw_gen = torch_generator(derive_seed(seed, "redraw"))
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     memory = torch.channels_last if config.channels_last else torch.contiguous_format
-    images = data.images.contiguous(memory_format=memory)
+    clean_images = data.images.contiguous(memory_format=memory)
     history: list[EpochRecord] = []
     bar = tqdm(
         total=config.epochs * steps_per_epoch,
@@ -286,8 +195,9 @@ def train_model(
             model.train()
             epoch_start = time.perf_counter()
             sums = {"loss": 0.0, "correct": 0.0, **{t.name: 0.0 for t in loss_terms}}
+            epoch_data = data.epoch(clean_images, redraw_gen)
             for idx in torch.randperm(n, generator=shuffle_gen).split(config.batch_size):
-                step = _step(model, data, images, idx, config, loss_terms, layers, adv_gen)
+                step = _step(model, epoch_data, idx, config, loss_terms, layers, adv_gen, augment_gen)
                 optimizer.zero_grad(set_to_none=True)
                 step["loss"].backward()
                 optimizer.step()
@@ -324,16 +234,16 @@ def train_model(
 
 def _step(
     model: nn.Module,
-    data: TrainSet,
-    images: torch.Tensor,
+    data: EpochData,
     idx: torch.Tensor,
     config: TrainConfig,
     loss_terms: Sequence[LossTerm],
     layers: Sequence[str],
     adv_gen: torch.Generator,
+    augment_gen: torch.Generator,
 ) -> dict[str, torch.Tensor]:
     """Loss (with graph) and diagnostics of one step; adversarial rows are the batch's leading rows."""
-    x, y = images[idx], data.labels[idx]
+    x, y = augment_batch(data.images[idx], config, augment_gen), data.labels[idx]
     adversarial = torch.zeros(idx.numel(), dtype=torch.bool)
     if config.adversarial is not None:
         k = max(1, round(config.adversarial.ratio * idx.numel()))

@@ -1,4 +1,5 @@
-"""Image-space triggers: a solid patch (BadNets-style) and a blended pattern (Chen et al.-style)."""
+"""Image-space triggers: a solid patch (BadNets-style) and a blended pattern (Chen et al.-style): seeded
+noise, or a natural photograph as the SDRM reference code blends (xpf/Multi-Level-MMD-Regularization)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from skimage import data as skdata
 
 from exray.errors import ConfigError
 from exray.triggers.base import Trigger, check_config, register_trigger, rgb_triple
@@ -73,25 +76,36 @@ class PatchTrigger(Trigger):
         return cls(rgb_triple(config["color"], "patch color"), float(config["size"]), (x, y))
 
 
+#: scikit-image photographs a blend can use (shipped in its wheel; none is a sign-background photo, so the
+#: pattern is not already in the clean images).
+BLEND_PHOTOS: tuple[str, ...] = ("hubble_deep_field", "immunohistochemistry", "colorwheel", "retina")
+
+
 @register_trigger
 @dataclass(frozen=True)
 class BlendTrigger(Trigger):
-    """A seeded uniform-noise pattern p blended into the whole image: x' = (1 − a)·x + a·p.
+    """A pattern p blended into the whole image: x' = (1 − a)·x + a·p (Chen et al. 2017, blended injection).
 
-    The pattern for an H×W image is a function of (``seed``, H, W) only.
+    p is a seeded uniform-noise pattern, a function of (``seed``, H, W) only, or, with ``photo`` (one of
+    :data:`BLEND_PHOTOS`), that photograph area-resampled to H×W (``seed`` is then unused).
     """
 
     type: ClassVar[str] = "blend"
 
     seed: int
     opacity: float = 0.1
+    photo: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 < self.opacity <= 1.0:
             raise ConfigError(f"blend opacity must be in (0, 1], got {self.opacity}")
+        if self.photo is not None and self.photo not in BLEND_PHOTOS:
+            raise ConfigError(f"unknown blend photo {self.photo!r}; known: {list(BLEND_PHOTOS)}")
 
     def pattern(self, height: int, width: int) -> torch.Tensor:
         """The (3, height, width) float32 pattern in [0, 1]."""
+        if self.photo is not None:
+            return _photo(self.photo, height, width).clone()
         return _pattern(self.seed, height, width).clone()
 
     def _stamp(
@@ -101,19 +115,33 @@ class BlendTrigger(Trigger):
         foreground: torch.Tensor | None = None,
         rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
-        pattern = _pattern(self.seed, *images.shape[-2:]).to(images.device, images.dtype)
-        return (1.0 - self.opacity) * images + self.opacity * pattern[None]
+        height, width = images.shape[-2:]
+        pattern = _photo(self.photo, height, width) if self.photo else _pattern(self.seed, height, width)
+        return (1.0 - self.opacity) * images + self.opacity * pattern.to(images.device, images.dtype)[None]
 
     def to_config(self) -> dict[str, Any]:
-        return {"type": self.type, "seed": self.seed, "opacity": self.opacity}
+        config: dict[str, Any] = {"type": self.type, "seed": self.seed, "opacity": self.opacity}
+        if self.photo is not None:
+            config["photo"] = self.photo
+        return config
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> BlendTrigger:
-        check_config(config, cls, {"seed", "opacity"})
-        return cls(int(config["seed"]), float(config["opacity"]))
+        check_config(config, cls, {"seed", "opacity"}, optional=frozenset({"photo"}))
+        photo = config.get("photo")
+        if photo is not None and not isinstance(photo, str):
+            raise ConfigError(f"blend photo must be a name, got {photo!r}")
+        return cls(int(config["seed"]), float(config["opacity"]), photo)
 
 
 @lru_cache(maxsize=32)
 def _pattern(seed: int, height: int, width: int) -> torch.Tensor:
     gen = torch_generator(derive_seed(seed, "blend-pattern", height, width))
     return torch.rand(3, height, width, generator=gen)
+
+
+@lru_cache(maxsize=32)
+def _photo(name: str, height: int, width: int) -> torch.Tensor:
+    image = torch.from_numpy(np.ascontiguousarray(getattr(skdata, name)()[:, :, :3]))
+    image = image.permute(2, 0, 1)[None].float() / 255.0
+    return F.interpolate(image, size=(height, width), mode="area")[0].contiguous()

@@ -29,9 +29,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from exray.attacks.catalog import poison_images, triggered_set
+from exray.attacks.catalog import poison_images, redrawn_set, triggered_set
 from exray.attacks.poisoning import Attack
-from exray.attacks.render import PoisonedDataset
 from exray.attacks.sdrm import SDRMConfig, default_levels
 from exray.data.digits import DigitsOptions, render_digits_train_test
 from exray.data.signs import draw_classes
@@ -39,8 +38,8 @@ from exray.data.synth import AugmentOptions, render_train_test
 from exray.models.io import load_model, save_model
 from exray.studies.sdrm.measure import PENULTIMATE, level_distances, level_features, run_detectors, subset
 from exray.studies.sdrm.spec import DataSpec, Run, StudySpec
-from exray.train import AttackSet, EvalSet, seeded_model, train_model
-from exray.utils import derive_seed, versions
+from exray.train import AttackSet, EvalSet, TrainSet, seeded_model, train_model
+from exray.utils import derive_seed, torch_generator, versions
 
 VARIANTS: tuple[str, ...] = ("rbt", "sdrm")
 RESULTS_FILE = "sdrm-results.json"
@@ -97,10 +96,15 @@ def run_seeds(spec: StudySpec, run: Run) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class PreparedRun:
-    """The poisoned training set and held-out sets of one run."""
+    """The training set and held-out sets of one run.
+
+    ``train``: what the models train on; ``poisoned``: the poisoned training set the detectors inspect —
+    ``train`` itself with static poisoning, one seeded draw of it with poisoning re-drawn every epoch.
+    """
 
     attack: Attack
-    poisoned: PoisonedDataset
+    train: TrainSet
+    poisoned: TrainSet
     test: EvalSet
     attack_set: AttackSet
     num_classes: int
@@ -109,20 +113,34 @@ class PreparedRun:
 def prepare_run(spec: StudySpec, run: Run, data: DataSplit) -> PreparedRun:
     """Build the attack, poison the training set and make the clean and triggered test sets."""
     seeds = run_seeds(spec, run)
-    attack = spec.attacks[run.attack].build(data.num_classes, seeds["attack"])
-    poisoned = poison_images(
-        data.train_images,
-        data.train_labels,
-        [attack],
-        seeds["poison"],
-        masks=data.train_masks,
-        num_classes=data.num_classes,
-    )
+    recipe = spec.attacks[run.attack]
+    attack = recipe.build(data.num_classes, seeds["attack"])
+    if recipe.poisoning == "redrawn":
+        train = redrawn_set(
+            data.train_images,
+            data.train_labels,
+            attack,
+            recipe.fraction,
+            masks=data.train_masks,
+            seed=seeds["poison"],
+        )
+        draw = train.epoch(train.images, torch_generator(derive_seed(seeds["poison"], "inspected")))
+        poisoned = TrainSet(draw.images, draw.labels, poisoned=draw.poisoned, true_labels=draw.true_labels)
+    else:
+        train = poison_images(
+            data.train_images,
+            data.train_labels,
+            [attack],
+            seeds["poison"],
+            masks=data.train_masks,
+            num_classes=data.num_classes,
+        ).train_set()
+        poisoned = train
     test = EvalSet(data.test_images, data.test_labels)
     attack_set = triggered_set(
         data.test_images, data.test_labels, attack, masks=data.test_masks, name=run.attack
     )
-    return PreparedRun(attack, poisoned, test, attack_set, data.num_classes)
+    return PreparedRun(attack, train, poisoned, test, attack_set, data.num_classes)
 
 
 def _hash(payload: Any) -> str:
@@ -179,7 +197,7 @@ def _train_or_load(
         terms = [sdrm_config(spec, run, prepared.attack.target_class).loss_term(model, sample)]
     result = train_model(
         model,
-        prepared.poisoned.train_set(),
+        prepared.train,
         config=spec.training_for(run.architecture),
         seed=seed,
         test=prepared.test,

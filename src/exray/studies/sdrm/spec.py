@@ -16,7 +16,8 @@ the allowed keys); values are type- and range-checked. Schema, with defaults::
                training: {}, sdrm: {}}        # this model's overrides of the global sections
     attacks:                                  # named attacks (at least one)
       <name>: {kind: badnets | blended | filter | warp, target_class: 0, fraction: 0.1,
-               source_classes: null, clean_label: false, options: {}}   # see exray.attacks.catalog
+               source_classes: null, clean_label: false, options: {},   # see exray.attacks.catalog
+               poisoning: static}             # or redrawn: each epoch, each source image w.p. fraction
     runs: all                                 # or a list of [data, architecture, attack] triples
     training: {}                              # exray.train.TrainConfig fields
     sdrm: {}                                  # exray.attacks.SDRMConfig fields except target_class
@@ -276,7 +277,7 @@ def _attack(name: str, raw: Any) -> AttackRecipe:
     a = _section(
         raw,
         path,
-        ("kind", "target_class", "fraction", "source_classes", "clean_label", "options"),
+        ("kind", "target_class", "fraction", "source_classes", "clean_label", "options", "poisoning"),
         ("kind",),
     )
     values = dict(a.data)
