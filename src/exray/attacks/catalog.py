@@ -123,7 +123,11 @@ class AttackRecipe:
             "fraction": self.fraction,
             "source_classes": None if self.source_classes is None else list(self.source_classes),
             "clean_label": self.clean_label,
-            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()},
+            "options": {  # a blend without a photo is left out, so that earlier studies keep their keys
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in self.options.items()
+                if not (k == "photo" and v is None)
+            },
             # Left out when static, so that earlier studies keep their cache keys.
             **({"poisoning": self.poisoning} if self.poisoning != "static" else {}),
         }
