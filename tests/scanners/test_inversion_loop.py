@@ -129,6 +129,8 @@ def test_preactivation_is_found_generically(arch, layer, expected):
     tap = ActivationTap(model, layer, sample)
     with tap.capture() as seen:
         model(sample)
-    assert seen["post"] is not None
+    assert seen.post is not None
     if expected is not None:
-        assert torch.allclose(torch.relu(seen["pre"]), seen["post"])
+        assert torch.allclose(torch.relu(seen.pre), seen.post)
+    else:
+        assert seen.pre is None

@@ -4,7 +4,8 @@ EX-RAY and ABS both need a model split at an inner layer L into a prefix g (inpu
 suffix h (output of L → logits) (paper §3; spec §1 "Splitting a model"). The official scripts do this by
 flattening ``model.children()`` with a per-architecture ``if/elif``; here any ``nn.Module`` works:
 
-* :func:`capture` reads the outputs of named modules with forward hooks that are always removed.
+* :func:`~exray.models.hooks.capture` (the one home of forward hooks, :mod:`exray.models.hooks`) reads the
+  outputs of named modules with hooks that are always removed.
 * :class:`LayerCut` runs h on given features. When the model is ``torch.fx``-traceable and the layer is a
   clean cut (nothing but the layer's output flows from the prefix into the suffix), the suffix is a real
   sub-graph and the prefix is never recomputed. Otherwise a forward hook *replaces* the layer's output
@@ -16,10 +17,6 @@ flattening ``model.children()`` with a per-architecture ``if/elif``; here any ``
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -27,61 +24,9 @@ from torch import fx, nn
 
 from exray.data.images import check_images
 from exray.errors import InputError, LayerError
+from exray.models.hooks import ModuleProbe, capture, get_module, probe_modules
 
 Backend = Literal["auto", "fx", "hooks"]
-CallPolicy = Literal["once", "first", "last"]
-
-
-def get_module(model: nn.Module, name: str) -> nn.Module:
-    """The submodule called ``name`` in ``model.named_modules()`` (``LayerError`` listing close names)."""
-    modules = dict(model.named_modules())
-    if name in modules and name != "":
-        return modules[name]
-    close = difflib.get_close_matches(name, [n for n in modules if n], n=6, cutoff=0.5)
-    hint = f"; similar names: {close}" if close else ""
-    raise LayerError(f"model has no module named {name!r}{hint}")
-
-
-@contextmanager
-def capture(
-    model: nn.Module, names: Sequence[str], *, call: CallPolicy = "once"
-) -> Iterator[dict[str, torch.Tensor]]:
-    """Record the outputs of the named modules during the forward passes run inside the ``with`` block.
-
-    ``call`` says what to do when a module runs several times in one forward pass (a reused ReLU):
-    ``"once"`` raises :class:`LayerError`, ``"first"``/``"last"`` keep that call's output. Hooks are removed
-    on exit, also on errors, so nothing leaks into later forward passes.
-    """
-    outputs: dict[str, torch.Tensor] = {}
-    counts: dict[str, int] = {}
-    handles = []
-
-    def make_hook(name: str):
-        def hook(_module: nn.Module, _args: object, output: object) -> None:
-            counts[name] = counts.get(name, 0) + 1
-            if counts[name] > 1 and call == "once":
-                raise LayerError(
-                    f"module {name!r} runs more than once per forward pass (a reused module); "
-                    "address its enclosing block, or pass call='first'/'last'"
-                )
-            if counts[name] == 1 or call == "last":
-                if not isinstance(output, torch.Tensor):
-                    raise LayerError(f"module {name!r} returns {type(output).__name__}, not a tensor")
-                outputs[name] = output
-
-        return hook
-
-    def reset(_module: nn.Module, _args: object) -> None:
-        counts.clear()
-
-    try:
-        handles.append(model.register_forward_pre_hook(reset))
-        for name in names:
-            handles.append(get_module(model, name).register_forward_hook(make_hook(name)))
-        yield outputs
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def _count_convs(module: nn.Module) -> int:
@@ -90,53 +35,6 @@ def _count_convs(module: nn.Module) -> int:
 
 def _contains_conv(module: nn.Module) -> bool:
     return _count_convs(module) > 0
-
-
-@dataclass(frozen=True)
-class ModuleProbe:
-    """What one forward pass shows about a model's modules: the order in which they first run, how often
-    they run, the shapes of their tensor outputs, and the output shape of every convolution call."""
-
-    order: dict[str, int]
-    calls: dict[str, int]
-    shapes: dict[str, torch.Size]
-    convs: list[tuple[str, torch.Size]]
-
-
-def probe_modules(model: nn.Module, sample: torch.Tensor) -> ModuleProbe:
-    """Run ``sample[:1]`` through ``model`` (eval mode, no gradients; the mode is restored) with temporary
-    hooks on every module, and return the :class:`ModuleProbe`."""
-    order: dict[str, int] = {}
-    calls: dict[str, int] = {}
-    shapes: dict[str, torch.Size] = {}
-    convs: list[tuple[str, torch.Size]] = []
-    names = {module: name for name, module in model.named_modules()}
-
-    def pre_hook(module: nn.Module, _args: object) -> None:
-        name = names[module]
-        order.setdefault(name, len(order))
-        calls[name] = calls.get(name, 0) + 1
-
-    def post_hook(module: nn.Module, _args: object, output: object) -> None:
-        if isinstance(output, torch.Tensor):
-            shapes[names[module]] = output.shape
-            if isinstance(module, nn.modules.conv._ConvNd):
-                convs.append((names[module], output.shape))
-
-    handles = []
-    for module in names:
-        handles.append(module.register_forward_pre_hook(pre_hook))
-        handles.append(module.register_forward_hook(post_hook))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(sample[:1])
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
-    return ModuleProbe(order, calls, shapes, convs)
 
 
 def block_children(model: nn.Module, probe: ModuleProbe) -> list[tuple[str, list[str]]]:

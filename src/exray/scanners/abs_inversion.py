@@ -77,7 +77,7 @@ class ABSInversion(Inversion):
     def forward(self, model: nn.Module, stamped: torch.Tensor) -> tuple[torch.Tensor, dict]:
         with self.tap.capture() as seen:
             logits = model(stamped)
-        return logits, dict(seen)
+        return logits, seen.to_dict()
 
     def neuron_loss(self, batch: StepBatch) -> torch.Tensor:
         """−S(z, c) + w·S̄(z, ¬c) for z in (z⁻, z⁺), per task (spec §2.5)."""

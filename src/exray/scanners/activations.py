@@ -23,8 +23,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from exray.errors import LayerError
-from exray.models.layers import get_module
+from exray.models.hooks import capture, capture_inputs, final_leaf, get_module
 
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.ReLU,
@@ -45,35 +44,10 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = (
 
 def find_preactivation(model: nn.Module, layer: str, sample: torch.Tensor) -> str | None:
     """Name of the activation module whose input is the layer's pre-activation, or None (see module doc)."""
-    root = get_module(model, layer)
-    if isinstance(root, ACTIVATIONS):
+    if isinstance(get_module(model, layer), ACTIVATIONS):
         return layer
-    names = {m: f"{layer}.{n}" for n, m in root.named_modules() if n and not list(m.children())}
-    order: list[tuple[str, torch.Tensor]] = []
-    seen: dict[str, torch.Tensor] = {}
-
-    def leaf_hook(module: nn.Module, _args: object, output: object) -> None:
-        if isinstance(output, torch.Tensor):
-            order.append((names[module], output))
-
-    def root_hook(_module: nn.Module, _args: object, output: object) -> None:
-        if isinstance(output, torch.Tensor):
-            seen["out"] = output
-
-    handles = [m.register_forward_hook(leaf_hook) for m in names]
-    handles.append(root.register_forward_hook(root_hook))
-    try:
-        with torch.no_grad():
-            model(sample[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not order or "out" not in seen:
-        return None
-    name, output = order[-1]
-    if isinstance(get_module(model, name), ACTIVATIONS) and output is seen["out"]:
-        return name
-    return None
+    name = final_leaf(model, layer, sample)
+    return name if name is not None and isinstance(get_module(model, name), ACTIVATIONS) else None
 
 
 class ActivationTap:
@@ -85,29 +59,35 @@ class ActivationTap:
         self.pre_name = find_preactivation(model, layer, sample)
 
     @contextmanager
-    def capture(self) -> Iterator[dict[str, torch.Tensor | None]]:
-        """Inside the block, forwards of the model fill ``{"post": z⁺, "pre": z⁻ or None}``.
+    def capture(self) -> Iterator[TapReading]:
+        """Inside the block, forwards of the model are read into the yielded :class:`TapReading`.
 
         When the activation module runs several times in one pass (a reused ResNet ReLU), the last call —
         the one that produces the layer's output — wins.
         """
-        seen: dict[str, torch.Tensor | None] = {"post": None, "pre": None}
-        layer_module = get_module(self.model, self.layer)
+        pre = [] if self.pre_name is None else [self.pre_name]
+        with (
+            capture(self.model, [self.layer], call="last") as outputs,
+            capture_inputs(self.model, pre, call="last") as inputs,
+        ):
+            yield TapReading(outputs, inputs, self.layer, self.pre_name)
 
-        def post_hook(_module: nn.Module, _args: object, output: object) -> None:
-            if not isinstance(output, torch.Tensor):
-                raise LayerError(f"layer {self.layer!r} returns {type(output).__name__}, not a tensor")
-            seen["post"] = output
 
-        def pre_hook(module: nn.Module, args: tuple) -> None:
-            # an in-place activation would overwrite its input with z⁺: keep a copy
-            seen["pre"] = args[0].clone() if getattr(module, "inplace", False) else args[0]
+class TapReading:
+    """What an :class:`ActivationTap` read in the last forward pass: ``post`` (z⁺), ``pre`` (z⁻ or None)."""
 
-        handles = [layer_module.register_forward_hook(post_hook)]
-        if self.pre_name is not None:
-            handles.append(get_module(self.model, self.pre_name).register_forward_pre_hook(pre_hook))
-        try:
-            yield seen
-        finally:
-            for handle in handles:
-                handle.remove()
+    def __init__(
+        self, outputs: dict[str, torch.Tensor], inputs: dict[str, torch.Tensor], layer: str, pre: str | None
+    ):
+        self._outputs, self._inputs, self._layer, self._pre = outputs, inputs, layer, pre
+
+    @property
+    def post(self) -> torch.Tensor | None:
+        return self._outputs.get(self._layer)
+
+    @property
+    def pre(self) -> torch.Tensor | None:
+        return None if self._pre is None else self._inputs.get(self._pre)
+
+    def to_dict(self) -> dict[str, torch.Tensor | None]:
+        return {"post": self.post, "pre": self.pre}

@@ -18,7 +18,7 @@ from torch import nn
 from exray.detectors import ActivationClustering, DetectionResult, PoisonDetector, SCAn, SpectralSignatures
 from exray.errors import LayerError
 from exray.metrics import energy_distance, mmd, sliced_wasserstein
-from exray.models import capture
+from exray.models.hooks import capture, capture_inputs, last_to_run
 from exray.studies.sdrm.spec import DetectorSpec
 from exray.utils import derive_seed
 
@@ -30,24 +30,6 @@ METRICS: tuple[str, ...] = ("mmd", "energy", "swd")
 SCOPES: tuple[str, ...] = ("target", "all")
 
 
-def _last_linear(model: nn.Module, sample: torch.Tensor) -> nn.Module:
-    ran: list[nn.Module] = []
-    handles = [
-        m.register_forward_pre_hook(lambda module, _args: ran.append(module))
-        for m in model.modules()
-        if isinstance(m, nn.Linear)
-    ]
-    try:
-        with torch.no_grad():
-            model(sample[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
-    if not ran:
-        raise LayerError("the model has no nn.Linear layer: its penultimate representation is undefined")
-    return ran[-1]
-
-
 def level_features(
     model: nn.Module, images: torch.Tensor, levels: Sequence[str], batch_size: int = 256
 ) -> dict[str, torch.Tensor]:
@@ -56,19 +38,16 @@ def level_features(
     was_training = model.training
     model.eval()
     try:
-        linear = _last_linear(model, images[:1])
-        handle = linear.register_forward_pre_hook(
-            lambda _m, args: parts[PENULTIMATE].append(args[0].detach().flatten(1))
-        )
-        try:
-            with torch.no_grad():
-                for chunk in images.split(batch_size):
-                    with capture(model, levels) as seen:
-                        model(chunk)
-                    for name in levels:
-                        parts[name].append(seen[name].detach().flatten(1))
-        finally:
-            handle.remove()
+        linear = last_to_run(model, images[:1], nn.Linear)
+        if linear is None:
+            raise LayerError("the model has no nn.Linear layer: its penultimate representation is undefined")
+        with torch.no_grad():
+            for chunk in images.split(batch_size):
+                with capture(model, levels) as seen, capture_inputs(model, [linear], call="last") as inputs:
+                    model(chunk)
+                for name in levels:
+                    parts[name].append(seen[name].detach().flatten(1))
+                parts[PENULTIMATE].append(inputs[linear].detach().flatten(1))
     finally:
         model.train(was_training)
     return {name: torch.cat(chunks).float() for name, chunks in parts.items()}
