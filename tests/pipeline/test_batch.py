@@ -22,7 +22,7 @@ def broken_dirs(model_dirs, tmp_path_factory):
     (corrupt / "model.safetensors").write_bytes(b"not safetensors")
     pickled = root / "pickled"
     pickled.mkdir()
-    torch.save({"weights": 1}, pickled / "model.pt")
+    torch.save(torch.nn.Sequential(torch.nn.Linear(2, 2)), pickled / "model.pt")  # not a TrojAI model
     one_class = shutil.copytree(model_dirs["clean"], root / "one-class")
     for png in (one_class / "clean-example-data").glob("class_[123]_*"):
         png.unlink()
@@ -140,7 +140,7 @@ def test_trojai_entry_point_writes_one_float(model_dirs, tmp_path):
 
 
 def test_trojai_entry_point_refuses_a_pickle_without_opt_in(tmp_path, capsys):
-    torch.save({"weights": 1}, tmp_path / "model.pt")
+    torch.save(torch.nn.Sequential(torch.nn.Linear(2, 2)), tmp_path / "model.pt")  # not a TrojAI model
     result = tmp_path / "result.txt"
     args = ["trojai", "--model_filepath", str(tmp_path / "model.pt"), "--result_filepath", str(result),
             "--scratch_dirpath", str(tmp_path), "--examples_dirpath", str(tmp_path)]  # fmt: skip

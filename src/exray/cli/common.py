@@ -10,6 +10,12 @@ from exray.differencing.policies import POLICY_NAMES
 from exray.errors import ConfigError, InputError
 from exray.files import parse_yaml
 
+#: The help of every command's --trust-pickle.
+TRUST_PICKLE_HELP = (
+    "load pickled models other than torchvision's ResNets, VGG-BNs and MobileNetV2 "
+    "(unpickling them runs code from the file)"
+)
+
 
 def thread_count(text: str) -> int:
     """argparse type of ``--threads``, ``--workers``, ``--train-threads``: an integer in [1, 1024]."""

@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from exray.cli.common import add_exray_flags, add_output_flags, mask_config
+from exray.cli.common import TRUST_PICKLE_HELP, add_exray_flags, add_output_flags, mask_config
 from exray.data.examples import load_examples
 from exray.data.images import IMAGE_SUFFIXES, read_images
 from exray.differencing import compare_trigger
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", type=Path, help="write the verdict and masks as JSON (default: exray-diff-V-T.json)"
     )
-    parser.add_argument("--trust-pickle", action="store_true", help="allow loading a pickled TrojAI model.pt")
+    parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
     add_exray_flags(parser)
     add_output_flags(parser)
     parser.set_defaults(run=run)

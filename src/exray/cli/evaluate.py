@@ -9,6 +9,7 @@ from pathlib import Path
 
 from exray.baselines import list_methods
 from exray.cli.common import (
+    TRUST_PICKLE_HELP,
     add_output_flags,
     add_refinement_flags,
     add_scanner_flags,
@@ -69,9 +70,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="judge triggers whose ASR reaches this (default: the calibration's threshold, so that every "
         "trigger that can flag a model is judged, as in the official submissions)",
     )
-    parser.add_argument(
-        "--trust-pickle", action="store_true", help="allow loading pickled TrojAI model.pt files"
-    )
+    parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
     group = parser.add_argument_group("EX-RAY and the baselines")
     add_refinement_flags(group)
     group.add_argument("--seed", type=int, default=0, help="random seed (scans, masks, forest, split)")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from exray.cli.common import (
+    TRUST_PICKLE_HELP,
     add_exray_flags,
     add_output_flags,
     add_scanner_flags,
@@ -64,9 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "calibration's threshold — one constant gates EX-RAY and the decision, as in the official "
         "submissions: round 3 0.9, round 2 0.99)",
     )
-    parser.add_argument(
-        "--trust-pickle", action="store_true", help="allow loading pickled TrojAI model.pt files"
-    )
+    parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
     add_scanner_flags(parser)
     add_exray_flags(parser)
     add_output_flags(parser)

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from exray.cli.common import TRUST_PICKLE_HELP
 from exray.data.examples import load_examples
 from exray.errors import InputError
 from exray.files import check_writable
@@ -36,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--scanner", choices=("abs", "nc"), default="abs")
     parser.add_argument("--calibration", type=Path, help="calibration JSON from `exray calibrate`")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--trust-pickle", action="store_true", help="required to load a pickled model.pt")
+    parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
     parser.set_defaults(run=run)
 
 

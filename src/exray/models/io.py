@@ -2,8 +2,10 @@
 
 A model file is untrusted input. exray never unpickles unless asked: the safe format holds only tensors
 (safetensors) and a JSON config naming a registry architecture. TrojAI's original directories hold a whole
-pickled module in ``model.pt``; loading one runs arbitrary code from the file, so it needs
-``trust_pickle=True`` (CLI: ``--trust-pickle``).
+pickled torchvision module in ``model.pt``: exray unpickles those with PyTorch's restricted unpickler into
+its own torchvision-compatible classes (:mod:`exray.models.torchvision_compat`), running nothing from the
+file; any other pickle runs arbitrary code when loaded, so it needs ``trust_pickle=True``
+(CLI: ``--trust-pickle``).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from exray.errors import ConfigError, InputError, ModelLoadError, UntrustedModelError
+from exray.errors import ConfigError, InputError, ModelLoadError
 from exray.files import check_regular_file, read_json
 from exray.models.registry import build_model
+from exray.models.torchvision_compat import load_pickled_model
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -195,8 +198,9 @@ def load_model(
     """Load a model directory (or a TrojAI ``model.pt`` file) as an eval-mode ``nn.Module``.
 
     Safe by default: ``config.json`` + ``model.safetensors`` are rebuilt from the architecture registry.
-    A pickled ``model.pt`` is only loaded with ``trust_pickle=True``, because unpickling executes code
-    from the file. The returned model carries a :class:`ModelInfo` (see :func:`model_info`).
+    A pickled ``model.pt`` of a torchvision architecture exray rebuilds loads without running code from the
+    file; any other pickle only with ``trust_pickle=True``, because unpickling it executes code from it.
+    The returned model carries a :class:`ModelInfo` (see :func:`model_info`).
     """
     if not isinstance(path, str | os.PathLike) or isinstance(path, bytes):
         raise ModelLoadError(f"a model path must be a str or Path, got {type(path).__name__}")
@@ -261,19 +265,17 @@ def _load_safetensors(directory: Path) -> tuple[nn.Module, ModelInfo]:
 
 
 def _load_pickle(file: Path, trust_pickle: bool, directory: Path) -> tuple[nn.Module, ModelInfo]:
-    if not trust_pickle:
-        raise UntrustedModelError(
-            f"{file} is a pickled model: loading it executes code stored in the file. Load it only if you "
-            "trust its source, with trust_pickle=True (CLI: --trust-pickle)."
-        )
     try:
         check_regular_file(file, "pickled model")
     except InputError as err:
         raise ModelLoadError(str(err)) from None
-    try:
-        model = torch.load(str(file), map_location="cpu", weights_only=False)
-    except Exception as err:  # unpickling can fail in arbitrary ways; all of them mean "cannot load"
-        raise ModelLoadError(f"{file} could not be unpickled: {type(err).__name__}: {err}") from None
+    if not trust_pickle:
+        model = load_pickled_model(file)  # torchvision architectures only, no code from the file
+    else:
+        try:
+            model = torch.load(str(file), map_location="cpu", weights_only=False)
+        except Exception as err:  # unpickling can fail in arbitrary ways; all of them mean "cannot load"
+            raise ModelLoadError(f"{file} could not be unpickled: {type(err).__name__}: {err}") from None
     if not isinstance(model, nn.Module):
         raise ModelLoadError(f"{file} holds a {type(model).__name__}, not a whole torch.nn.Module")
     config = read_config(directory) if (directory / CONFIG_FILE).exists() else {}

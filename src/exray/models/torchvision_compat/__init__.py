@@ -1,0 +1,100 @@
+"""TrojAI's pickled torchvision models, loaded without running code from the file (issue 18 §1).
+
+A TrojAI round 1–4 ``model.pt`` is a whole torchvision model saved with ``torch.save``. Unpickling it the
+ordinary way imports and calls whatever the file names — arbitrary code — and needs torchvision. exray
+instead unpickles it with PyTorch's restricted ``weights_only`` unpickler, which admits tensors, containers
+and only the globals it is given: here torchvision's class paths mapped to exray's own implementations of
+those architectures (same module names, attributes and state-dict keys, so the weights land where
+torchvision put them) and the ``torch.nn`` layers they are built of. Anything else in the file — another
+class, a ``__reduce__`` payload — stops the load before it runs, with the offending name
+(:func:`load_pickled_model`). Supported now: ResNet-18/34/50/101/152, Wide-ResNet-50-2/101-2,
+VGG-11/13/16/19-BN and MobileNetV2; ``--trust-pickle`` remains the opt-in for every other model.
+
+:data:`BUILDERS` builds each architecture fresh (torchvision's names: ``"resnet50"``, ``"vgg16_bn"``, …).
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from exray.errors import ModelLoadError, UntrustedModelError
+from exray.models.torchvision_compat import mobilenet, resnet, vgg
+
+#: torchvision class path → exray's implementation.
+CLASSES: dict[str, type[nn.Module]] = {**resnet.CLASSES, **vgg.CLASSES, **mobilenet.CLASSES}
+#: The classes a pickled model's root object may be.
+ARCHITECTURES: frozenset[type[nn.Module]] = frozenset({resnet.ResNet, vgg.VGG, mobilenet.MobileNetV2})
+#: torchvision architecture name → builder(num_classes=1000).
+BUILDERS: dict[str, Callable[..., nn.Module]] = {**resnet.BUILDERS, **vgg.BUILDERS, **mobilenet.BUILDERS}
+#: The torch.nn layers these architectures are made of (PyTorch's own code, nothing from the file).
+TORCH_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Conv2d,
+    nn.BatchNorm2d,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Linear,
+    nn.Dropout,
+    nn.Sequential,
+    nn.ModuleList,
+    nn.Identity,
+    nn.Flatten,
+)
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def allowed_globals() -> list[object]:
+    """What the restricted unpickler may build: torchvision's paths as exray's classes, torch.nn layers."""
+    return [(cls, path) for path, cls in CLASSES.items()] + list(TORCH_LAYERS)
+
+
+def load_pickled_model(file: str | Path) -> nn.Module:
+    """Unpickle a torchvision ``model.pt`` into exray's classes without running code from the file.
+
+    Raises :class:`UntrustedModelError` naming the first global outside the allowlist (an architecture exray
+    does not rebuild, or anything else the file asks to import or call), :class:`ModelLoadError` when the
+    file is not a readable pickle or holds no ``nn.Module``.
+    """
+    try:
+        with warnings.catch_warnings(), torch.serialization.safe_globals(allowed_globals()):
+            warnings.simplefilter(
+                "ignore"
+            )  # torch's notes on pickle protocols; the refusal below says it all
+            model = torch.load(str(file), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = _GLOBAL.search(str(err))
+        if found is not None:
+            needs = f"needs {found.group(1)}, which exray does not rebuild"
+        else:  # e.g. a raw pickle stream whose opcodes the restricted unpickler does not run
+            reason = next((line for line in str(err).splitlines()[1:] if line.strip()), "")
+            reason = reason.split("WeightsUnpickler error:")[-1].strip() or "an unsupported construct"
+            needs = f"holds what exray does not unpickle ({reason:.120})"
+        known = sorted({path.rsplit(".", 1)[1] for path in CLASSES if path.startswith("torchvision.models")})
+        raise UntrustedModelError(
+            f"{file} is a pickled model that {needs} without running code from the file (it rebuilds "
+            f"torchvision's {', '.join(known)}). Load it only if you trust its source, with "
+            "trust_pickle=True (CLI: --trust-pickle)."
+        ) from None
+    except Exception as err:  # a truncated or foreign file fails in many ways; all mean "cannot load"
+        raise ModelLoadError(f"{file} could not be unpickled: {type(err).__name__}: {err}") from None
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"{file} holds a {type(model).__name__}, not a whole torch.nn.Module")
+    if type(model) not in ARCHITECTURES:
+        raise UntrustedModelError(
+            f"{file} holds a bare {type(model).__name__}, not one of the torchvision architectures exray "
+            "rebuilds; load it only if you trust its source, with trust_pickle=True (CLI: --trust-pickle)."
+        )
+    return model
+
+
+__all__ = ["ARCHITECTURES", "BUILDERS", "CLASSES", "allowed_globals", "load_pickled_model"]
