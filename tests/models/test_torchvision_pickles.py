@@ -7,6 +7,7 @@ names torchvision's classes exactly as a TrojAI ``model.pt`` does, and nothing i
 The architectures themselves are checked against torchvision's published parameter counts and key names.
 """
 
+import json
 import os
 import sys
 import types
@@ -14,9 +15,10 @@ from contextlib import contextmanager
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
-from exray.errors import UntrustedModelError
+from exray.errors import ModelLoadError, UntrustedModelError
 from exray.models.io import load_model, model_info
 from exray.models.torchvision_compat import BUILDERS, CLASSES
 from exray.models.torchvision_compat.mobilenet import ConvBNReLU, MobileNetV2
@@ -218,3 +220,57 @@ def test_a_bare_torch_layer_is_not_a_model(tmp_path):
     torch.save(nn.Linear(2, 2), tmp_path / "model.pt")
     with pytest.raises(UntrustedModelError, match="bare Linear"):
         load_model(tmp_path)
+
+
+def _config(directory, architecture, **extra):
+    config = {"architecture": architecture, "num_classes": 5, **extra}
+    (directory / "config.json").write_text(json.dumps(config))
+
+
+def test_a_torchvision_state_dict_loads_beside_its_architecture_name(tmp_path):
+    # issue 18 §2: a state dict in model.pt (tensors only) plus "torchvision:<name>" in config.json
+    torch.manual_seed(2)
+    model = BUILDERS["resnet18"](num_classes=5).eval()
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    _config(tmp_path, "torchvision:resnet18", input_size=[3, 64, 64])
+    loaded = load_model(tmp_path)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    info = model_info(loaded)
+    assert (info.architecture, info.num_classes, info.input_size) == ("torchvision:resnet18", 5, (3, 64, 64))
+
+
+def test_a_torchvision_architecture_in_safetensors(tmp_path):
+    torch.manual_seed(3)
+    model = BUILDERS["mobilenet_v2"](num_classes=5).eval()
+    save_file(model.state_dict(), str(tmp_path / "model.safetensors"))
+    _config(tmp_path, "torchvision:mobilenet_v2")
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(load_model(tmp_path)(x), model(x))
+
+
+@pytest.mark.parametrize(
+    ("architecture", "extra", "message"),
+    [
+        ("torchvision:alexnet", {}, "unknown torchvision architecture 'alexnet'"),
+        ("torchvision:resnet18", {"arch_kwargs": {"width": 2}}, "no arch_kwargs"),
+    ],
+)
+def test_bad_torchvision_configs_are_refused(tmp_path, architecture, extra, message):
+    torch.save(BUILDERS["resnet18"](num_classes=5).state_dict(), tmp_path / "model.pt")
+    _config(tmp_path, architecture, **extra)
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(tmp_path)
+
+
+def test_a_state_dict_with_a_payload_is_refused_without_running(tmp_path):
+    marker = tmp_path / "ran"
+    state = BUILDERS["resnet18"](num_classes=5).state_dict()
+    state["fc.bias"] = _Payload(marker)
+    torch.save(state, tmp_path / "model.pt")
+    _config(tmp_path, "torchvision:resnet18")
+    with pytest.raises(UntrustedModelError, match="mkdir"):
+        load_model(tmp_path)
+    assert not marker.exists()

@@ -25,7 +25,8 @@ from torch import nn
 from exray.errors import ConfigError, InputError, ModelLoadError
 from exray.files import check_regular_file, read_json
 from exray.models.registry import build_model
-from exray.models.torchvision_compat import load_pickled_model
+from exray.models.torchvision_compat import build as build_torchvision
+from exray.models.torchvision_compat import check_root, load_pickled
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -166,13 +167,25 @@ def check_config(config: dict[str, Any], where: str) -> tuple[str, int, dict[str
     return name, classes, kwargs
 
 
+#: Prefix of the architecture names that rebuild torchvision's models (``"torchvision:resnet50"``).
+TORCHVISION_PREFIX = "torchvision:"
+
+
+def _build(name: str, classes: int, kwargs: dict[str, Any]) -> nn.Module:
+    if not name.startswith(TORCHVISION_PREFIX):
+        return build_model(name, classes, **kwargs)
+    if kwargs:
+        raise ConfigError(f"torchvision architectures take no arch_kwargs, got {sorted(kwargs)}")
+    return build_torchvision(name.removeprefix(TORCHVISION_PREFIX), classes)
+
+
 def _build_within(weights: Path, name: str, classes: int, kwargs: dict[str, Any], where: str) -> nn.Module:
     """Build the model, after checking on PyTorch's meta device (no memory allocated) that the tensors it
     declares fit in the weights file: a config that declares 10⁹ classes or width 10⁶ is refused before
     the allocator sees it."""
     try:
         with torch.device("meta"):
-            shell = build_model(name, classes, **kwargs)
+            shell = _build(name, classes, kwargs)
     except (ConfigError, TypeError, ValueError, OverflowError, RecursionError, RuntimeError) as err:
         raise ModelLoadError(f"{where}: cannot rebuild the model: {_first_line(err)}") from None
     declared = sum(t.numel() * t.element_size() for t in (*shell.parameters(), *shell.buffers()))
@@ -182,7 +195,7 @@ def _build_within(weights: Path, name: str, classes: int, kwargs: dict[str, Any]
             f"{where}: the config declares {declared:,} bytes of weights but {weights.name} holds {stored:,}"
         )
     try:
-        return build_model(name, classes, **kwargs)
+        return _build(name, classes, kwargs)
     except (ConfigError, TypeError, ValueError, OverflowError, RecursionError, RuntimeError) as err:
         raise ModelLoadError(f"{where}: cannot rebuild the model: {_first_line(err)}") from None
 
@@ -246,22 +259,29 @@ def _load_safetensors(directory: Path) -> tuple[nn.Module, ModelInfo]:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as err:
         raise ModelLoadError(f"{weights} is corrupt or unreadable: {_first_line(err)}") from None
+    _load_state(model, state, weights, name)
+    size = config.get("input_size")
+    return model, ModelInfo(
+        architecture=name, num_classes=classes, input_size=tuple(size) if size else None, config=config
+    )
+
+
+def _load_state(model: nn.Module, state: Any, weights: Path, name: str) -> None:
+    """Load a state dict of tensors into ``model`` exactly (every key, floating point where the model is)."""
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise ModelLoadError(f"{weights} does not hold a state dict of named tensors")
     expected = model.state_dict()
     for key, stored in state.items():
         wanted = expected.get(key)
         if wanted is not None and wanted.is_floating_point() and not stored.is_floating_point():
-            raise ModelLoadError(
-                f"{directory / WEIGHTS_FILE}: tensor {key} is stored as {stored.dtype}, not floating point"
-            )
+            raise ModelLoadError(f"{weights}: tensor {key} is stored as {stored.dtype}, not floating point")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         problem = " ".join(str(err).split())  # PyTorch lists every mismatch on its own line
         raise ModelLoadError(f"{weights} does not match {name}: {problem:.300}") from None
-    size = config.get("input_size")
-    return model, ModelInfo(
-        architecture=name, num_classes=classes, input_size=tuple(size) if size else None, config=config
-    )
 
 
 def _load_pickle(file: Path, trust_pickle: bool, directory: Path) -> tuple[nn.Module, ModelInfo]:
@@ -270,15 +290,25 @@ def _load_pickle(file: Path, trust_pickle: bool, directory: Path) -> tuple[nn.Mo
     except InputError as err:
         raise ModelLoadError(str(err)) from None
     if not trust_pickle:
-        model = load_pickled_model(file)  # torchvision architectures only, no code from the file
+        loaded = load_pickled(file)  # tensors and torchvision's classes only
     else:
         try:
-            model = torch.load(str(file), map_location="cpu", weights_only=False)
+            loaded = torch.load(str(file), map_location="cpu", weights_only=False)
         except Exception as err:  # unpickling can fail in arbitrary ways; all of them mean "cannot load"
             raise ModelLoadError(f"{file} could not be unpickled: {type(err).__name__}: {err}") from None
-    if not isinstance(model, nn.Module):
-        raise ModelLoadError(f"{file} holds a {type(model).__name__}, not a whole torch.nn.Module")
     config = read_config(directory) if (directory / CONFIG_FILE).exists() else {}
+    if isinstance(loaded, dict) and "architecture" in config:  # a state dict beside its config
+        name, classes, kwargs = check_config(config, str(directory / CONFIG_FILE))
+        model = _build_within(file, name, classes, kwargs, str(directory))
+        _load_state(model, loaded, file, name)
+        size = config.get("input_size")
+        return model, ModelInfo(name, classes, tuple(size) if size else None, config)
+    if not trust_pickle:
+        model = check_root(loaded, file)
+    elif not isinstance(loaded, nn.Module):
+        raise ModelLoadError(f"{file} holds a {type(loaded).__name__}, not a whole torch.nn.Module")
+    else:
+        model = loaded
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     num_classes = config.get("num_classes") or (linears[-1].out_features if linears else None)
     return model, ModelInfo(

@@ -10,7 +10,9 @@ class, a ``__reduce__`` payload — stops the load before it runs, with the offe
 (:func:`load_pickled_model`). Supported now: ResNet-18/34/50/101/152, Wide-ResNet-50-2/101-2,
 VGG-11/13/16/19-BN and MobileNetV2; ``--trust-pickle`` remains the opt-in for every other model.
 
-:data:`BUILDERS` builds each architecture fresh (torchvision's names: ``"resnet50"``, ``"vgg16_bn"``, …).
+:data:`BUILDERS` builds each architecture fresh (torchvision's names: ``"resnet50"``, ``"vgg16_bn"``, …):
+a model directory whose ``config.json`` names ``"torchvision:resnet50"`` loads its state dict
+(``model.safetensors``, or a ``model.pt`` holding only tensors) into it.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from exray.errors import ModelLoadError, UntrustedModelError
+from exray.errors import ConfigError, ModelLoadError, UntrustedModelError
 from exray.models.torchvision_compat import mobilenet, resnet, vgg
 
 #: torchvision class path → exray's implementation.
@@ -58,19 +61,18 @@ def allowed_globals() -> list[object]:
     return [(cls, path) for path, cls in CLASSES.items()] + list(TORCH_LAYERS)
 
 
-def load_pickled_model(file: str | Path) -> nn.Module:
-    """Unpickle a torchvision ``model.pt`` into exray's classes without running code from the file.
+def load_pickled(file: str | Path) -> Any:
+    """Unpickle ``file`` without running code from it: tensors, containers, and the classes of
+    :func:`allowed_globals` only (a whole torchvision model, or a state dict).
 
     Raises :class:`UntrustedModelError` naming the first global outside the allowlist (an architecture exray
     does not rebuild, or anything else the file asks to import or call), :class:`ModelLoadError` when the
-    file is not a readable pickle or holds no ``nn.Module``.
+    file is not a readable pickle.
     """
     try:
         with warnings.catch_warnings(), torch.serialization.safe_globals(allowed_globals()):
-            warnings.simplefilter(
-                "ignore"
-            )  # torch's notes on pickle protocols; the refusal below says it all
-            model = torch.load(str(file), map_location="cpu", weights_only=True)
+            warnings.simplefilter("ignore")  # torch's notes on pickle protocols: the refusal says it all
+            return torch.load(str(file), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         found = _GLOBAL.search(str(err))
         if found is not None:
@@ -87,6 +89,23 @@ def load_pickled_model(file: str | Path) -> nn.Module:
         ) from None
     except Exception as err:  # a truncated or foreign file fails in many ways; all mean "cannot load"
         raise ModelLoadError(f"{file} could not be unpickled: {type(err).__name__}: {err}") from None
+
+
+def build(name: str, num_classes: int) -> nn.Module:
+    """torchvision's architecture ``name`` (``"resnet50"``, …; :data:`BUILDERS`) for ``num_classes``."""
+    if name not in BUILDERS:
+        raise ConfigError(f"unknown torchvision architecture {name!r}; exray rebuilds {sorted(BUILDERS)}")
+    return BUILDERS[name](num_classes=num_classes)
+
+
+def load_pickled_model(file: str | Path) -> nn.Module:
+    """A whole torchvision model from ``file``, as :func:`load_pickled` (see :func:`check_root`)."""
+    return check_root(load_pickled(file), file)
+
+
+def check_root(model: Any, file: str | Path) -> nn.Module:
+    """``model`` if it is one of the :data:`ARCHITECTURES`: ``ModelLoadError`` if it is no ``nn.Module``,
+    ``UntrustedModelError`` if it is another module (one only a trusted, ordinary unpickling may load)."""
     if not isinstance(model, nn.Module):
         raise ModelLoadError(f"{file} holds a {type(model).__name__}, not a whole torch.nn.Module")
     if type(model) not in ARCHITECTURES:
@@ -97,4 +116,13 @@ def load_pickled_model(file: str | Path) -> nn.Module:
     return model
 
 
-__all__ = ["ARCHITECTURES", "BUILDERS", "CLASSES", "allowed_globals", "load_pickled_model"]
+__all__ = [
+    "ARCHITECTURES",
+    "BUILDERS",
+    "CLASSES",
+    "allowed_globals",
+    "build",
+    "check_root",
+    "load_pickled",
+    "load_pickled_model",
+]
