@@ -66,3 +66,16 @@ def tiny_zoo() -> Path:
     from exray.zoo import cached_build
 
     return cached_build(tiny_spec(), workers=2, train_threads=THREADS)
+
+
+@pytest.fixture(autouse=True)
+def _no_job_array(monkeypatch):
+    """`exray scan` takes its shard from a job array's variables: a test run inside a Slurm array task must
+    not shard the tests' scans (tests/pipeline/test_shards.py sets them where it means to)."""
+    for name in (
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_COUNT",
+        "SLURM_ARRAY_TASK_MIN",
+        "JOB_COMPLETION_INDEX",
+    ):
+        monkeypatch.delenv(name, raising=False)

@@ -17,6 +17,7 @@ from exray.cli.common import (
 )
 from exray.pipeline import Calibration, ModelBudget, ScanOptions, read_results, scan_many
 from exray.pipeline.scan import VICTIM_RULES
+from exray.pipeline.shards import Shard, parse_shard, shard_from_env
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +67,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "submissions: round 3 0.9, round 2 0.99)",
     )
     parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="scan only task I's share of the models (every N-th of the sorted list, from I) into "
+        "OUT.shard-I-of-N.jsonl ({shard} in --out is replaced instead); join the files with `exray merge`. "
+        "Default: the job-array task's, from SLURM_ARRAY_TASK_ID/_COUNT or JOB_COMPLETION_INDEX with "
+        "EXRAY_SHARD_COUNT, else none; 'none' scans every model",
+    )
     add_scanner_flags(parser)
     add_exray_flags(parser)
     add_output_flags(parser)
@@ -104,9 +113,25 @@ def entangled_note(record: dict) -> str:
     )
 
 
+def shard_of(args: argparse.Namespace) -> Shard | None:
+    """The ``--shard`` of the command line, else the job-array task's, else None (``--shard none``)."""
+    if args.shard is None:
+        return shard_from_env()
+    return None if args.shard.strip().lower() == "none" else parse_shard(args.shard)
+
+
 def run(args: argparse.Namespace) -> int:
     options = options_from(args)
     budget = ModelBudget(seconds=args.max_model_seconds, memory_gb=args.max_model_memory)
+    shard = shard_of(args)
+    if shard is not None:
+        total = len({str(p) for p in args.model_dirs})
+        args.model_dirs, args.out = shard.select(args.model_dirs), shard.results_path(args.out)
+        print(
+            f"shard {shard.index}/{shard.count} ({shard.source}): {len(args.model_dirs)} of {total} models "
+            f"into {args.out}",
+            file=sys.stderr,
+        )
     already = read_results(args.out)
     skipped = [p for p in args.model_dirs if str(p) in already]
     if skipped:
