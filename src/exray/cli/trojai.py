@@ -9,10 +9,41 @@ from pathlib import Path
 
 from exray.cli.common import TRUST_PICKLE_HELP
 from exray.data.examples import load_examples
-from exray.errors import InputError
+from exray.errors import ConfigError, InputError
 from exray.files import check_writable
+from exray.harness import configure, learned_calibration, load_metaparameters
 from exray.models.io import example_crop_size, input_image_size, load_model
 from exray.pipeline import Calibration, scan
+
+
+def _add_infer_flags(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--model_filepath", type=Path, required=required, help="model.pt, model.safetensors or a model dir"
+    )
+    parser.add_argument(
+        "--result_filepath", type=Path, required=required, help="where to write the probability"
+    )
+    parser.add_argument(
+        "--scratch_dirpath", type=Path, required=required, help="scratch space (the full record goes here)"
+    )
+    parser.add_argument("--examples_dirpath", type=Path, required=required, help="clean example images")
+    parser.add_argument("--calibration", type=Path, help="calibration JSON from `exray calibrate`")
+    parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
+
+
+def _add_harness_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metaparameters_filepath", type=Path, required=True, help="metaparameters JSON")
+    parser.add_argument(
+        "--schema_filepath", type=Path, required=True, help="JSON schema of the metaparameters"
+    )
+    parser.add_argument(
+        "--learned_parameters_dirpath", type=Path, required=True, help="learned parameters (the calibration)"
+    )
+    parser.add_argument(
+        "--scale_parameters_filepath",
+        type=Path,
+        help="passed by the harness; exray learns no feature scaling",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,24 +51,40 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "trojai",
         help="TrojAI-container-compatible entry point: write P(trojaned) as one float",
         description=(
-            "Scan the model at --model_filepath with the clean examples in --examples_dirpath and write "
-            "the probability that it is trojaned to --result_filepath. TrojAI's 256x256 examples are "
-            "centre-cropped to the 224x224 model input (spec §1). On failure 0.5 is written and the exit "
-            "code is 2."
+            "The TrojAI/NIST container entry point. Rounds 1-4: `exray trojai --model_filepath ... "
+            "--result_filepath ... --scratch_dirpath ... --examples_dirpath ...` scans the model and writes "
+            "the probability that it is trojaned (TrojAI's 256x256 examples are centre-cropped to a 224x224 "
+            "input unless the model states its input size). Round 10 onwards: `exray trojai infer` (the same "
+            "with the metaparameters and learned parameters the harness passes) and `exray trojai "
+            "configure` (fit the calibration on labelled models into the learned-parameters directory); "
+            "exray.harness. On failure infer writes 0.5 and exits with 2."
         ),
     )
-    parser.add_argument(
-        "--model_filepath", type=Path, required=True, help="model.pt, model.safetensors or a model dir"
-    )
-    parser.add_argument("--result_filepath", type=Path, required=True, help="where to write the probability")
-    parser.add_argument(
-        "--scratch_dirpath", type=Path, required=True, help="scratch space (the full record goes here)"
-    )
-    parser.add_argument("--examples_dirpath", type=Path, required=True, help="clean example images")
+    _add_infer_flags(parser, required=False)
     parser.add_argument("--scanner", choices=("abs", "nc"), default="abs")
-    parser.add_argument("--calibration", type=Path, help="calibration JSON from `exray calibrate`")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
+    modes = parser.add_subparsers(dest="mode", metavar="MODE")
+    infer = modes.add_parser("infer", help="scan one model with the harness's metaparameters")
+    _add_infer_flags(infer, required=True)
+    _add_harness_flags(infer)
+    infer.add_argument(
+        "--round_training_dataset_dirpath", type=Path, required=True, help="passed by the harness; not read"
+    )
+    infer.add_argument("--source_dataset_dirpath", type=Path, help="passed by the harness; not read")
+    configure = modes.add_parser("configure", help="fit the calibration on labelled models")
+    configure.add_argument("--scratch_dirpath", type=Path, required=True, help="scratch space")
+    configure.add_argument(
+        "--configure_models_dirpath", type=Path, required=True, help="id-*/ model dirs with ground_truth.csv"
+    )
+    _add_harness_flags(configure)
+    configure.add_argument(
+        "--automatic_configuration",
+        action="store_true",
+        help="accepted for the harness: exray's configuration is always the calibration fit",
+    )
+    configure.add_argument("--workers", type=int, default=1, help="models scanned in parallel")
+    configure.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
+    configure.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
 
@@ -50,17 +97,65 @@ def _crop_size(model, examples_dir: Path) -> tuple[int, int] | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.mode == "configure":
+        meta = load_metaparameters(args.metaparameters_filepath, args.schema_filepath)
+        summary = configure(
+            args.configure_models_dirpath,
+            args.scratch_dirpath,
+            meta,
+            args.metaparameters_filepath,
+            args.learned_parameters_dirpath,
+            workers=args.workers,
+            progress=not args.quiet,
+        )
+        print(
+            f"calibration fitted on {summary['models']} models ({summary['trojaned']} trojaned, "
+            f"{summary['failed']} failed): {summary['calibration']}",
+            file=sys.stderr,
+        )
+        return 0
+    missing = [f"--{k}" for k in ("model_filepath", "result_filepath", "scratch_dirpath", "examples_dirpath")]
+    missing = [flag for flag in missing if getattr(args, flag[2:]) is None]
+    if missing:
+        raise ConfigError(f"exray trojai needs {', '.join(missing)} (or a mode: infer, configure)")
+    return infer(args)
+
+
+def _scan_settings(args: argparse.Namespace) -> dict:
+    """scan()'s settings: the metaparameters' (infer) or the legacy flags' (rounds 1–4)."""
+    if args.mode != "infer":
+        calibration = Calibration.load(args.calibration) if args.calibration else Calibration()
+        return {"scanner": args.scanner, "seed": args.seed, "calibration": calibration}
+    meta = load_metaparameters(args.metaparameters_filepath, args.schema_filepath)
+    calibration = (
+        Calibration.load(args.calibration)
+        if args.calibration
+        else learned_calibration(args.learned_parameters_dirpath)
+    )
+    options = meta.scan_options(calibration)
+    return {
+        "scanner": options.scanner,
+        "refine": options.refine,
+        "seed": options.seed,
+        "layer": options.layer,
+        "policy": options.policy,
+        "refine_min_asr": options.refine_min_asr,
+        "mask_config": options.mask_config,
+        "calibration": options.calibration,
+        "scanner_options": options.scanner_options,
+    }
+
+
+def infer(args: argparse.Namespace) -> int:
     """Scan and write the probability; on *any* failure write 0.5 (the NIST harness scores a missing
     result file as a failed container) with the reason in the scratch record, and exit 2."""
     path = args.model_filepath
     target = path.parent if path.name == "model.safetensors" else path
     try:
+        settings = _scan_settings(args)
         model = load_model(target, trust_pickle=args.trust_pickle)
         examples = load_examples(args.examples_dirpath, size=_crop_size(model, args.examples_dirpath))
-        calibration = Calibration.load(args.calibration) if args.calibration else Calibration()
-        result = scan(
-            model, examples, scanner=args.scanner, seed=args.seed, calibration=calibration, name=str(path)
-        )
+        result = scan(model, examples, name=str(path), **settings)
         record, probability = result.to_dict(), f"{result.probability:.6f}"
     except Exception as err:  # untrusted input can fail anywhere; the contract is a result file
         lines = str(err).strip().splitlines()
