@@ -106,6 +106,20 @@ def capture_inputs(
         yield seen
 
 
+def _probe_forward(model: nn.Module, sample: torch.Tensor, handles: list) -> None:
+    """One forward pass of ``sample[:1]`` in eval mode without gradients (the mode is restored), then the
+    probe's ``handles`` removed, also on errors."""
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(sample[:1])
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+
+
 @dataclass(frozen=True)
 class ModuleProbe:
     """What one forward pass shows about a model's modules: the order in which they first run, how often
@@ -141,15 +155,7 @@ def probe_modules(model: nn.Module, sample: torch.Tensor) -> ModuleProbe:
     for module in names:
         handles.append(module.register_forward_pre_hook(pre_hook))
         handles.append(module.register_forward_hook(post_hook))
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(sample[:1])
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    _probe_forward(model, sample, handles)
     return ModuleProbe(order, calls, shapes, convs)
 
 
@@ -159,15 +165,7 @@ def last_to_run(model: nn.Module, sample: torch.Tensor, kind: type[nn.Module]) -
     last: list[str] = []
     names = {module: name for name, module in model.named_modules() if isinstance(module, kind)}
     handles = [m.register_forward_pre_hook(lambda module, _args: last.append(names[module])) for m in names]
-    was_training = model.training
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(sample[:1])
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    _probe_forward(model, sample, handles)
     return last[-1] if last else None
 
 
@@ -189,12 +187,7 @@ def final_leaf(model: nn.Module, layer: str, sample: torch.Tensor) -> str | None
 
     handles = [m.register_forward_hook(leaf_hook) for m in names]
     handles.append(root.register_forward_hook(root_hook))
-    try:
-        with torch.no_grad():
-            model(sample[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
+    _probe_forward(model, sample, handles)
     if not order or "out" not in seen:
         return None
     name, output = order[-1]
