@@ -38,6 +38,16 @@ TORCHVISION_PARAMETERS = {
     "vgg16_bn": 138_365_992,
     "vgg19_bn": 143_678_248,
     "mobilenet_v2": 3_504_872,
+    "densenet121": 7_978_856,
+    "densenet161": 28_681_000,
+    "densenet169": 14_149_480,
+    "densenet201": 20_013_928,
+    "squeezenet1_0": 1_248_424,
+    "squeezenet1_1": 1_235_496,
+    "shufflenet_v2_x0_5": 1_366_792,
+    "shufflenet_v2_x1_0": 2_278_604,
+    "shufflenet_v2_x1_5": 3_503_624,
+    "shufflenet_v2_x2_0": 7_393_996,
 }
 
 
@@ -59,6 +69,28 @@ TORCHVISION_KEYS = {
         "features.2.conv.1.1.bias",
         "features.18.1.running_mean",
         "classifier.1.weight",
+    ],
+    "densenet121": [
+        "features.conv0.weight",
+        "features.denseblock1.denselayer1.norm1.weight",
+        "features.denseblock4.denselayer16.conv2.weight",
+        "features.transition1.conv.weight",
+        "features.norm5.running_var",
+        "classifier.bias",
+    ],
+    "squeezenet1_1": [
+        "features.0.weight",
+        "features.3.squeeze.weight",
+        "features.12.expand3x3.bias",
+        "classifier.1.weight",
+    ],
+    "shufflenet_v2_x1_0": [
+        "conv1.0.weight",
+        "stage2.0.branch1.0.weight",
+        "stage2.1.branch2.3.weight",
+        "stage4.3.branch2.6.running_mean",
+        "conv5.1.running_mean",
+        "fc.weight",
     ],
 }
 
@@ -132,6 +164,10 @@ MODELS = {
     "vgg": lambda: _small_vgg(True),
     "vgg-without-avgpool": lambda: _small_vgg(False),
     "mobilenet_v2": lambda: BUILDERS["mobilenet_v2"](num_classes=5),
+    "densenet121": lambda: BUILDERS["densenet121"](num_classes=5),
+    "squeezenet1_0": lambda: BUILDERS["squeezenet1_0"](num_classes=5),
+    "squeezenet1_1": lambda: BUILDERS["squeezenet1_1"](num_classes=5),
+    "shufflenet_v2_x1_0": lambda: BUILDERS["shufflenet_v2_x1_0"](num_classes=5),
 }
 
 

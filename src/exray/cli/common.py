@@ -12,8 +12,8 @@ from exray.files import parse_yaml
 
 #: The help of every command's --trust-pickle.
 TRUST_PICKLE_HELP = (
-    "load pickled models other than torchvision's ResNets, VGG-BNs and MobileNetV2 "
-    "(unpickling them runs code from the file)"
+    "load pickled models other than the torchvision architectures exray rebuilds (README, 'Model "
+    "directories'); unpickling them runs code from the file"
 )
 
 

@@ -310,7 +310,9 @@ def _load_pickle(file: Path, trust_pickle: bool, directory: Path) -> tuple[nn.Mo
     else:
         model = loaded
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    num_classes = config.get("num_classes") or (linears[-1].out_features if linears else None)
+    stated = getattr(model, "num_classes", None)  # SqueezeNet ends in a convolution, not a Linear
+    stated = stated if isinstance(stated, int) and not isinstance(stated, bool) and stated > 1 else None
+    num_classes = config.get("num_classes") or stated or (linears[-1].out_features if linears else None)
     return model, ModelInfo(
         architecture=str(config.get("model_architecture", type(model).__name__)),
         num_classes=None if num_classes is None else int(num_classes),

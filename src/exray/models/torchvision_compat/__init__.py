@@ -8,7 +8,8 @@ those architectures (same module names, attributes and state-dict keys, so the w
 torchvision put them) and the ``torch.nn`` layers they are built of. Anything else in the file — another
 class, a ``__reduce__`` payload — stops the load before it runs, with the offending name
 (:func:`load_pickled_model`). Supported now: ResNet-18/34/50/101/152, Wide-ResNet-50-2/101-2,
-VGG-11/13/16/19-BN and MobileNetV2; ``--trust-pickle`` remains the opt-in for every other model.
+VGG-11/13/16/19-BN, MobileNetV2, DenseNet-121/161/169/201, SqueezeNet 1.0/1.1 and ShuffleNetV2 ×0.5–2.0;
+``--trust-pickle`` remains the opt-in for every other model.
 
 :data:`BUILDERS` builds each architecture fresh (torchvision's names: ``"resnet50"``, ``"vgg16_bn"``, …):
 a model directory whose ``config.json`` names ``"torchvision:resnet50"`` loads its state dict
@@ -28,14 +29,27 @@ import torch
 from torch import nn
 
 from exray.errors import ConfigError, ModelLoadError, UntrustedModelError
-from exray.models.torchvision_compat import mobilenet, resnet, vgg
+from exray.models.torchvision_compat import densenet, mobilenet, resnet, shufflenet, squeezenet, vgg
+
+_FAMILIES = (resnet, vgg, mobilenet, densenet, squeezenet, shufflenet)
 
 #: torchvision class path → exray's implementation.
-CLASSES: dict[str, type[nn.Module]] = {**resnet.CLASSES, **vgg.CLASSES, **mobilenet.CLASSES}
+CLASSES: dict[str, type[nn.Module]] = {k: v for family in _FAMILIES for k, v in family.CLASSES.items()}
 #: The classes a pickled model's root object may be.
-ARCHITECTURES: frozenset[type[nn.Module]] = frozenset({resnet.ResNet, vgg.VGG, mobilenet.MobileNetV2})
+ARCHITECTURES: frozenset[type[nn.Module]] = frozenset(
+    {
+        resnet.ResNet,
+        vgg.VGG,
+        mobilenet.MobileNetV2,
+        densenet.DenseNet,
+        squeezenet.SqueezeNet,
+        shufflenet.ShuffleNetV2,
+    }
+)
 #: torchvision architecture name → builder(num_classes=1000).
-BUILDERS: dict[str, Callable[..., nn.Module]] = {**resnet.BUILDERS, **vgg.BUILDERS, **mobilenet.BUILDERS}
+BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    k: v for family in _FAMILIES for k, v in family.BUILDERS.items()
+}
 #: The torch.nn layers these architectures are made of (PyTorch's own code, nothing from the file).
 TORCH_LAYERS: tuple[type[nn.Module], ...] = (
     nn.Conv2d,
