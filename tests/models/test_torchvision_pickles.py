@@ -48,6 +48,8 @@ TORCHVISION_PARAMETERS = {
     "shufflenet_v2_x1_0": 2_278_604,
     "shufflenet_v2_x1_5": 3_503_624,
     "shufflenet_v2_x2_0": 7_393_996,
+    "googlenet": 13_004_888,  # with its auxiliary classifiers, torchvision's default
+    "inception_v3": 27_161_264,
 }
 
 
@@ -91,6 +93,14 @@ TORCHVISION_KEYS = {
         "stage4.3.branch2.6.running_mean",
         "conv5.1.running_mean",
         "fc.weight",
+    ],
+    "googlenet": ["conv1.bn.running_var", "inception3a.branch4.1.conv.weight", "aux2.fc2.bias", "fc.weight"],
+    "inception_v3": [
+        "Conv2d_1a_3x3.conv.weight",
+        "Mixed_6e.branch7x7dbl_5.bn.running_mean",
+        "Mixed_7c.branch3x3dbl_3b.conv.weight",
+        "AuxLogits.conv1.conv.weight",
+        "fc.bias",
     ],
 }
 
@@ -136,7 +146,7 @@ def _retype(model: nn.Module, standin) -> nn.Module:
 
 def _pickle(model, directory, standin):
     with torch.no_grad():
-        model(torch.rand(2, 3, 64, 64))  # non-trivial batch-norm statistics would need train mode:
+        model(torch.rand(2, 3, 96, 96))  # non-trivial batch-norm statistics would need train mode:
     for m in model.modules():  # set them by hand instead
         if isinstance(m, nn.BatchNorm2d):
             m.running_mean.uniform_(-0.1, 0.1)
@@ -153,7 +163,7 @@ def _small_vgg(with_avgpool: bool) -> nn.Module:
     else:  # a pickle from a torchvision release without the adaptive pooling
         del model.avgpool
         model.classifier = nn.Sequential(
-            nn.Linear(64 * 2 * 2, 16), nn.ReLU(True), nn.Dropout(), nn.Linear(16, 5)
+            nn.Linear(64 * 3 * 3, 16), nn.ReLU(True), nn.Dropout(), nn.Linear(16, 5)
         )
     return model
 
@@ -168,6 +178,8 @@ MODELS = {
     "squeezenet1_0": lambda: BUILDERS["squeezenet1_0"](num_classes=5),
     "squeezenet1_1": lambda: BUILDERS["squeezenet1_1"](num_classes=5),
     "shufflenet_v2_x1_0": lambda: BUILDERS["shufflenet_v2_x1_0"](num_classes=5),
+    "googlenet": lambda: BUILDERS["googlenet"](num_classes=5),
+    "inception_v3": lambda: BUILDERS["inception_v3"](num_classes=5),
 }
 
 
@@ -175,7 +187,7 @@ MODELS = {
 def test_a_torchvision_pickle_loads_without_trust_and_gives_the_same_logits(tmp_path, name):
     torch.manual_seed(0)
     model = MODELS[name]().eval()
-    x = torch.rand(2, 3, 64, 64)
+    x = torch.rand(2, 3, 96, 96)
     with torch.no_grad():
         with torchvision_standins() as standin:
             _pickle(model, tmp_path, standin)

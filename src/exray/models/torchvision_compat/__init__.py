@@ -8,8 +8,9 @@ those architectures (same module names, attributes and state-dict keys, so the w
 torchvision put them) and the ``torch.nn`` layers they are built of. Anything else in the file — another
 class, a ``__reduce__`` payload — stops the load before it runs, with the offending name
 (:func:`load_pickled_model`). Supported now: ResNet-18/34/50/101/152, Wide-ResNet-50-2/101-2,
-VGG-11/13/16/19-BN, MobileNetV2, DenseNet-121/161/169/201, SqueezeNet 1.0/1.1 and ShuffleNetV2 ×0.5–2.0;
-``--trust-pickle`` remains the opt-in for every other model.
+VGG-11/13/16/19-BN, MobileNetV2, DenseNet-121/161/169/201, SqueezeNet 1.0/1.1, ShuffleNetV2 ×0.5–2.0,
+GoogLeNet and Inception-v3 — TrojAI rounds 1–4's set; ``--trust-pickle`` remains the opt-in for every
+other model.
 
 :data:`BUILDERS` builds each architecture fresh (torchvision's names: ``"resnet50"``, ``"vgg16_bn"``, …):
 a model directory whose ``config.json`` names ``"torchvision:resnet50"`` loads its state dict
@@ -29,9 +30,17 @@ import torch
 from torch import nn
 
 from exray.errors import ConfigError, ModelLoadError, UntrustedModelError
-from exray.models.torchvision_compat import densenet, mobilenet, resnet, shufflenet, squeezenet, vgg
+from exray.models.torchvision_compat import (
+    densenet,
+    inception,
+    mobilenet,
+    resnet,
+    shufflenet,
+    squeezenet,
+    vgg,
+)
 
-_FAMILIES = (resnet, vgg, mobilenet, densenet, squeezenet, shufflenet)
+_FAMILIES = (resnet, vgg, mobilenet, densenet, squeezenet, shufflenet, inception)
 
 #: torchvision class path → exray's implementation.
 CLASSES: dict[str, type[nn.Module]] = {k: v for family in _FAMILIES for k, v in family.CLASSES.items()}
@@ -44,6 +53,8 @@ ARCHITECTURES: frozenset[type[nn.Module]] = frozenset(
         densenet.DenseNet,
         squeezenet.SqueezeNet,
         shufflenet.ShuffleNetV2,
+        inception.GoogLeNet,
+        inception.Inception3,
     }
 )
 #: torchvision architecture name → builder(num_classes=1000).
