@@ -16,7 +16,8 @@ from filelock import FileLock
 
 from exray.errors import ExrayError
 from exray.version import __version__
-from exray.zoo.build import ZOO_FILE, build_zoo
+from exray.zoo.build import build_zoo
+from exray.zoo.records import ZOO_FILE
 from exray.zoo.spec import ZooSpec, load_spec
 
 
