@@ -106,11 +106,11 @@ def load_pickled(file: str | Path) -> Any:
             reason = next((line for line in str(err).splitlines()[1:] if line.strip()), "")
             reason = reason.split("WeightsUnpickler error:")[-1].strip() or "an unsupported construct"
             needs = f"holds what exray does not unpickle ({reason:.120})"
-        known = sorted({path.rsplit(".", 1)[1] for path in CLASSES if path.startswith("torchvision.models")})
+        known = ", ".join(sorted(cls.__name__ for cls in ARCHITECTURES))
         raise UntrustedModelError(
-            f"{file} is a pickled model that {needs} without running code from the file (it rebuilds "
-            f"torchvision's {', '.join(known)}). Load it only if you trust its source, with "
-            "trust_pickle=True (CLI: --trust-pickle)."
+            f"{file} is a pickled model that {needs} without running code from the file. Load it only if "
+            "you trust its source, with trust_pickle=True (CLI: --trust-pickle); exray rebuilds "
+            f"torchvision's {known} safely."
         ) from None
     except Exception as err:  # a truncated or foreign file fails in many ways; all mean "cannot load"
         raise ModelLoadError(f"{file} could not be unpickled: {type(err).__name__}: {err}") from None
