@@ -426,7 +426,8 @@ def test_trojai_fuzz_always_writes_a_probability_and_a_failure_is_0_5_with_exit_
 
     def cheap_scan(model, examples, **kwargs):  # the real pipeline at a test's budget
         options = {"epochs": 2, "probe_epochs": 1}
-        return scan(model, examples, scanner_options=options, mask_config=MaskConfig(epochs=5), **kwargs)
+        budget = {"scanner_options": options, "mask_config": MaskConfig(epochs=5)}
+        return scan(model, examples, **{**kwargs, **budget})
 
     monkeypatch.setattr(trojai, "scan", cheap_scan)
     rng, failures, scored = random.Random(SEED + 4), [], 0

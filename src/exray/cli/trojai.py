@@ -13,7 +13,7 @@ from exray.errors import ConfigError, InputError
 from exray.files import check_writable
 from exray.harness import configure, learned_calibration, load_metaparameters
 from exray.models.io import example_crop_size, input_image_size, load_model
-from exray.pipeline import Calibration, scan
+from exray.pipeline import Calibration, ScanOptions, scan
 
 
 def _add_infer_flags(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -125,25 +125,14 @@ def _scan_settings(args: argparse.Namespace) -> dict:
     """scan()'s settings: the metaparameters' (infer) or the legacy flags' (rounds 1–4)."""
     if args.mode != "infer":
         calibration = Calibration.load(args.calibration) if args.calibration else Calibration()
-        return {"scanner": args.scanner, "seed": args.seed, "calibration": calibration}
+        return ScanOptions(scanner=args.scanner, seed=args.seed, calibration=calibration).scan_settings()
     meta = load_metaparameters(args.metaparameters_filepath, args.schema_filepath)
     calibration = (
         Calibration.load(args.calibration)
         if args.calibration
         else learned_calibration(args.learned_parameters_dirpath)
     )
-    options = meta.scan_options(calibration)
-    return {
-        "scanner": options.scanner,
-        "refine": options.refine,
-        "seed": options.seed,
-        "layer": options.layer,
-        "policy": options.policy,
-        "refine_min_asr": options.refine_min_asr,
-        "mask_config": options.mask_config,
-        "calibration": options.calibration,
-        "scanner_options": options.scanner_options,
-    }
+    return meta.scan_options(calibration).scan_settings()
 
 
 def infer(args: argparse.Namespace) -> int:

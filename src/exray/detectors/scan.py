@@ -233,6 +233,7 @@ class SCAn:
         """
         x = as_features(features)
         y = as_labels(labels, x.shape[0])
+        dim = x.shape[1]
         ref = self._reference(reference_features, reference_labels, x.shape[1])
         rule = self.poisoned_subgroup
         if rule == "auto":
@@ -302,7 +303,7 @@ class SCAn:
         summary = {
             "global_model": "inspected" if ref is None else "reference",
             "reference_size": int(ref_x.shape[0]),
-            "feature_dim": int(as_features(features).shape[1]),
+            "feature_dim": int(dim),
             "pca_components": components,
             "poisoned_subgroup": rule,
             "notes": notes,

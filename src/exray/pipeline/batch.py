@@ -42,23 +42,7 @@ def scan_model_dir(path: str | Path, options: ScanOptions, *, progress: bool = F
     try:
         model = load_model(path, trust_pickle=options.trust_pickle)
         examples = load_examples(path, size=input_image_size(model))
-        result = scan(
-            model,
-            examples,
-            scanner=options.scanner,
-            refine=options.refine,
-            seed=options.seed,
-            layer=options.layer,
-            scanner_layer=options.scanner_layer,
-            policy=options.policy,
-            victims=options.victims,
-            refine_min_asr=options.refine_min_asr,
-            mask_config=options.mask_config,
-            calibration=options.calibration,
-            scanner_options=options.scanner_options,
-            name=str(path),
-            progress=progress,
-        )
+        result = scan(model, examples, **options.scan_settings(), name=str(path), progress=progress)
         if options.report_dir is not None:
             from exray.report import write_model_report
 

@@ -54,3 +54,19 @@ class ScanOptions:
         if not isinstance(self.trust_pickle, bool):
             raise ConfigError(f"trust_pickle must be true or false, got {self.trust_pickle!r}")
         get_scanner(self.scanner, **self.scanner_options)  # bad scanner settings fail before any model
+
+    def scan_settings(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`exray.pipeline.scan` these options stand for."""
+        return {
+            "scanner": self.scanner,
+            "refine": self.refine,
+            "seed": self.seed,
+            "layer": self.layer,
+            "scanner_layer": self.scanner_layer,
+            "policy": self.policy,
+            "victims": self.victims,
+            "refine_min_asr": self.refine_min_asr,
+            "mask_config": self.mask_config,
+            "calibration": self.calibration,
+            "scanner_options": self.scanner_options,
+        }
