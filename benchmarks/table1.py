@@ -47,6 +47,7 @@ import torch
 
 import exray
 from exray.baselines import list_methods
+from exray.cli.common import add_scanner_flags, scanner_options
 from exray.cli.demo import DEMO_MASKS, DEMO_SCANNER
 from exray.differencing import MaskConfig
 from exray.differencing.policies import POLICY_NAMES
@@ -111,6 +112,7 @@ def main() -> None:
         help="evaluate only clean models and trojans of these trigger groups (Table 3: polygon)",
     )
     parser.add_argument("--full", action="store_true", help="library-default ABS and mask budgets")
+    add_scanner_flags(parser, layer=False)
     parser.add_argument(
         "--mask-precision",
         choices=("fp32", "bf16"),
@@ -140,7 +142,8 @@ def main() -> None:
         layer=args.layer,
         policy=args.policy,
         scanner=args.scanner,
-        scanner_options=DEMO_SCANNER if args.scanner == "abs" and not args.full else {},
+        scanner_options=(DEMO_SCANNER if args.scanner == "abs" and not args.full else {})
+        | scanner_options(args),
         methods=tuple(m for m in args.methods if m != args.scanner),
         mask_config=masks,
         groups=None if args.groups is None else tuple(args.groups),

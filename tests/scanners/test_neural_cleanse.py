@@ -54,6 +54,51 @@ def test_label_specific_nc_reports_the_planted_pair(area_models):
     assert all(t.asr >= 0.99 and t.details["norm"] <= result.diagnostics["norm_bound"] for t in planted)
 
 
+def test_mad_detection_keeps_only_outlying_pairs(area_models):
+    """detection="mad" (spec §3.3): of the pairs that pass ASR and size, only those whose norm is a MAD
+    outlier among every inverted pair's are reported; the planted pairs are such outliers, and the MAD
+    records are the closed form over the pairs' norms."""
+    _, trojaned, examples = area_models
+    # a size bound of 90 % of the image: natural pairs pass it, so only the MAD test can tell them apart
+    options = {
+        "pairs": "short_run",
+        "targets_per_victim": 2,
+        "prefilter_epochs": 15,
+        "max_norm_fraction": 0.9,
+    }
+    bound = get_scanner("nc", **options).scan(trojaned, examples, seed=0)
+    mad = get_scanner("nc", detection="mad", **options).scan(trojaned, examples, seed=0)
+    records = mad.diagnostics["pairs"]
+    assert records == [  # the same inversions: only what is reported differs
+        {**r, "passed": r["passed"] and r["outlier"]} for r in bound.diagnostics["pairs"]
+    ]
+    expected = mad_anomaly([r["norm"] for r in records])
+    assert [r["outlier"] for r in records] == [i in expected["flagged"] for i in range(len(records))]
+    assert [r["anomaly_index"] for r in records] == pytest.approx(expected["label_index"])
+    reported = {(t.victim, t.target) for t in mad.triggers}
+    assert reported == {(r["victim"], r["target"]) for r in records if r["passed"]}
+    assert reported <= {(t.victim, t.target) for t in bound.triggers}
+    assert {(v, 2) for v in (0, 1, 3, 4, 5)} <= reported  # the planted pairs are outliers
+    assert {t.target for t in bound.triggers} != {2}  # natural pairs passed the bound ...
+    assert {t.target for t in mad.triggers} == {2}  # ... but not the MAD test
+    assert all(t.details["pair_anomaly_index"] > 2 for t in mad.triggers)
+
+
+def test_victim_images_bounds_the_images_of_a_pair(area_models, monkeypatch):
+    _, trojaned, examples = area_models
+    seen = []
+    original = get_scanner("nc").__class__._pair_tasks
+
+    def spy(self, data, pairs, seed):
+        tasks = original(self, data, pairs, seed)
+        seen.extend(len(t.images) for t in tasks)
+        return tasks
+
+    monkeypatch.setattr(get_scanner("nc").__class__, "_pair_tasks", spy)
+    get_scanner("nc", victim_images=3, epochs=1, targets_per_victim=1).scan(trojaned, examples, seed=0)
+    assert seen and set(seen) == {3}
+
+
 def test_prior_pair_filter_uses_the_label_prior(area_models):
     clean, _, examples = area_models
     result = get_scanner("nc", targets_per_victim=1, epochs=5).scan(clean, examples, seed=0)
@@ -91,7 +136,15 @@ def test_cost_schedule_and_early_stop():
 
 @pytest.mark.parametrize(
     "options",
-    [{"mode": "both"}, {"pairs": "all"}, {"betas": (0.5, 1.5)}, {"cost_multiplier": 1.0}, {"epochs": -1}],
+    [
+        {"mode": "both"},
+        {"pairs": "all"},
+        {"detection": "both"},
+        {"victim_images": 0},
+        {"betas": (0.5, 1.5)},
+        {"cost_multiplier": 1.0},
+        {"epochs": -1},
+    ],
 )
 def test_invalid_options_raise_config_error(options):
     with pytest.raises(ConfigError):

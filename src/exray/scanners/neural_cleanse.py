@@ -35,6 +35,7 @@ from exray.utils import derive_seed, torch_generator
 
 NCMode = Literal["label_specific", "universal"]
 PairFilter = Literal["prior", "short_run"]
+PairDetection = Literal["bound", "mad"]
 
 
 def mad_anomaly(norms: Sequence[float], threshold: float = 2.0) -> dict[str, Any]:
@@ -78,16 +79,18 @@ class NCConfig(Options):
     the rest had found their valid masks by then. 150 keeps a label-specific scan of a 32×32 model to
     ~20–60 s on 2 cores; raise it for tighter norms.
     ``batch_size`` (32). ``images_per_task``: images of a universal task, drawn evenly from the non-target
-    classes (**60**); ``victim_images``: images of a label-specific task, from its victim class (**10**).
-    ``tasks_per_run``
-    (**30**: tasks optimised together; results do not depend on it).
+    classes (**60**); ``victim_images``: images of a label-specific task, from its victim class (**20**,
+    or all of them when the class has fewer). ``tasks_per_run`` (**30**: tasks optimised together; results
+    do not depend on it).
 
     Detection: ``mad_threshold`` (2). Label-specific pairs: ``pairs="prior"`` — per victim, the labels of
     its ABS label prior (spec §2.2) plus its ``targets_per_victim`` (2) most frequent runner-up labels;
     ``"short_run"`` — every pair for ``prefilter_epochs`` (30) epochs, keeping the ``targets_per_victim``
     targets with the smallest masks. A pair is reported if its trigger flips ≥ ``success`` of the victim's
     examples and its mask norm is at most ``max_norm_fraction`` (default: ABS's 1600/224² ≈ 3.19 %) of the
-    image area.
+    image area. ``detection``: ``"bound"`` (the default; the ASR and size criteria alone, as EX-RAY's
+    TrojAI setup) or ``"mad"`` (spec §3.3's other option: a pair passing them is reported only if the MAD
+    test over the norms of every inverted pair also flags it, anomaly index > ``mad_threshold``).
     """
 
     mode: NCMode = "label_specific"
@@ -101,7 +104,7 @@ class NCConfig(Options):
     early_stop_patience: int = 25
     success: float = 0.99
     images_per_task: int = 60
-    victim_images: int = 10
+    victim_images: int = 20
     tasks_per_run: int = 30
     mad_threshold: float = 2.0
     pairs: PairFilter = "prior"
@@ -110,6 +113,7 @@ class NCConfig(Options):
     prior_labels: int = 3
     prior_threshold: float = 0.8
     max_norm_fraction: float = 1600 / 224**2
+    detection: PairDetection = "bound"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -117,6 +121,8 @@ class NCConfig(Options):
             raise ConfigError(f"mode must be 'label_specific' or 'universal', got {self.mode!r}")
         if self.pairs not in ("prior", "short_run"):
             raise ConfigError(f"pairs must be 'prior' or 'short_run', got {self.pairs!r}")
+        if self.detection not in ("bound", "mad"):
+            raise ConfigError(f"detection must be 'bound' or 'mad', got {self.detection!r}")
         self._positive_int(
             "epochs",
             "batch_size",
@@ -275,7 +281,9 @@ class NeuralCleanseScanner(ConfiguredScanner):
         tasks = []
         for victim, target in pairs:
             images = subset(
-                data.by_class[victim], 20, torch_generator(derive_seed(seed, "nc-images", victim))
+                data.by_class[victim],
+                self.config.victim_images,
+                torch_generator(derive_seed(seed, "nc-images", victim)),
             )
             tasks.append(
                 InversionTask(images, target, victim, -1, derive_seed(seed, "nc-pair", victim, target))
@@ -286,7 +294,8 @@ class NeuralCleanseScanner(ConfiguredScanner):
         self, model: nn.Module, data: Examples, seed: int, progress: bool
     ) -> tuple[list[FoundTrigger], dict[str, float], dict[str, Any]]:
         """Per-pair inversion on the victim's images; pairs that flip ≥ ``success`` of the victim's examples
-        with a mask norm within the bound are reported (spec §3.3 [CHOICE])."""
+        with a mask norm within the bound (and, with ``detection="mad"``, an outlying norm among the pairs')
+        are reported (spec §3.3 [CHOICE])."""
         cfg = self.config
         clock = time.perf_counter()
         pairs, selection = self._pairs(model, data, seed, progress)
@@ -298,32 +307,40 @@ class NeuralCleanseScanner(ConfiguredScanner):
         clock = time.perf_counter()
         height, width = data.image_size
         bound = cfg.max_norm_fraction * height * width
+        mad = mad_anomaly([o.info["norm"] for o in outcomes], cfg.mad_threshold) if outcomes else None
+        outliers = set(mad["flagged"]) if mad is not None else set()
         triggers, records = [], []
-        for (victim, target), outcome in zip(pairs, outcomes):
+        for i, ((victim, target), outcome) in enumerate(zip(pairs, outcomes)):
             trigger = NCInversion.trigger(outcome.params)
             per_class, universal = attack_rates(stamped_predictions(model, trigger, data), target)
             asr = per_class.get(victim, 0.0)
             norm = outcome.info["norm"]
-            passed = asr >= cfg.success and norm <= bound
+            index = mad["label_index"][i] if mad is not None else 0.0
+            passed = asr >= cfg.success and norm <= bound and (cfg.detection == "bound" or i in outliers)
             records.append(
                 {
                     "victim": victim,
                     "target": target,
                     "norm": norm,
                     "asr": asr,
+                    "anomaly_index": index,
+                    "outlier": i in outliers,
                     "passed": passed,
                     "epochs_run": outcome.epochs_run,
                 }
             )
             if passed:
-                details = {"norm": norm, "per_class_asr": {str(k): v for k, v in per_class.items()}}
+                details = {
+                    "norm": norm,
+                    "pair_anomaly_index": index,
+                    "per_class_asr": {str(k): v for k, v in per_class.items()},
+                }
                 triggers.append(
                     FoundTrigger(
                         trigger, victim, target, "patch", asr, float(trigger.size), universal, details
                     )
                 )
         timings["validation"] = time.perf_counter() - clock
-        mad = mad_anomaly([r["norm"] for r in records], cfg.mad_threshold) if records else None
         diagnostics = {
             "mode": "label_specific",
             "norm_bound": bound,
