@@ -19,9 +19,9 @@ def _metaparameters(tmp_path, **changes):
     return path
 
 
-def _infer(model_dir, tmp_path, meta, learned):
+def _infer(model_dir, tmp_path, meta, learned, before=()):
     result = tmp_path / "result.txt"
-    args = ["trojai", "infer", "--model_filepath", str(model_dir / "model.safetensors"),
+    args = ["trojai", *before, "infer", "--model_filepath", str(model_dir / "model.safetensors"),
             "--result_filepath", str(result), "--scratch_dirpath", str(tmp_path / "scratch"),
             "--examples_dirpath", str(model_dir / "clean-example-data"),
             "--round_training_dataset_dirpath", str(tmp_path), "--metaparameters_filepath", str(meta),
@@ -55,6 +55,15 @@ def test_infer_with_invalid_metaparameters_writes_one_half_and_says_why(model_di
     code, result = _infer(model_dirs["planted"], tmp_path, meta, tmp_path)
     assert code == 2 and result.read_text().strip() == "0.5"
     assert "scanner" in capsys.readouterr().err
+
+
+def test_infer_refuses_the_round_1_to_4_scanner_and_seed_flags(model_dirs, tmp_path, capsys):
+    """infer takes the scanner and the seed from the metaparameters; the old flags would be ignored."""
+    meta = _metaparameters(tmp_path)
+    for flags in (["--scanner", "nc"], ["--seed", "3"]):
+        code, result = _infer(model_dirs["planted"], tmp_path, meta, tmp_path, before=flags)
+        assert code == 2 and result.read_text().strip() == "0.5"
+        assert flags[0] in capsys.readouterr().err
 
 
 def test_configure_fits_the_calibration_that_infer_then_uses(model_dirs, tmp_path):

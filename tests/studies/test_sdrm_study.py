@@ -156,3 +156,25 @@ def test_the_reference_recipe_runs_end_to_end(tmp_path):
     assert rbt["counts"]["target_class"] == 30 + rbt["counts"]["poisoned"]
     assert sdrm["regularised_levels"] == ["features.2", "features.4", "features.6"]
     assert rbt["detectors"]["all"]["scan"]["reference_size"] == 40
+
+
+def test_a_gpu_trained_model_is_cached_under_its_own_key():
+    """A GPU trains other weights: its models must not be reused as CPU ones (nor the reverse), and the
+    CPU key is the one every earlier study cached under (no device in it)."""
+    from exray.studies.sdrm import load_spec
+    from exray.studies.sdrm.runner import _hash, _train_key
+
+    spec = load_spec(TINY)
+    run = spec.runs[0]
+    cpu = _train_key(spec, run, "rbt", torch.device("cpu"))
+    assert cpu != _train_key(spec, run, "rbt", torch.device("cuda"))
+    arch = spec.architectures[run.architecture]
+    legacy = {
+        "seed": spec.seed,
+        "data": spec.data[run.data].to_dict(),
+        "architecture": {"name": arch.architecture, "kwargs": dict(arch.kwargs)},
+        "attack": spec.attacks[run.attack].to_dict(),
+        "training": spec.training_for(run.architecture).to_dict(),
+        "variant": "rbt",
+    }
+    assert cpu == _hash(legacy)

@@ -135,10 +135,10 @@ def test_errors_are_recorded_and_the_build_goes_on(tmp_path, monkeypatch) -> Non
 
     real = build_module.build_model_dir
 
-    def flaky(spec, design, out, *, progress=False):
+    def flaky(spec, design, out, *, progress=False, device="cpu"):
         if design.index == 0:
             raise RuntimeError("simulated failure")
-        return real(spec, design, out, progress=progress)
+        return real(spec, design, out, progress=progress, device=device)
 
     monkeypatch.setattr(build_module, "build_model_dir", flaky)
     out = tmp_path / "zoo"
@@ -221,3 +221,23 @@ def test_train_threads_are_recorded_and_a_cached_build_on_other_threads_lives_ap
     for bad in (0, 1.5, True):
         with pytest.raises(ConfigError, match="train_threads"):
             build_zoo(spec, tmp_path / "bad", train_threads=bad)
+
+
+def test_the_training_device_is_a_build_setting(tmp_path, monkeypatch) -> None:
+    """A GPU trains other weights: a model trained on one records its device, resuming on another device
+    refuses to mix them, and the cache keeps a GPU build apart; a CPU build records nothing new (its
+    models stay finished)."""
+    spec = parse_spec(micro_spec(models={"clean": 1, "trojaned": 0}))
+    assert build_zoo(spec, tmp_path / "zoo", progress=False, device="cpu").ok
+    path = tmp_path / "zoo" / "id-00000000" / "config.json"
+    config = json.loads(path.read_text())
+    assert "device" not in config["training"]
+    config["training"]["device"] = "cuda"  # as a GPU build writes it
+    path.write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="on cuda, this build trains on 1 on cpu"):
+        build_zoo(spec, tmp_path / "zoo", progress=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cache_dir(spec, tmp_path, device="cuda").name == cache_dir(spec, tmp_path).name + "-cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        build_zoo(spec, tmp_path / "other", device="cuda")

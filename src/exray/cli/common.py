@@ -28,6 +28,17 @@ def thread_count(text: str) -> int:
     return value
 
 
+def add_device_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str = "auto") -> None:
+    """``--device``: where the models run (issue 18 §4; :func:`exray.models.runtime.resolve_device`)."""
+    note = "a CUDA GPU if PyTorch sees one, else the CPU" if default == "auto" else "the CPU: reproducible"
+    parser.add_argument(
+        "--device",
+        default=default,
+        metavar="auto|cpu|cuda[:N]",
+        help=f"where the models run (default {default}: {note}); a GPU computes other floats than the CPU",
+    )
+
+
 def add_output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")

@@ -19,7 +19,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from exray.cli.common import add_output_flags, thread_count
+from exray.cli.common import add_device_flag, add_output_flags, thread_count
 from exray.differencing import MaskConfig, TriggerCase, compare_triggers
 from exray.differencing.policies import POLICY_NAMES
 from exray.errors import ConfigError
@@ -128,6 +128,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="calibration JSON (default: the shipped one, fitted on zoos/demo-calib.yaml, for the shipped "
         "demo spec; the default constants for another spec)",
     )
+    add_device_flag(parser, default="cpu")
     parser.add_argument("--analytic", action="store_true", help="the seconds-long hand-wired demonstration")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     add_output_flags(parser)
@@ -144,9 +145,14 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"zoo: {args.spec} (built on first use, then cached)", file=sys.stderr)
     zoo = cached_build(
-        args.spec, workers=args.workers, progress=not args.quiet, train_threads=args.train_threads
+        args.spec,
+        workers=args.workers,
+        progress=not args.quiet,
+        train_threads=args.train_threads,
+        device=args.device,
     )
     config = demo_config(tuple(args.methods), seed=args.seed, layer=args.layer, policy=args.policy)
+    config = replace(config, device=args.device)
     path, source = demo_calibration(args.spec, args.calibration, config)
     if path is not None:
         config = replace(config, calibration=Calibration.load(path))

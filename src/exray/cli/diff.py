@@ -7,7 +7,13 @@ import json
 import re
 from pathlib import Path
 
-from exray.cli.common import TRUST_PICKLE_HELP, add_exray_flags, add_output_flags, mask_config
+from exray.cli.common import (
+    TRUST_PICKLE_HELP,
+    add_device_flag,
+    add_exray_flags,
+    add_output_flags,
+    mask_config,
+)
 from exray.data.examples import load_examples
 from exray.data.images import IMAGE_SUFFIXES, read_images
 from exray.differencing import compare_trigger
@@ -39,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--out", type=Path, help="write the verdict and masks as JSON (default: exray-diff-V-T.json)"
     )
     parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
+    add_device_flag(parser)
     add_exray_flags(parser)
     add_output_flags(parser)
     parser.set_defaults(run=run)
@@ -49,7 +56,7 @@ def _natural_key(path: Path) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    model = load_model(args.model_dir, trust_pickle=args.trust_pickle)
+    model = load_model(args.model_dir, trust_pickle=args.trust_pickle, device=args.device)
     size = input_image_size(model)
     examples = load_examples(args.model_dir, size=size)
     for label in (args.victim, args.target):

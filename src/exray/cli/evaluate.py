@@ -10,6 +10,7 @@ from pathlib import Path
 from exray.baselines import list_methods
 from exray.cli.common import (
     TRUST_PICKLE_HELP,
+    add_device_flag,
     add_output_flags,
     add_refinement_flags,
     add_scanner_flags,
@@ -71,6 +72,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "trigger that can flag a model is judged, as in the official submissions)",
     )
     parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
+    add_device_flag(parser)
     group = parser.add_argument_group("EX-RAY and the baselines")
     add_refinement_flags(group)
     group.add_argument("--seed", type=int, default=0, help="random seed (scans, masks, forest, split)")
@@ -93,6 +95,7 @@ def config_from(args: argparse.Namespace) -> EvaluationConfig:
         min_asr=args.min_asr,
         trust_pickle=args.trust_pickle,
         groups=None if args.groups is None else tuple(dict.fromkeys(args.groups)),
+        device=args.device,
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from exray.cli.common import (
     TRUST_PICKLE_HELP,
+    add_device_flag,
     add_exray_flags,
     add_output_flags,
     add_scanner_flags,
@@ -75,6 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Default: the job-array task's, from SLURM_ARRAY_TASK_ID/_COUNT or JOB_COMPLETION_INDEX with "
         "EXRAY_SHARD_COUNT, else none; 'none' scans every model",
     )
+    add_device_flag(parser)
     add_scanner_flags(parser)
     add_exray_flags(parser)
     add_output_flags(parser)
@@ -100,6 +102,7 @@ def options_from(args: argparse.Namespace) -> ScanOptions:
         calibration=Calibration.load(args.calibration) if args.calibration else Calibration(),
         trust_pickle=args.trust_pickle,
         report_dir=str(args.report) if args.report else None,
+        device=args.device,
     )
 
 

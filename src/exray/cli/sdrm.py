@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from exray.cli.common import add_output_flags, thread_count
+from exray.cli.common import add_device_flag, add_output_flags, thread_count
 from exray.studies.sdrm import load_spec, run_study, write_report
 from exray.utils import set_thread_budget
 
@@ -33,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     study.add_argument(
         "--threads", type=thread_count, help="torch intra-op threads (default: torch's choice)"
     )
+    add_device_flag(study, default="cpu")
     add_output_flags(study)
     study.set_defaults(run=run_study_command)
 
@@ -40,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run_study_command(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     set_thread_budget(args.threads)
-    results = run_study(spec, args.out, progress=not args.quiet)
+    results = run_study(spec, args.out, progress=not args.quiet, device=args.device)
     paths = write_report(results, args.out)
     if args.json:
         print(json.dumps({"files": {k: str(v) for k, v in paths.items()}, **results}))

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from exray.cli.common import TRUST_PICKLE_HELP
+from exray.cli.common import TRUST_PICKLE_HELP, add_device_flag
 from exray.data.examples import load_examples
 from exray.errors import ConfigError, InputError
 from exray.files import check_writable
@@ -29,6 +29,7 @@ def _add_infer_flags(parser: argparse.ArgumentParser, *, required: bool) -> None
     parser.add_argument("--examples_dirpath", type=Path, required=required, help="clean example images")
     parser.add_argument("--calibration", type=Path, help="calibration JSON from `exray calibrate`")
     parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
+    add_device_flag(parser)
 
 
 def _add_harness_flags(parser: argparse.ArgumentParser) -> None:
@@ -61,8 +62,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     _add_infer_flags(parser, required=False)
-    parser.add_argument("--scanner", choices=("abs", "nc"), default="abs")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--scanner", choices=("abs", "nc"), help="rounds 1-4 only (default abs; infer: the metaparameters')"
+    )
+    parser.add_argument("--seed", type=int, help="rounds 1-4 only (default 0; infer: the metaparameters')")
     modes = parser.add_subparsers(dest="mode", metavar="MODE")
     infer = modes.add_parser("infer", help="scan one model with the harness's metaparameters")
     _add_infer_flags(infer, required=True)
@@ -84,6 +87,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     configure.add_argument("--workers", type=int, default=1, help="models scanned in parallel")
     configure.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
+    add_device_flag(configure)
     configure.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run)
 
@@ -107,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             args.learned_parameters_dirpath,
             workers=args.workers,
             progress=not args.quiet,
+            device=args.device,
         )
         print(
             f"calibration fitted on {summary['models']} models ({summary['trojaned']} trojaned, "
@@ -125,7 +130,14 @@ def _scan_settings(args: argparse.Namespace) -> dict:
     """scan()'s settings: the metaparameters' (infer) or the legacy flags' (rounds 1–4)."""
     if args.mode != "infer":
         calibration = Calibration.load(args.calibration) if args.calibration else Calibration()
-        return ScanOptions(scanner=args.scanner, seed=args.seed, calibration=calibration).scan_settings()
+        scanner, seed = args.scanner or "abs", args.seed or 0
+        return ScanOptions(scanner=scanner, seed=seed, calibration=calibration).scan_settings()
+    given = [flag for flag in ("scanner", "seed") if getattr(args, flag) is not None]
+    if given:
+        raise ConfigError(
+            f"exray trojai infer takes the scanner and seed from the metaparameters; "
+            f"drop {', '.join('--' + flag for flag in given)} (they are for the rounds 1-4 interface)"
+        )
     meta = load_metaparameters(args.metaparameters_filepath, args.schema_filepath)
     calibration = (
         Calibration.load(args.calibration)
@@ -142,7 +154,7 @@ def infer(args: argparse.Namespace) -> int:
     target = path.parent if path.name == "model.safetensors" else path
     try:
         settings = _scan_settings(args)
-        model = load_model(target, trust_pickle=args.trust_pickle)
+        model = load_model(target, trust_pickle=args.trust_pickle, device=args.device)
         examples = load_examples(args.examples_dirpath, size=_crop_size(model, args.examples_dirpath))
         result = scan(model, examples, name=str(path), **settings)
         record, probability = result.to_dict(), f"{result.probability:.6f}"

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from exray.cli.common import add_output_flags, thread_count
+from exray.cli.common import add_device_flag, add_output_flags, thread_count
 from exray.zoo import BuildSummary, build_zoo, default_workers, load_spec
 
 
@@ -37,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="intra-op threads each model trains on (default 1: the same weights whoever builds the zoo "
         "on this machine; another count, like another CPU, trains other weights)",
     )
+    add_device_flag(build, default="cpu")
     build.add_argument(
         "--rebuild",
         action="store_true",
@@ -55,6 +56,7 @@ def run_build(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         rebuild=args.rebuild,
         train_threads=args.train_threads,
+        device=args.device,
     )
     if args.json:
         print(json.dumps(summary.to_dict()))

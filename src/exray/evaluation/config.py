@@ -9,6 +9,7 @@ from exray.baselines import METHODS, ExrayMethod, RefinementMethod, get_method, 
 from exray.differencing import MaskConfig
 from exray.errors import ConfigError
 from exray.evaluation.cache import SCORES_REVISION
+from exray.models.runtime import resolve_device
 from exray.pipeline import Calibration
 from exray.pipeline.scan import check_min_asr, judging_gate
 from exray.scanners import list_scanners
@@ -35,6 +36,9 @@ class EvaluationConfig:
     (``"polygon"``, ``"filter"``, …); the others are left out with the reason. ``None`` (default): every
     model. EXP §4.2, Table 3: Neural Cleanse cannot invert Instagram filters, so the paper runs it on the
     clean and polygon-trojaned models only (``groups=("polygon",)``).
+    ``device``: where the models run (:func:`~exray.models.runtime.resolve_device`; ``"auto"`` = a CUDA GPU
+    if there is one). A GPU computes other floats than the CPU, so a device other than the CPU is part of
+    every cache key.
     """
 
     methods: tuple[str, ...] = tuple(list_methods())
@@ -50,9 +54,11 @@ class EvaluationConfig:
     min_asr: float | None = None
     trust_pickle: bool = False
     groups: tuple[str, ...] | None = None
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", tuple(self.methods))
+        resolve_device(self.device)  # a GPU asked for and missing fails before any model
         if self.groups is not None:
             if not isinstance(self.groups, list | tuple) or not all(
                 isinstance(g, str) and g for g in self.groups
@@ -110,11 +116,18 @@ class EvaluationConfig:
             options.setdefault("config", self.mask_config)
         return get_method(name, **options)
 
+    def device_settings(self) -> dict[str, str]:
+        """``{"device": ...}`` for a device other than the CPU (part of the cache keys), else nothing, so
+        that the keys of CPU results stay what they were."""
+        device = resolve_device(self.device)
+        return {} if device.type == "cpu" else {"device": str(device)}
+
     def scan_settings(self) -> dict[str, Any]:
         return {
             "scanner": self.scanner,
             "options": self.scanner_options,
             "seed": self.seed,
+            **self.device_settings(),
         }
 
     def method_settings(self, name: str, scan_key: str, *, legacy: bool = False) -> dict[str, Any]:
@@ -128,6 +141,7 @@ class EvaluationConfig:
             "layer": self.layer,
             "scan": scan_key,
             "revision": SCORES_REVISION,
+            **self.device_settings(),
         }
         if legacy or self.layer == "auto":  # auto picks the layer from the triggers judged together: a
             settings["min_asr"] = self.gate  # record is valid only for the gate that chose them
@@ -150,4 +164,5 @@ class EvaluationConfig:
             "min_asr": self.min_asr,
             "gate": self.gate,
             "groups": None if self.groups is None else list(self.groups),
+            "device": str(resolve_device(self.device)),
         }

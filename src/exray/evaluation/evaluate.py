@@ -93,8 +93,8 @@ def _failure(err: Exception) -> str:
     return message
 
 
-def _load(path: Path, trust_pickle: bool):
-    model = load_model(path, trust_pickle=trust_pickle)
+def _load(path: Path, trust_pickle: bool, device: str):
+    model = load_model(path, trust_pickle=trust_pickle, device=device)
     info = model_info(model)
     size = tuple(info.input_size[1:]) if info and info.input_size else None
     return model, load_examples(path, size=size)
@@ -122,7 +122,7 @@ def _evaluate_model(truth: ModelTruth, run: _Run) -> tuple[ModelEvaluation, dict
     def loaded_model():
         nonlocal loaded
         if loaded is None:
-            loaded = _load(truth.path, config.trust_pickle)
+            loaded = _load(truth.path, config.trust_pickle, config.device)
         return loaded
 
     if scan_record is None:

@@ -16,6 +16,7 @@ The container holds ``/metaparameters.json``, ``/metaparameters_schema.json`` an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
@@ -119,14 +120,15 @@ def configure(
     *,
     workers: int = 1,
     progress: bool = True,
+    device: str = "auto",
 ) -> dict[str, Any]:
-    """Scan the labelled models of ``models_dir`` with ``meta``, fit the calibration on their scores and write
-    it (with a copy of the metaparameters) into ``learned_dir``; return a summary."""
+    """Scan the labelled models of ``models_dir`` with ``meta`` on ``device``, fit the calibration on their
+    scores and write it (with a copy of the metaparameters) into ``learned_dir``; return a summary."""
     models = labelled_models(models_dir)
     scratch = Path(scratch_dir)
     scratch.mkdir(parents=True, exist_ok=True)
     results = scratch / "configure-results.jsonl"
-    options = meta.scan_options(Calibration())
+    options = dataclasses.replace(meta.scan_options(Calibration()), device=device)
     records = list(scan_many(models, options, out=results, workers=workers, progress=progress))
     scores, labels = scanned_scores(results)
     if len(set(labels)) < 2:

@@ -25,6 +25,7 @@ from torch import nn
 from exray.errors import ConfigError, InputError, ModelLoadError
 from exray.files import check_regular_file, read_json
 from exray.models.registry import build_model
+from exray.models.runtime import resolve_device
 from exray.models.torchvision_compat import build as build_torchvision
 from exray.models.torchvision_compat import check_root, load_pickled
 
@@ -206,17 +207,20 @@ def _first_line(err: BaseException) -> str:
 
 
 def load_model(
-    path: str | Path, *, trust_pickle: bool = False, device: str | torch.device = "cpu"
+    path: str | Path, *, trust_pickle: bool = False, device: str | torch.device | None = "auto"
 ) -> nn.Module:
     """Load a model directory (or a TrojAI ``model.pt`` file) as an eval-mode ``nn.Module``.
 
     Safe by default: ``config.json`` + ``model.safetensors`` are rebuilt from the architecture registry.
     A pickled ``model.pt`` of a torchvision architecture exray rebuilds loads without running code from the
     file; any other pickle only with ``trust_pickle=True``, because unpickling it executes code from it.
-    The returned model carries a :class:`ModelInfo` (see :func:`model_info`).
+    The returned model carries a :class:`ModelInfo` (see :func:`model_info`). ``device``: where the model
+    is put (:func:`~exray.models.runtime.resolve_device`: ``"auto"`` = a CUDA GPU if there is one); the
+    scanners, EX-RAY and the detectors run on the model's device.
     """
     if not isinstance(path, str | os.PathLike) or isinstance(path, bytes):
         raise ModelLoadError(f"a model path must be a str or Path, got {type(path).__name__}")
+    target = resolve_device(device)
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"{path} does not exist")
@@ -233,7 +237,7 @@ def load_model(
             f"or {PICKLE_FILE} (TrojAI)"
         )
     check_weights(model, str(path))
-    model = model.to(device).eval()
+    model = model.to(target).eval()
     model.exray_info = info
     return model
 

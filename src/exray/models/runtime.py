@@ -6,12 +6,45 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 import torch
 from torch import nn
 
-from exray.errors import InputError
+from exray.errors import ConfigError, InputError
+
+#: What ``device=`` / ``--device`` accept besides a ``torch.device``: ``auto`` is CUDA when PyTorch sees a
+#: GPU, else the CPU; ``cuda:N`` names one GPU.
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """The ``torch.device`` that ``device`` names (issue 18 §4), checked before any work.
+
+    ``"auto"`` (or ``None``): the first CUDA GPU if PyTorch sees one, else the CPU. ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"`` or a ``torch.device``: that device, a :class:`ConfigError` if this machine lacks it (a
+    scan that asked for a GPU must not run on the CPU for hours unnoticed)."""
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, str | torch.device):
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r:.60}")
+    try:
+        resolved = torch.device(device.strip().lower() if isinstance(device, str) else device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r:.60}") from None
+    if resolved.type == "cpu":
+        return torch.device("cpu")
+    if resolved.type != "cuda":
+        raise ConfigError(f"device {str(resolved)!r} is not supported: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if not torch.cuda.is_available():
+        raise ConfigError(
+            f"device {str(resolved)!r} was asked for, but PyTorch sees no CUDA GPU on this machine "
+            f"(torch {torch.__version__}); use --device cpu or auto"
+        )
+    if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ConfigError(f"device {str(resolved)!r}: this machine has {count} CUDA GPU(s)")
+    return resolved
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -19,6 +52,11 @@ def model_device(model: nn.Module) -> torch.device:
     for tensor in [*model.parameters(), *model.buffers()]:
         return tensor.device
     return torch.device("cpu")
+
+
+def bf16_autocast(device: torch.device, enabled: bool = True) -> AbstractContextManager[object]:
+    """bfloat16 autocast on ``device``'s type (CPU or CUDA alike) when ``enabled``, else nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
 
 
 @contextmanager
@@ -45,7 +83,8 @@ MAX_LOGIT = 1e30
 def predict_logits(
     model: nn.Module, images: torch.Tensor, batch_size: int = 256, *, finite: bool = True
 ) -> torch.Tensor:
-    """Logits of ``images`` in eval mode, without gradients, in batches (the mode is restored).
+    """Logits of ``images`` in eval mode, without gradients, in batches (the mode is restored). Each batch
+    runs on the model's device; the logits are returned on the images' device.
 
     ``finite``: logits that are NaN, infinite or beyond :data:`MAX_LOGIT` are an :class:`InputError` — a
     model that overflows on valid images (stamped ones included) has no meaningful prediction, and the
@@ -54,7 +93,13 @@ def predict_logits(
     model.eval()
     try:
         with torch.no_grad():
-            logits = torch.cat([model(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+            device = model_device(model)
+            logits = torch.cat(
+                [
+                    model(images[i : i + batch_size].to(device)).to(images.device)
+                    for i in range(0, len(images), batch_size)
+                ]
+            )
     finally:
         model.train(was_training)
     if finite and not bool((logits.abs() <= MAX_LOGIT).all()):  # NaN compares False

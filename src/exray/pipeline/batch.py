@@ -40,7 +40,7 @@ def scan_model_dir(path: str | Path, options: ScanOptions, *, progress: bool = F
     """Scan one model directory; never raises for a problem with that model — it is in ``"error"``."""
     start = time.perf_counter()
     try:
-        model = load_model(path, trust_pickle=options.trust_pickle)
+        model = load_model(path, trust_pickle=options.trust_pickle, device=options.device)
         examples = load_examples(path, size=input_image_size(model))
         result = scan(model, examples, **options.scan_settings(), name=str(path), progress=progress)
         if options.report_dir is not None:

@@ -10,6 +10,7 @@ from typing import Any
 from exray.differencing import MaskConfig
 from exray.differencing.policies import resolve_policy
 from exray.errors import ConfigError
+from exray.models.runtime import resolve_device
 from exray.pipeline.calibration import Calibration
 from exray.pipeline.scan import REFINERS, check_min_asr, check_victim_rule
 from exray.scanners import get_scanner
@@ -33,6 +34,7 @@ class ScanOptions:
     scanner_options: dict[str, Any] = field(default_factory=dict)
     trust_pickle: bool = False
     report_dir: str | None = None
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.refine is not None and self.refine not in REFINERS:
@@ -53,6 +55,7 @@ class ScanOptions:
                 )
         if not isinstance(self.trust_pickle, bool):
             raise ConfigError(f"trust_pickle must be true or false, got {self.trust_pickle!r}")
+        resolve_device(self.device)  # a GPU asked for and missing fails before any model
         get_scanner(self.scanner, **self.scanner_options)  # bad scanner settings fail before any model
 
     def scan_settings(self) -> dict[str, Any]:

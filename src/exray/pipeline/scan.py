@@ -36,7 +36,7 @@ from exray.differencing import MaskConfig, Verdict
 from exray.differencing.policies import Policy
 from exray.errors import ConfigError, InputError
 from exray.models.layers import check_images
-from exray.models.runtime import predict_logits
+from exray.models.runtime import model_device, predict_logits
 from exray.pipeline.calibration import Calibration
 from exray.scanners import FoundTrigger, Scanner, get_scanner
 from exray.scanners.result import attack_rates
@@ -169,7 +169,8 @@ def scan(
     ``layer`` is the refinement's layer (default: the second-to-last conv block, EXA Table 11),
     ``scanner_layer`` the scanner's (default: its own), so that a layer ablation of the refinement judges
     the same triggers, as in ``exray evaluate``. ``victims``: one of :data:`VICTIM_RULES` (module docstring).
-    Timings per stage are recorded in the result.
+    Timings per stage are recorded in the result. Everything runs on the model's device (put it on a GPU
+    with ``load_model(..., device=...)``); the result's ``diagnostics["device"]`` says which.
     """
     check_victim_rule(victims)
     check_min_asr(refine_min_asr)
@@ -186,7 +187,7 @@ def scan(
     calibration = calibration or Calibration()
     gate = judging_gate(refine_min_asr, calibration)
     timings: dict[str, float] = {}
-    diagnostics: dict[str, Any] = {}
+    diagnostics: dict[str, Any] = {"device": str(model_device(model))}  # where it ran (floats differ)
     if triggers is None:
         chosen = get_scanner(scanner, **(scanner_options or {})) if isinstance(scanner, str) else scanner
         start = time.perf_counter()

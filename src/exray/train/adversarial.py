@@ -13,7 +13,6 @@ in its current (training) mode, as the FBF reference does.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from exray.errors import ConfigError
+from exray.models.runtime import bf16_autocast
 
 AdversarialMethod = Literal["pgd", "fbf"]
 #: TrojAI round-3 values (spec §7.2).
@@ -85,8 +85,9 @@ def perturb(
     """
     eps = config.eps
     delta = (torch.rand(images.shape, generator=generator, dtype=images.dtype) * 2.0 - 1.0) * eps
-    delta = ((images + delta).clamp(0.0, 1.0) - images).to(images.device)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+    delta = delta.to(images.device)  # drawn on the CPU generator: the same draw on every device
+    delta = (images + delta).clamp(0.0, 1.0) - images
+    autocast = bf16_autocast(images.device, bf16)
     requires = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)

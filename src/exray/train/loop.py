@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from exray.errors import ConfigError, InputError
 from exray.models.layers import capture
-from exray.models.runtime import predict_labels
+from exray.models.runtime import bf16_autocast, model_device, predict_labels
 from exray.train.adversarial import perturb
 from exray.train.config import TrainConfig, augment_batch, build_optimizer, build_scheduler
 from exray.train.data import AttackSet, EpochData, EvalSet, TrainSet
@@ -243,14 +243,15 @@ def _step(
     augment_gen: torch.Generator,
 ) -> dict[str, torch.Tensor]:
     """Loss (with graph) and diagnostics of one step; adversarial rows are the batch's leading rows."""
-    x, y = augment_batch(data.images[idx], config, augment_gen), data.labels[idx]
-    adversarial = torch.zeros(idx.numel(), dtype=torch.bool)
+    device = model_device(model)  # the batch is drawn and augmented on the CPU, then moved
+    x, y = augment_batch(data.images[idx], config, augment_gen).to(device), data.labels[idx].to(device)
+    adversarial = torch.zeros(idx.numel(), dtype=torch.bool, device=device)
     if config.adversarial is not None:
         k = max(1, round(config.adversarial.ratio * idx.numel()))
         x = x.clone()
         x[:k] = perturb(model, x[:k], y[:k], config.adversarial, adv_gen, bf16=config.bf16)
         adversarial[:k] = True
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if config.bf16 else nullcontext()
+    autocast = bf16_autocast(device, config.bf16)
     with ExitStack() as stack:
         features = stack.enter_context(capture(model, layers)) if layers else {}
         with autocast:
@@ -258,7 +259,8 @@ def _step(
             loss = F.cross_entropy(logits, y, label_smoothing=config.label_smoothing)
             out: dict[str, torch.Tensor] = {}
             if loss_terms:
-                batch = Batch(x, y, data.true_labels[idx], data.poisoned[idx], adversarial, logits)
+                true_labels, poisoned = data.true_labels[idx].to(device), data.poisoned[idx].to(device)
+                batch = Batch(x, y, true_labels, poisoned, adversarial, logits)
                 for term in loss_terms:
                     value = term.fn(batch, features)
                     out[term.name] = value.detach()

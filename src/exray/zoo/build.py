@@ -26,11 +26,13 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
+import torch
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
 from exray.errors import ConfigError, ModelLoadError
 from exray.models.io import WEIGHTS_FILE, read_config
+from exray.models.runtime import resolve_device
 from exray.utils import intra_op_threads, set_thread_budget
 from exray.zoo.draw import ModelDesign, designs, recipe, recipe_hash
 from exray.zoo.model import build_model_dir
@@ -74,11 +76,13 @@ def _finished_config(directory: Path) -> dict[str, Any] | None:
 
 
 def inspect_zoo(
-    spec: ZooSpec, out: Path, train_threads: int = 1
+    spec: ZooSpec, out: Path, train_threads: int = 1, device: str = "cpu"
 ) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]], list[Path]]:
     """Finished models matching the spec (name → config), finished models whose recipe changed (name →
     the changed settings), and stale model directories of this builder that the spec no longer has.
-    A model trained on another thread count than ``train_threads`` counts as changed (other weights)."""
+    A model trained on another thread count than ``train_threads``, or on another device type than
+    ``device``'s, counts as changed (other weights)."""
+    device_type = resolve_device(device).type
     finished: dict[str, dict[str, Any]] = {}
     changed: dict[str, list[str]] = {}
     wanted = designs(spec)
@@ -88,10 +92,15 @@ def inspect_zoo(
             continue
         zoo = config.get("zoo", {})
         threads = config.get("training", {}).get("threads", 1)
-        if zoo.get("recipe_hash") == recipe_hash(spec, design) and threads == train_threads:
+        trained_on = torch.device(config.get("training", {}).get("device", "cpu")).type
+        same_runtime = threads == train_threads and trained_on == device_type
+        if zoo.get("recipe_hash") == recipe_hash(spec, design) and same_runtime:
             finished[design.name] = config
         elif zoo.get("recipe_hash") == recipe_hash(spec, design):
-            changed[design.name] = [f"trained on {threads} thread(s), this build trains on {train_threads}"]
+            changed[design.name] = [
+                f"trained on {threads} thread(s) on {trained_on}, this build trains on {train_threads} "
+                f"on {device_type}"
+            ]
         else:
             changed[design.name] = _differences(zoo.get("recipe", {}), recipe(spec, design)) or [
                 "recipe hash differs"
@@ -116,39 +125,47 @@ def default_workers() -> int:
 JobResult = tuple[dict[str, Any] | None, str, str, float]
 
 
-def _job(spec: ZooSpec, design: ModelDesign, out: Path, progress: bool, threads: int) -> JobResult:
+def _job(
+    spec: ZooSpec, design: ModelDesign, out: Path, progress: bool, threads: int, device: str = "cpu"
+) -> JobResult:
     """Build one model; never raises: returns (config, error message, traceback, seconds).
 
     The model is built with ``threads`` intra-op threads (1 by default), whoever builds it: a CPU's
     multi-threaded reductions (convolution gradients) sum in an order that depends on the thread count, so
     a fixed count is what makes a zoo bit-identical on one machine whether it is built in-process, by
     parallel workers or by the test suite. Parallelism comes from ``workers``; another thread count (or
-    another CPU) trains other weights.
+    another CPU, or a GPU: ``device``) trains other weights.
     """
     start = time.perf_counter()
     try:
         with intra_op_threads(threads):
-            config = build_model_dir(spec, design, out, progress=progress)
+            config = build_model_dir(spec, design, out, progress=progress, device=device)
         return config, "", "", time.perf_counter() - start
     except Exception as err:  # a failing model is recorded and the build goes on (issue 3)
         return None, f"{type(err).__name__}: {err}", traceback.format_exc(), time.perf_counter() - start
 
 
 def _run(
-    spec: ZooSpec, todo: list[ModelDesign], out: Path, workers: int, progress: bool, threads: int
+    spec: ZooSpec,
+    todo: list[ModelDesign],
+    out: Path,
+    workers: int,
+    progress: bool,
+    threads: int,
+    device: str,
 ) -> Iterator[tuple[ModelDesign, dict[str, Any] | None, str, str, float]]:
     """Build ``todo`` in this process (workers == 1) or in a pool of spawned processes; yield results as
     they finish."""
     if workers == 1:
         for design in todo:
-            yield design, *_job(spec, design, out, progress, threads)
+            yield design, *_job(spec, design, out, progress, threads, device)
         return
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=set_thread_budget, initargs=(threads,)
     ) as pool:
         futures: dict[Future, ModelDesign] = {
-            pool.submit(_job, spec, d, out, False, threads): d for d in todo
+            pool.submit(_job, spec, d, out, False, threads, device): d for d in todo
         }
         try:
             for future in as_completed(futures):
@@ -172,12 +189,15 @@ def build_zoo(
     rebuild: bool = False,
     on_model: Callable[[ModelRecord], None] | None = None,
     train_threads: int = 1,
+    device: str = "cpu",
 ) -> BuildSummary:
     """Build (or resume) the zoo ``spec`` into ``out``; see the module docstring.
 
     ``workers`` > 1 trains that many models at once in spawned processes, ``workers == 1`` in this
     process; every model trains with ``train_threads`` intra-op threads (see :func:`_job`), so the weights
-    do not depend on ``workers``; they do depend on ``train_threads`` and on the CPU.
+    do not depend on ``workers``; they do depend on ``train_threads`` and on the CPU. ``device``: where the
+    models train (default the CPU, which makes a zoo reproducible on one machine; ``"cuda"`` or
+    ``"auto"`` for a GPU, :func:`~exray.models.runtime.resolve_device`; recorded per model).
     :func:`default_workers` uses every core. ``on_model`` is called with each model's record as it
     finishes. Raises ConfigError when finished models no longer match the spec and
     ``rebuild`` is false, or when another build is running into ``out`` (a lock file guards the
@@ -189,6 +209,7 @@ def build_zoo(
         raise ConfigError(f"workers must be an int >= 1, got {workers!r}")
     if not isinstance(train_threads, int) or isinstance(train_threads, bool) or train_threads < 1:
         raise ConfigError(f"train_threads must be an int >= 1, got {train_threads!r}")
+    device = str(resolve_device(device))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(out / LOCK_FILE), timeout=0)
@@ -197,7 +218,7 @@ def build_zoo(
     except Timeout:
         raise ConfigError(f"another exray zoo build is running into {out}; wait for it or stop it") from None
     try:
-        return _build(spec, out, workers, progress, rebuild, on_model, train_threads)
+        return _build(spec, out, workers, progress, rebuild, on_model, train_threads, device)
     finally:
         lock.release()
 
@@ -210,9 +231,10 @@ def _build(
     rebuild: bool,
     on_model: Callable[[ModelRecord], None] | None,
     threads: int,
+    device: str,
 ) -> BuildSummary:
     start = time.perf_counter()
-    finished, changed, stale = inspect_zoo(spec, out, threads)
+    finished, changed, stale = inspect_zoo(spec, out, threads, device)
     if (changed or stale) and not rebuild:
         lines = [
             f"  {name}: " + "; ".join(diffs[:4]) + (" …" if len(diffs) > 4 else "")
@@ -246,7 +268,7 @@ def _build(
     write_state(spec, out, all_designs, records, tracebacks, complete=False)
     with bar:
         for design, config, error, trace, seconds in _run(
-            spec, todo, out, workers, progress and workers == 1, threads
+            spec, todo, out, workers, progress and workers == 1, threads, device
         ):
             if config is None:
                 record = ModelRecord.failure(design, error, seconds)

@@ -15,6 +15,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from exray.errors import ExrayError
+from exray.models.runtime import resolve_device
 from exray.version import __version__
 from exray.zoo.build import build_zoo
 from exray.zoo.records import ZOO_FILE
@@ -29,11 +30,16 @@ def cache_root(root: str | Path | None = None) -> Path:
     return Path(env) if env else Path.home() / ".cache" / "exray"
 
 
-def cache_dir(spec: ZooSpec, root: str | Path | None = None, *, train_threads: int = 1) -> Path:
+def cache_dir(
+    spec: ZooSpec, root: str | Path | None = None, *, train_threads: int = 1, device: str = "cpu"
+) -> Path:
     """Where :func:`cached_build` puts ``spec``: ``<root>/zoos/<name>-<hash of spec and exray version>``,
-    with ``-t<N>`` appended for a build whose models train on N > 1 threads (other weights)."""
+    with ``-t<N>`` appended for a build whose models train on N > 1 threads and ``-cuda`` for one that
+    trains on a GPU (other weights)."""
     key = hashlib.sha256(f"{spec.digest()}:{__version__}".encode()).hexdigest()[:16]
     suffix = f"-t{train_threads}" if train_threads != 1 else ""
+    kind = resolve_device(device).type
+    suffix += "" if kind == "cpu" else f"-{kind}"
     return cache_root(root) / "zoos" / f"{spec.name}-{key}{suffix}"
 
 
@@ -54,6 +60,7 @@ def cached_build(
     workers: int = 1,
     progress: bool = False,
     train_threads: int = 1,
+    device: str = "cpu",
 ) -> Path:
     """The directory of the zoo ``spec_path`` built in the cache (see :func:`cache_dir`), building or
     resuming it under a file lock when needed.
@@ -61,17 +68,20 @@ def cached_build(
     Raises :class:`~exray.errors.ExrayError` when the zoo is not fully good (a model errored or misses
     the quality bar): a cached zoo is a fixture others rely on. Errored models are retried on the next
     call; quality failures are deterministic and reported again without retraining. ``train_threads``
-    is :func:`~exray.zoo.build_zoo`'s (a build on another thread count is another zoo, cached apart).
+    and ``device`` are :func:`~exray.zoo.build_zoo`'s (a build on another thread count or device is
+    another zoo, cached apart).
     """
     spec = spec_path if isinstance(spec_path, ZooSpec) else load_spec(spec_path)
-    out = cache_dir(spec, cache_root, train_threads=train_threads)
+    out = cache_dir(spec, cache_root, train_threads=train_threads, device=device)
     state = _finished(out, spec)
     if state is None:
         out.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(out) + ".lock"):
             state = _finished(out, spec)
             if state is None:
-                build_zoo(spec, out, workers=workers, progress=progress, train_threads=train_threads)
+                build_zoo(
+                    spec, out, workers=workers, progress=progress, train_threads=train_threads, device=device
+                )
                 state = _finished(out, spec)
     if state is None or not state.get("ok"):
         summary = (state or {}).get("summary") or {}

@@ -24,6 +24,7 @@ from exray.data.synth import SignRenderer
 from exray.models import build_model
 from exray.models.io import read_config, save_model
 from exray.models.layers import layer_shape
+from exray.models.runtime import resolve_device
 from exray.train import TrainResult, seeded_model, train_model
 from exray.utils import derive_seed, versions
 from exray.version import __version__
@@ -54,8 +55,11 @@ class Attempt:
         }
 
 
-def train_attempt(spec: ZooSpec, design: ModelDesign, attempt: int, *, progress: bool = False) -> Attempt:
-    """Draw, render, poison and train attempt ``attempt`` of a model; measure it against the quality bar."""
+def train_attempt(
+    spec: ZooSpec, design: ModelDesign, attempt: int, *, progress: bool = False, device: str = "cpu"
+) -> Attempt:
+    """Draw, render, poison and train attempt ``attempt`` of a model on ``device``; measure it against the
+    quality bar. The model is returned on the CPU."""
     draw = draw_model(spec, design, attempt)
     renderer = SignRenderer(draw.classes, size=spec.image_size, options=spec.data.options())
     data = render_poisoned(renderer, spec.data.train_per_class, draw.attacks, draw.data_seed)
@@ -72,6 +76,7 @@ def train_attempt(spec: ZooSpec, design: ModelDesign, attempt: int, *, progress:
     ]
     arch = design.architecture
     model = seeded_model(lambda: build_model(arch.name, draw.num_classes, **arch.kwargs), draw.train_seed)
+    model = model.to(resolve_device(device))
     result = train_model(
         model,
         data.train_set(),
@@ -87,11 +92,11 @@ def train_attempt(spec: ZooSpec, design: ModelDesign, attempt: int, *, progress:
     if design.poisoned:
         margins.append((result.attack_success_rate or 0.0) - q.min_attack_success_rate)
     margin = min(margins)
-    return Attempt(draw, model, result, data.plan.counts(), margin >= 0.0, margin)
+    return Attempt(draw, model.cpu(), result, data.plan.counts(), margin >= 0.0, margin)
 
 
 def build_model_dir(
-    spec: ZooSpec, design: ModelDesign, out: Path, *, progress: bool = False
+    spec: ZooSpec, design: ModelDesign, out: Path, *, progress: bool = False, device: str = "cpu"
 ) -> dict[str, Any]:
     """Train model ``design`` (retrying below the quality bar) and write its directory into ``out``.
 
@@ -101,7 +106,7 @@ def build_model_dir(
     start = time.perf_counter()
     attempts: list[Attempt] = []
     for a in range(spec.quality.attempts):
-        attempts.append(train_attempt(spec, design, a, progress=progress))
+        attempts.append(train_attempt(spec, design, a, progress=progress, device=device))
         if attempts[-1].passed:
             break
     best = max(attempts, key=lambda t: t.margin)
@@ -138,6 +143,8 @@ def build_model_dir(
             **draw.training.to_dict(),
             "seed": draw.train_seed,
             "threads": torch.get_num_threads(),  # the weights depend on it (zoo.build._job)
+            # and on the device; a CPU build records none, as every build did before devices were chosen
+            **({} if resolve_device(device).type == "cpu" else {"device": str(resolve_device(device))}),
             "seconds": result.seconds,
             "history": result.to_dict()["history"],
         },

@@ -19,6 +19,7 @@ from exray.detectors import ActivationClustering, DetectionResult, PoisonDetecto
 from exray.errors import LayerError
 from exray.metrics import energy_distance, mmd, sliced_wasserstein
 from exray.models.hooks import capture, capture_inputs, last_to_run
+from exray.models.runtime import model_device
 from exray.studies.sdrm.spec import DetectorSpec
 from exray.utils import derive_seed
 
@@ -33,21 +34,23 @@ SCOPES: tuple[str, ...] = ("target", "all")
 def level_features(
     model: nn.Module, images: torch.Tensor, levels: Sequence[str], batch_size: int = 256
 ) -> dict[str, torch.Tensor]:
-    """Flattened outputs (N, D_level) of the named modules, plus the penultimate representation."""
+    """Flattened outputs (N, D_level) of the named modules, plus the penultimate representation, on the
+    CPU (the model runs on its own device)."""
+    device = model_device(model)
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in (*levels, PENULTIMATE)}
     was_training = model.training
     model.eval()
     try:
-        linear = last_to_run(model, images[:1], nn.Linear)
+        linear = last_to_run(model, images[:1].to(device), nn.Linear)
         if linear is None:
             raise LayerError("the model has no nn.Linear layer: its penultimate representation is undefined")
         with torch.no_grad():
             for chunk in images.split(batch_size):
                 with capture(model, levels) as seen, capture_inputs(model, [linear], call="last") as inputs:
-                    model(chunk)
+                    model(chunk.to(device))
                 for name in levels:
-                    parts[name].append(seen[name].detach().flatten(1))
-                parts[PENULTIMATE].append(inputs[linear].detach().flatten(1))
+                    parts[name].append(seen[name].detach().flatten(1).cpu())
+                parts[PENULTIMATE].append(inputs[linear].detach().flatten(1).cpu())
     finally:
         model.train(was_training)
     return {name: torch.cat(chunks).float() for name, chunks in parts.items()}

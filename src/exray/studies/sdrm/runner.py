@@ -36,6 +36,7 @@ from exray.data.digits import DigitsOptions, render_digits_train_test
 from exray.data.signs import draw_classes
 from exray.data.synth import AugmentOptions, render_train_test
 from exray.models.io import load_model, save_model
+from exray.models.runtime import model_device, resolve_device
 from exray.studies.sdrm.measure import PENULTIMATE, level_distances, level_features, run_detectors, subset
 from exray.studies.sdrm.spec import DataSpec, Run, StudySpec
 from exray.train import AttackSet, EvalSet, TrainSet, seeded_model, train_model
@@ -165,7 +166,7 @@ def sdrm_config(spec: StudySpec, run: Run, target_class: int) -> SDRMConfig:
     return dataclasses.replace(spec.sdrm_for(run.architecture), target_class=target_class)
 
 
-def _train_key(spec: StudySpec, run: Run, variant: str) -> str:
+def _train_key(spec: StudySpec, run: Run, variant: str, device: torch.device) -> str:
     arch = spec.architectures[run.architecture]
     payload = {
         "seed": spec.seed,
@@ -177,23 +178,31 @@ def _train_key(spec: StudySpec, run: Run, variant: str) -> str:
     }
     if variant == "sdrm":
         payload["sdrm"] = spec.sdrm_for(run.architecture).to_dict()
+    if device.type != "cpu":  # a GPU trains other weights; CPU keys stay what they were
+        payload["device"] = device.type
     return _hash(payload)
 
 
 def _train_or_load(
-    spec: StudySpec, run: Run, variant: str, prepared: PreparedRun, directory: Path, progress: bool
+    spec: StudySpec,
+    run: Run,
+    variant: str,
+    prepared: PreparedRun,
+    directory: Path,
+    progress: bool,
+    device: torch.device,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    key = _train_key(spec, run, variant)
+    key = _train_key(spec, run, variant, device)
     record = _read_json(directory / "train.json")
     model_dir = directory / "model"
     if record is not None and record.get("key") == key and (model_dir / "model.safetensors").exists():
-        return load_model(model_dir), {**record, "cached": True}
+        return load_model(model_dir, device=device), {**record, "cached": True}
     arch = spec.architectures[run.architecture]
     seed = run_seeds(spec, run)["run"]
-    model = seeded_model(lambda: arch.build(prepared.num_classes), seed)
+    model = seeded_model(lambda: arch.build(prepared.num_classes), seed).to(device)
     terms = []
     if variant == "sdrm":
-        sample = prepared.poisoned.images[:1]
+        sample = prepared.poisoned.images[:1].to(device)
         terms = [sdrm_config(spec, run, prepared.attack.target_class).loss_term(model, sample)]
     result = train_model(
         model,
@@ -208,7 +217,7 @@ def _train_or_load(
     )
     directory.mkdir(parents=True, exist_ok=True)
     save_model(
-        model,
+        model.cpu(),
         model_dir,
         input_size=tuple(prepared.poisoned.images.shape[1:]),
         metadata={
@@ -227,7 +236,7 @@ def _train_or_load(
         "history": result.to_dict()["history"],
     }
     _write_json(directory / "train.json", record)
-    return model, {**record, "cached": False}
+    return model.to(device), {**record, "cached": False}
 
 
 def _analyse(
@@ -236,7 +245,7 @@ def _analyse(
     seed = run_seeds(spec, run)["measure"]
     ev = spec.evaluation
     target = prepared.attack.target_class
-    sample = prepared.test.images[:1]
+    sample = prepared.test.images[:1].to(model_device(model))
     modules = default_levels(model, sample)
     regularised = sdrm_config(spec, run, target).resolve_levels(model, sample) if variant == "sdrm" else ()
     names = [f"s{i + 1}" for i in range(len(modules))]
@@ -289,11 +298,19 @@ def _analysis_key(spec: StudySpec, train_key: str) -> str:
 
 
 def run_variant(
-    spec: StudySpec, run: Run, variant: str, prepared: PreparedRun, out: Path, *, progress: bool = True
+    spec: StudySpec,
+    run: Run,
+    variant: str,
+    prepared: PreparedRun,
+    out: Path,
+    *,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
-    """Train (or load) and analyse (or reuse) one variant of one run; returns its record."""
+    """Train (or load) and analyse (or reuse) one variant of one run on ``device``; returns its record."""
     directory = out / "runs" / run.label / variant
-    model, trained = _train_or_load(spec, run, variant, prepared, directory, progress)
+    device = resolve_device(device)
+    model, trained = _train_or_load(spec, run, variant, prepared, directory, progress, device)
     key = _analysis_key(spec, trained["key"])
     analysis = _read_json(directory / "analysis.json")
     if analysis is None or analysis.get("key") != key:
@@ -320,13 +337,18 @@ def run_study(
     *,
     progress: bool = True,
     on_record: Callable[[dict[str, Any]], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Run every configured (data, architecture, attack) in both variants; write ``DIR/sdrm-results.json``.
+
+    ``device``: where the models train and are measured (default the CPU; ``"auto"``/``"cuda"`` for a
+    GPU, :func:`~exray.models.runtime.resolve_device`; a GPU-trained model is cached under its own key).
 
     Returns the results: ``spec``, ``records`` (one per run and variant, see :func:`run_variant`),
     ``versions``, ``seconds``. ``on_record`` is called after each record (e.g. to print progress).
     """
     out = Path(out)
+    device = resolve_device(device)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     data: dict[str, DataSplit] = {}
@@ -344,7 +366,7 @@ def run_study(
             prepared = prepare_run(spec, run, data[run.data])
             for variant in VARIANTS:
                 bar.set_postfix_str(f"{run.label} {variant}")
-                record = run_variant(spec, run, variant, prepared, out, progress=progress)
+                record = run_variant(spec, run, variant, prepared, out, progress=progress, device=device)
                 records.append(record)
                 if on_record is not None:
                     on_record(record)
@@ -353,6 +375,7 @@ def run_study(
         "spec": spec.to_dict(),
         "records": records,
         "versions": versions(["sklearn", "matplotlib", "yaml"]),
+        "device": str(device),
         "seconds": time.perf_counter() - start,
     }
     _write_json(out / RESULTS_FILE, results)
