@@ -15,6 +15,8 @@ from exray.pipeline import ScanOptions
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="asserts the refusal on a machine without GPU")
 ROOT = Path(__file__).resolve().parents[2]
+TROJAI_ARGV = ["trojai", "--model_filepath", "m/model.pt", "--result_filepath", "r", "--scratch_dirpath"]
+TROJAI_ARGV += ["s", "--examples_dirpath", "e"]
 
 
 def test_auto_is_the_gpu_when_there_is_one_else_the_cpu(monkeypatch):
@@ -89,7 +91,7 @@ def _capture(monkeypatch, target: str, seen: dict):
         ("exray.cli.demo.cached_build", ["demo"]),
         (
             "exray.cli.trojai.load_model",
-            "trojai --model_filepath m/model.pt --result_filepath r --scratch_dirpath s --examples_dirpath e".split(),
+            TROJAI_ARGV,
         ),
         ("exray.pipeline.batch.load_model", ["scan", "m", "--quiet"]),
     ],
