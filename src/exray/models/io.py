@@ -24,6 +24,8 @@ from torch import nn
 
 from exray.errors import ConfigError, InputError, ModelLoadError
 from exray.files import check_regular_file, read_json
+from exray.models.archives import exported_state_dict, is_torchscript, torchscript_state_dict
+from exray.models.normalization import check_normalization, normalize_inputs
 from exray.models.registry import build_model
 from exray.models.runtime import resolve_device
 from exray.models.torchvision_compat import build as build_torchvision
@@ -32,6 +34,8 @@ from exray.models.torchvision_compat import check_root, load_pickled
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 PICKLE_FILE = "model.pt"
+#: Model files whose weights exray reads without running their program (:mod:`exray.models.archives`).
+EXPORTED_FILE, TORCHSCRIPT_FILES = "model.pt2", ("model.ts", "model.torchscript")
 GROUND_TRUTH_FILE = "ground_truth.csv"
 FORMAT = "exray-model/1"
 
@@ -154,6 +158,12 @@ def check_config(config: dict[str, Any], where: str) -> tuple[str, int, dict[str
     if not isinstance(kwargs, dict):
         raise ModelLoadError(f"{where}: arch_kwargs must be a JSON object, got {kwargs!r:.80}")
     _check_kwarg(kwargs, where, "")
+    check_input_size(config, where)
+    return name, classes, kwargs
+
+
+def check_input_size(config: dict[str, Any], where: str) -> tuple[int, int, int] | None:
+    """A config's ``input_size``, [3, H, W] within bounds, or None when it states none."""
     size = config.get("input_size")
     if size is not None and not (
         isinstance(size, list)
@@ -165,7 +175,7 @@ def check_config(config: dict[str, Any], where: str) -> tuple[str, int, dict[str
         raise ModelLoadError(
             f"{where}: input_size must be [3, H, W] with 1 <= H, W <= {MAX_INPUT_SIDE}, got {size!r:.80}"
         )
-    return name, classes, kwargs
+    return None if size is None else (size[0], size[1], size[2])
 
 
 #: Prefix of the architecture names that rebuild torchvision's models (``"torchvision:resnet50"``).
@@ -225,21 +235,63 @@ def load_model(
     if not path.exists():
         raise ModelLoadError(f"{path} does not exist")
     directory = path if path.is_dir() else path.parent
-    if path.is_dir() and (path / WEIGHTS_FILE).exists():
-        model, info = _load_safetensors(path)
-    elif (path.is_dir() and (path / PICKLE_FILE).exists()) or (
-        path.is_file() and path.suffix in {".pt", ".pth"}
-    ):
-        model, info = _load_pickle(path / PICKLE_FILE if path.is_dir() else path, trust_pickle, directory)
+    file = _model_file(path)
+    if file.name == WEIGHTS_FILE:
+        model, info = _load_safetensors(directory)
+    elif file.suffix == ".pt2":
+        model, info = _load_archive(file, directory, "a torch.export program")
+    elif file.suffix in {".ts", ".torchscript"} or is_torchscript(file):
+        model, info = _load_archive(file, directory, "a TorchScript archive")
     else:
-        raise ModelLoadError(
-            f"{path} holds no model: expected {WEIGHTS_FILE} + {CONFIG_FILE} (exray) "
-            f"or {PICKLE_FILE} (TrojAI)"
+        model, info = _load_pickle(file, trust_pickle, directory)
+    if "normalization" in info.config:
+        normalize_inputs(
+            model, *check_normalization(info.config["normalization"], str(directory / CONFIG_FILE))
         )
     check_weights(model, str(path))
     model = model.to(target).eval()
     model.exray_info = info
     return model
+
+
+def _model_file(path: Path) -> Path:
+    """The file that holds the model: ``path`` itself, or the first of a directory's known model files."""
+    if path.is_file():
+        if path.name == WEIGHTS_FILE or path.suffix in {".pt", ".pth", ".pt2", ".ts", ".torchscript"}:
+            return path
+        raise ModelLoadError(f"{path}: not a model file (.safetensors, .pt, .pth, .pt2, .ts, .torchscript)")
+    for name in (WEIGHTS_FILE, EXPORTED_FILE, *TORCHSCRIPT_FILES, PICKLE_FILE):
+        if (path / name).exists():
+            return path / name
+    raise ModelLoadError(
+        f"{path} holds no model: expected {WEIGHTS_FILE} + {CONFIG_FILE} (exray), {PICKLE_FILE} (TrojAI), "
+        f"or {EXPORTED_FILE} / {TORCHSCRIPT_FILES[0]} + {CONFIG_FILE}"
+    )
+
+
+def _load_archive(file: Path, directory: Path, kind: str) -> tuple[nn.Module, ModelInfo]:
+    """A TorchScript or torch.export archive: its weights, read without running its program, loaded into the
+    architecture ``config.json`` names (neither program can be cut at an inner layer as it stands)."""
+    try:
+        check_regular_file(file, "model file")
+    except InputError as err:
+        raise ModelLoadError(str(err)) from None
+    if not (directory / CONFIG_FILE).exists() or "architecture" not in read_config(directory):
+        raise ModelLoadError(
+            f"{file} is {kind}: exray scans it by loading its weights, without running it, into the "
+            f'architecture that a {CONFIG_FILE} beside it names (e.g. "architecture": '
+            f'"torchvision:resnet18", "num_classes": 10); there is none'
+        )
+    config = read_config(directory)
+    name, classes, kwargs = check_config(config, str(directory / CONFIG_FILE))
+    model = _build_within(file, name, classes, kwargs, str(directory))
+    if file.suffix == ".pt2":
+        state, size = exported_state_dict(file)
+    else:
+        state, size = torchscript_state_dict(file), None
+    _load_state(model, state, file, name)
+    stated = config.get("input_size") or size
+    return model, ModelInfo(name, classes, tuple(stated) if stated else None, config)
 
 
 def check_weights(model: nn.Module, where: str = "model") -> None:
@@ -317,9 +369,9 @@ def _load_pickle(file: Path, trust_pickle: bool, directory: Path) -> tuple[nn.Mo
     stated = getattr(model, "num_classes", None)  # SqueezeNet ends in a convolution, not a Linear
     stated = stated if isinstance(stated, int) and not isinstance(stated, bool) and stated > 1 else None
     num_classes = config.get("num_classes") or stated or (linears[-1].out_features if linears else None)
-    return model, ModelInfo(
+    return model, ModelInfo(  # a whole pickle states no input size; its directory's config may
         architecture=str(config.get("model_architecture", type(model).__name__)),
         num_classes=None if num_classes is None else int(num_classes),
-        input_size=None,
+        input_size=check_input_size(config, str(directory / CONFIG_FILE)),
         config=config,
     )
