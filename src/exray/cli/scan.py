@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from exray.cli.common import (
     mask_config,
     scanner_options,
 )
+from exray.errors import ConfigError
 from exray.pipeline import Calibration, ModelBudget, ScanOptions, read_results, scan_many
+from exray.pipeline.ray_backend import RayBackend
 from exray.pipeline.scan import VICTIM_RULES
 from exray.pipeline.shards import Shard, parse_shard, shard_from_env
 
@@ -45,6 +48,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=Path("results.jsonl"), help="JSON-lines results file")
     parser.add_argument("--report", type=Path, help="write an HTML report per model and an index into DIR")
     parser.add_argument("--workers", type=int, default=1, help="models scanned in parallel (share the cores)")
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        default="local",
+        help="local: a pool of --workers processes on this machine; ray: one Ray task per model on a local "
+        "Ray instance or the cluster of --ray-address (pip install 'exray[ray]')",
+    )
+    parser.add_argument(
+        "--ray-address",
+        help="the Ray cluster to run on (e.g. auto or ray://head:10001; default: $RAY_ADDRESS, else a local "
+        "instance for this scan)",
+    )
+    parser.add_argument(
+        "--ray-cpus",
+        type=int,
+        help="cores each model's Ray task declares and uses (default: this machine's cores / --workers)",
+    )
+    parser.add_argument(
+        "--ray-retries", type=int, default=2, help="re-runs of a Ray task whose worker died (default 2)"
+    )
     parser.add_argument(
         "--max-model-seconds",
         type=float,
@@ -123,6 +146,17 @@ def shard_of(args: argparse.Namespace) -> Shard | None:
     return None if args.shard.strip().lower() == "none" else parse_shard(args.shard)
 
 
+def backend_of(args: argparse.Namespace) -> RayBackend | None:
+    """The Ray backend of ``--backend ray`` (None: the local pool); Ray-only flags without it are an error."""
+    if args.backend == "local":
+        given = [f for f in ("ray_address", "ray_cpus") if getattr(args, f) is not None]
+        if given:
+            raise ConfigError(f"--{given[0].replace('_', '-')} needs --backend ray")
+        return None
+    cpus = args.ray_cpus or max(1, (os.cpu_count() or 1) // max(1, args.workers))
+    return RayBackend(address=args.ray_address, cpus=cpus, retries=args.ray_retries)
+
+
 def run(args: argparse.Namespace) -> int:
     options = options_from(args)
     budget = ModelBudget(seconds=args.max_model_seconds, memory_gb=args.max_model_memory)
@@ -147,6 +181,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=not args.quiet,
             budget=budget,
+            backend=backend_of(args),
         )
     )
     for record in records:

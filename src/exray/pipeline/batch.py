@@ -32,6 +32,7 @@ from exray.files import check_writable, read_results
 from exray.models.io import input_image_size, load_model
 from exray.pipeline.budget import BudgetExceeded, ModelBudget, enforced
 from exray.pipeline.options import ScanOptions
+from exray.pipeline.ray_backend import RayBackend, import_ray, run_on_ray
 from exray.pipeline.scan import scan
 from exray.utils import set_thread_budget, versions
 
@@ -80,18 +81,26 @@ def scan_many(
     workers: int = 1,
     progress: bool = True,
     budget: ModelBudget | None = None,
+    backend: RayBackend | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Scan every directory in ``paths``, yielding (and appending to ``out``) one record per model.
 
     Models already in ``out`` are skipped. ``workers`` processes run in parallel, each with an equal share
     of the machine's cores as its thread budget. With a ``budget`` (:class:`ModelBudget`: seconds, memory)
     every model is scanned in a worker process, and a model over its budget is recorded as an error.
+    ``backend``: a :class:`~exray.pipeline.ray_backend.RayBackend` runs one Ray task per model instead of
+    the local pool (``workers`` is then not used: Ray runs as many tasks as the cluster's CPUs fit); this
+    process still writes ``out``.
     """
     budget = ModelBudget() if budget is None else budget
     if not isinstance(budget, ModelBudget):
         raise ConfigError(f"budget must be a ModelBudget, got {type(budget).__name__}")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ConfigError(f"workers must be an integer >= 1, got {workers!r}")
+    if backend is not None and not isinstance(backend, RayBackend):
+        raise ConfigError(f"backend must be None or a RayBackend, got {type(backend).__name__}")
+    if backend is not None:
+        import_ray()  # a missing Ray stops the batch before any model
     cores = os.cpu_count() or 1
     if workers > cores:
         warnings.warn(f"{workers} workers on {cores} cores: using {cores}", stacklevel=2)
@@ -106,7 +115,12 @@ def scan_many(
     sink = open(out, "a") if out is not None else None  # noqa: SIM115  (kept open while records arrive)
     bar = tqdm(total=len(todo), desc="models", unit="model", disable=not progress)
     try:
-        for record in _run(todo, options, workers, budget=budget):
+        records = (
+            _run(todo, options, workers, budget=budget)
+            if backend is None
+            else run_on_ray(todo, options, backend, budget)
+        )
+        for record in records:
             if sink is not None:
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
