@@ -72,9 +72,8 @@ def main() -> None:
                 rate(paths[:workers], options, workers, backend)  # fresh workers import torch and exray
                 print(f"Ray: warm-up of {workers} worker(s) {time.perf_counter() - start:.1f} s")
                 rates["ray"][workers], failed = rate(paths, options, workers, backend)
-                print(
-                    f"Ray         {workers} worker(s): {rates['ray'][workers]:6.2f} models/min ({failed} failed)"
-                )
+                per_minute = rates["ray"][workers]
+                print(f"Ray         {workers} worker(s): {per_minute:6.2f} models/min ({failed} failed)")
         finally:
             ray.shutdown()
     print()
