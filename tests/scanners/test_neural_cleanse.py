@@ -151,3 +151,19 @@ def test_invalid_options_raise_config_error(options):
         get_scanner("nc", **options)
     with pytest.raises(ConfigError):
         get_scanner("nc_universal", mode="label_specific")
+
+
+def test_the_scanner_layer_moves_the_label_prior_and_is_refused_where_unused(area_models):
+    """NC inverts at the input; its one inner layer is the label prior's (pairs="prior"). A layer is
+    honoured there (recorded in the result) and refused elsewhere, never silently ignored."""
+    clean, _, examples = area_models
+    scanner = get_scanner("nc", targets_per_victim=1, epochs=2)
+    default = scanner.scan(clean, examples, seed=0)
+    assert default.layer == default.diagnostics["prior_layer"] is not None
+    layers = [n for n, m in clean.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    other = next(n for n in layers if n != default.layer)
+    moved = scanner.scan(clean, examples, layer=other, seed=0)
+    assert moved.layer == other
+    for options in ({"mode": "universal"}, {"pairs": "short_run"}):
+        with pytest.raises(ConfigError, match="inverts triggers at the input"):
+            get_scanner("nc", **options).scan(clean, examples, layer=other, seed=0)

@@ -182,16 +182,26 @@ class NeuralCleanseScanner(ConfiguredScanner):
         seed: int = 0,
         progress: bool = False,
     ) -> ScannerResult:
+        """``layer``: where the label prior of ``pairs="prior"`` is profiled (default: the second-to-last
+        block); Neural Cleanse inverts at the input, so any other mode refuses a layer, never ignores it."""
         data = check_examples(model, examples)
         if data.num_classes < 2:
             raise InputError("Neural Cleanse needs a model with at least two classes")
+        prior = self.config.mode == "label_specific" and self.config.pairs == "prior"
+        if layer is not None and not prior:
+            raise ConfigError(
+                "Neural Cleanse inverts triggers at the input: an inner layer is used only for the label "
+                f"prior of label-specific pairs='prior', not with mode={self.config.mode!r}, "
+                f"pairs={self.config.pairs!r}"
+            )
         with frozen(model):
             if self.config.mode == "universal":
                 triggers, timings, diagnostics = self._universal(model, data, seed, progress)
             else:
-                triggers, timings, diagnostics = self._label_specific(model, data, seed, progress)
+                triggers, timings, diagnostics = self._label_specific(model, data, seed, progress, layer)
         name = "nc_universal" if self.config.mode == "universal" else "nc"
-        return ScannerResult(name, triggers, timings, diagnostics, None, seed, self.options())
+        used = diagnostics.get("prior_layer")
+        return ScannerResult(name, triggers, timings, diagnostics, used, seed, self.options())
 
     def _universal(
         self, model: nn.Module, data: Examples, seed: int, progress: bool
@@ -244,16 +254,17 @@ class NeuralCleanseScanner(ConfiguredScanner):
         return triggers, timings, diagnostics
 
     def _pairs(
-        self, model: nn.Module, data: Examples, seed: int, progress: bool
+        self, model: nn.Module, data: Examples, seed: int, progress: bool, layer: str | None
     ) -> tuple[list[tuple[int, int]], dict[str, Any]]:
         """The (victim, target) pairs to invert (spec §3.3 [CHOICE])."""
         cfg = self.config
         if cfg.pairs == "prior":
             sample = data.by_class[data.classes[0]]
+            name = resolve_layer(model, layer, sample)
             prof = profile(
                 model,
                 data,
-                resolve_layer(model, None, sample),
+                name,
                 prior_labels=cfg.prior_labels,
                 prior_threshold=cfg.prior_threshold,
             )
@@ -264,7 +275,10 @@ class NeuralCleanseScanner(ConfiguredScanner):
                 extra = [t for t, _ in ranked if t != victim and t not in chosen]
                 chosen += extra[: cfg.targets_per_victim]
                 pairs.extend((victim, t) for t in chosen)
-            return pairs, {"label_prior": {str(k): v for k, v in prof.label_prior.items()}}
+            return pairs, {
+                "label_prior": {str(k): v for k, v in prof.label_prior.items()},
+                "prior_layer": name,
+            }
         every = [(v, t) for v in data.classes for t in range(data.num_classes) if t != v]
         outcomes = self._run(model, self._pair_tasks(data, every, seed), cfg.prefilter_epochs, progress)
         pairs = []
@@ -291,14 +305,14 @@ class NeuralCleanseScanner(ConfiguredScanner):
         return tasks
 
     def _label_specific(
-        self, model: nn.Module, data: Examples, seed: int, progress: bool
+        self, model: nn.Module, data: Examples, seed: int, progress: bool, layer: str | None = None
     ) -> tuple[list[FoundTrigger], dict[str, float], dict[str, Any]]:
         """Per-pair inversion on the victim's images; pairs that flip ≥ ``success`` of the victim's examples
         with a mask norm within the bound (and, with ``detection="mad"``, an outlying norm among the pairs')
         are reported (spec §3.3 [CHOICE])."""
         cfg = self.config
         clock = time.perf_counter()
-        pairs, selection = self._pairs(model, data, seed, progress)
+        pairs, selection = self._pairs(model, data, seed, progress, layer)
         timings = {"pair_selection": time.perf_counter() - clock}
         clock = time.perf_counter()
         outcomes = self._run(model, self._pair_tasks(data, pairs, seed), cfg.epochs, progress)
