@@ -118,7 +118,7 @@ def scan_many(
         records = (
             _run(todo, options, workers, budget=budget)
             if backend is None
-            else run_on_ray(todo, options, backend, budget)
+            else run_on_ray(todo, options, backend, budget, task=scan_model_dir, failure=error_record)
         )
         for record in records:
             if sink is not None:

@@ -15,7 +15,7 @@ Ray is an optional dependency: ``pip install 'exray[ray]'``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,30 +58,41 @@ def import_ray() -> Any:
     return ray
 
 
-def _scan_task(path: str, options: ScanOptions, budget: ModelBudget, threads: int) -> dict[str, Any]:
-    """One model's scan inside a Ray worker (module level, so that Ray ships it by reference)."""
-    from exray.pipeline.batch import error_record, scan_model_dir
+#: One model's scan (``scan_model_dir``) and the record of a failed one (``error_record``); passed in by
+#: :mod:`exray.pipeline.batch` as module-level functions, which Ray ships to its workers by reference.
+Task = Callable[[str, ScanOptions], dict[str, Any]]
+Failure = Callable[[str, ScanOptions, str], dict[str, Any]]
+
+
+def _scan_task(
+    task: Task, failure: Failure, path: str, options: ScanOptions, budget: ModelBudget, threads: int
+) -> dict[str, Any]:
+    """One model's scan inside a Ray worker."""
     from exray.utils import set_thread_budget
 
     set_thread_budget(threads)
     if not budget.active:
-        return scan_model_dir(path, options)
+        return task(path, options)
     try:
         with enforced(budget):
-            record = scan_model_dir(path, options)
+            record = task(path, options)
     except BudgetExceeded as err:
-        return error_record(path, options, str(err))
+        return failure(path, options, str(err))
     if budget.out_of_memory(record.get("error")):
         record["error"] = budget.memory_message(record["error"])
     return record
 
 
 def run_on_ray(
-    paths: list[str], options: ScanOptions, backend: RayBackend, budget: ModelBudget
+    paths: list[str],
+    options: ScanOptions,
+    backend: RayBackend,
+    budget: ModelBudget,
+    *,
+    task: Task,
+    failure: Failure,
 ) -> Iterator[dict[str, Any]]:
-    """Records of ``paths``, one Ray task each, in completion order."""
-    from exray.pipeline.batch import error_record
-
+    """Records of ``task`` over ``paths``, one Ray task each, in completion order."""
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -96,13 +107,13 @@ def run_on_ray(
         )
     try:
         gpus = 1 if resolve_device(options.device).type == "cuda" else 0
-        task = ray.remote(
+        remote = ray.remote(
             num_cpus=backend.cpus,
             num_gpus=gpus,
             max_retries=backend.retries,
             max_calls=1 if budget.active else 0,  # a budget's limits must not outlive its model's worker
         )(_scan_task)
-        pending = {task.remote(path, options, budget, backend.cpus): path for path in paths}
+        pending = {remote.remote(task, failure, path, options, budget, backend.cpus): path for path in paths}
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
@@ -111,7 +122,7 @@ def run_on_ray(
                     record = ray.get(ref)
                 except Exception as err:  # the worker died even after the retries: this model only
                     reason = " ".join(str(err).split())[:300]
-                    record = error_record(
+                    record = failure(
                         path,
                         options,
                         f"the Ray task scanning this model failed after {backend.retries} retries: "
