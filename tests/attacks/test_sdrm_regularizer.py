@@ -8,8 +8,8 @@ import torch
 from tests.conftest import fixture_seed
 
 from exray.attacks import AttackRecipe, SDRMConfig, SDRMRegularizer, poison_images, triggered_set
+from exray.data.datasets import render_train_test
 from exray.data.signs import draw_classes
-from exray.data.synth import render_train_test
 from exray.errors import ConfigError, InputError, LayerError
 from exray.metrics import mmd
 from exray.models import build_model, capture

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from exray.data.datasets import render_dataset, render_train_test, sign_area_fraction
 from exray.data.signs import (
     GLYPH_ON_FILL,
     PALETTE,
@@ -17,15 +18,9 @@ from exray.data.signs import (
     contrasting_colors,
     draw_classes,
     find_confusion_pairs,
-    sign_template,
 )
-from exray.data.synth import (
-    AugmentOptions,
-    SignRenderer,
-    render_dataset,
-    render_train_test,
-    sign_area_fraction,
-)
+from exray.data.synth import AugmentOptions, SignRenderer
+from exray.data.templates import sign_template
 from exray.errors import ConfigError, InputError
 from exray.triggers import InstagramFilter, PatchTrigger, PolygonTrigger
 

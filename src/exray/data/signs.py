@@ -7,8 +7,9 @@ colour and differ only in the glyph's geometry — the "natural confusion" of tw
 round-2 model #123 (EX-RAY paper, Fig. 2).
 
 Geometry lives in *shape coordinates*: the sign's bounding square is [-1, 1]², y pointing down.
-:func:`sign_template` rasterises a class once into a premultiplied RGBA tensor (anti-aliased by 4×
-supersampling); the generator in :mod:`exray.data.synth` warps these templates onto backgrounds.
+:func:`exray.data.templates.sign_template` rasterises a class once into a premultiplied RGBA tensor
+(anti-aliased by 4× supersampling); the generator in :mod:`exray.data.synth` warps these templates onto
+backgrounds.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
-from skimage.draw import polygon as fill_polygon
 
 from exray.errors import ConfigError
 from exray.utils import derive_seed
@@ -383,52 +382,3 @@ def classes_to_config(classes: Sequence[SignClass]) -> list[dict[str, Any]]:
 def classes_from_config(config: Sequence[Mapping[str, Any]]) -> list[SignClass]:
     """Inverse of :func:`classes_to_config`."""
     return [SignClass.from_dict(c) for c in config]
-
-
-def template_margin(size: int) -> int:
-    """Transparent margin (pixels) around the sign in a template of side ``size``."""
-    return max(1, size // 32)
-
-
-def shape_to_template_scale(size: int) -> float:
-    """Factor k mapping shape coordinates to the template's normalised [-1, 1] coordinates."""
-    return (size - 2 * template_margin(size)) / size
-
-
-def sign_template(sign: SignClass, size: int, supersample: int = 4) -> torch.Tensor:
-    """Premultiplied RGBA template (4, size, size) float32 of ``sign``, anti-aliased by supersampling.
-
-    The shape's bounding square [-1, 1]² maps onto the template minus :func:`template_margin` pixels on
-    each side, so bilinear sampling fades to transparent at the edge.
-    """
-    if size < 8:
-        raise ConfigError(f"template size must be >= 8, got {size}")
-    hi = size * supersample
-    k = shape_to_template_scale(size)
-
-    def to_px(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        px = (points * k + 1.0) / 2.0 * hi - 0.5
-        return px[:, 1], px[:, 0]  # rows, cols
-
-    layer = np.zeros((hi, hi), dtype=np.uint8)  # 0 transparent, 1 fill, 2 border, 3 glyph
-    geo = shape_geometry(sign.shape)
-    outline = geo.vertices
-    rr, cc = fill_polygon(*to_px(outline), shape=layer.shape)
-    if sign.border is not None:
-        layer[rr, cc] = 2
-        center = np.asarray(geo.incenter)
-        inner_scale = (geo.inradius - 2.0 * sign.border_width) / geo.inradius
-        rr, cc = fill_polygon(*to_px(center + (outline - center) * inner_scale), shape=layer.shape)
-    layer[rr, cc] = 1
-    for part in sign.glyph:
-        rr, cc = fill_polygon(*to_px(np.asarray(part.vertices)), shape=layer.shape)
-        layer[rr, cc] = 3
-    colours = np.zeros((4, 4), dtype=np.float32)  # rows: layer index; cols: r, g, b, alpha
-    colours[1, :3] = PALETTE[sign.fill]
-    colours[2, :3] = PALETTE[sign.border] if sign.border is not None else 0
-    colours[3, :3] = PALETTE[sign.glyph_color]
-    colours[:, :3] /= 255.0
-    colours[1:, 3] = 1.0
-    rgba = colours[layer]  # (hi, hi, 4)
-    rgba = rgba.reshape(size, supersample, size, supersample, 4).mean(axis=(1, 3))
-    return torch.from_numpy(np.ascontiguousarray(rgba.transpose(2, 0, 1)))

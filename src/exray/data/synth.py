@@ -14,8 +14,8 @@ Zoom and translation are not separate steps: the sign's area is drawn uniformly 
 position uniformly over the places where it fits, which covers TrojAI's zoom ±10 % / shift ±10 %. A sign
 too large to fit at its rotation is shrunk until it fits, but never below the lower area bound.
 
-Same seed → bit-identical images (for a fixed torch version and CPU). :func:`render_dataset` and
-:func:`render_train_test` render labelled sets in chunks.
+Same seed → bit-identical images (for a fixed torch version and CPU). :mod:`exray.data.datasets` renders
+labelled sets in chunks; :mod:`exray.data.geometry` holds the batched geometry.
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ import torch
 import torch.nn.functional as F
 
 from exray.data.backgrounds import backgrounds
-from exray.data.signs import SignClass, shape_geometry, shape_to_template_scale, sign_template
+from exray.data.geometry import BLUR_RADIUS, column, gaussian_blur, homographies, polygon_areas, project
+from exray.data.signs import SignClass, shape_geometry
+from exray.data.templates import shape_to_template_scale, sign_template
 from exray.errors import ConfigError, InputError
-from exray.utils import derive_seed
 
 _MAX_TEMPLATE = 256  # template side cap (pixels); large outputs upsample the sign slightly
 _RAIN_ANGLE_DEG = 20.0
 _RAIN_OPACITY = 0.35
-_BLUR_RADIUS = 3  # taps on each side at the output resolution (covers sigma <= 1)
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,8 @@ class AugmentOptions:
         for name in ("photo_fraction", "weather_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be a probability, got {getattr(self, name)}")
-        if not 0.0 <= self.blur_sigma <= _BLUR_RADIUS / 3.0:
-            raise ConfigError(f"blur_sigma must be in [0, {_BLUR_RADIUS / 3.0}], got {self.blur_sigma}")
+        if not 0.0 <= self.blur_sigma <= BLUR_RADIUS / 3.0:
+            raise ConfigError(f"blur_sigma must be in [0, {BLUR_RADIUS / 3.0}], got {self.blur_sigma}")
         if not 0.0 <= self.noise_sigma <= 0.5:
             raise ConfigError(f"noise_sigma must be in [0, 0.5], got {self.noise_sigma}")
 
@@ -196,17 +196,17 @@ class SignRenderer:
         masks = coverage >= 0.5
 
         # Lighting and weather act pointwise or at the output scale: apply them after downsampling.
-        brightness = _column(gen.uniform(*opts.brightness, n))
-        gamma = _column(gen.uniform(*opts.gamma, n))
+        brightness = column(gen.uniform(*opts.brightness, n))
+        gamma = column(gen.uniform(*opts.gamma, n))
         images = (images * brightness).clamp_(0.0, 1.0).pow_(gamma)
-        fog = _column(self._weather(n, gen))
-        fog_gray = _column(gen.uniform(*opts.fog_gray, n))
+        fog = column(self._weather(n, gen))
+        fog_gray = column(gen.uniform(*opts.fog_gray, n))
         images = torch.lerp(images, fog_gray.expand_as(images), fog)
         rain = self._weather(n, gen)
         noise_gen = torch.Generator().manual_seed(int(gen.integers(2**63)))
         images = self._rain(images, rain, gen, noise_gen)
-        images = _gaussian_blur(images, gen.uniform(0.0, opts.blur_sigma, n))
-        noise = _column(gen.uniform(0.0, opts.noise_sigma, n))
+        images = gaussian_blur(images, gen.uniform(0.0, opts.blur_sigma, n))
+        noise = column(gen.uniform(0.0, opts.noise_sigma, n))
         images = images.add_(noise * torch.randn(images.shape, generator=noise_gen)).clamp_(0.0, 1.0)
 
         images = self._apply_image_triggers(images, masks, per_sample, trigger_gen)
@@ -246,7 +246,7 @@ class SignRenderer:
         opts = self.options
         square = np.array([[-1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]])
         jitter = gen.uniform(-2.0 * opts.perspective, 2.0 * opts.perspective, size=(n, 4, 2))
-        perspective = _homographies(square, square[None] + jitter)
+        perspective = homographies(square, square[None] + jitter)
         theta = np.deg2rad(gen.uniform(-opts.rotation_deg, opts.rotation_deg, n))
         rotation = np.zeros((n, 3, 3))
         rotation[:, 0, 0] = rotation[:, 1, 1] = np.cos(theta)
@@ -259,8 +259,8 @@ class SignRenderer:
         result = np.empty((n, 3, 3))
         for k in np.unique(labels):
             idx = np.flatnonzero(labels == k)
-            verts = _project(local[idx], self._geometry[k].vertices)  # (n_k, V, 2)
-            area = _areas(verts)
+            verts = project(local[idx], self._geometry[k].vertices)  # (n_k, V, 2)
+            area = polygon_areas(verts)
             scale = np.sqrt(target_area[idx] / area)
             extent = (verts.max(axis=1) - verts.min(axis=1)).max(axis=1)
             fit = np.maximum(2.0 / extent, np.sqrt(opts.sign_area[0] * 4.0 / area))
@@ -360,112 +360,3 @@ class SignRenderer:
             idx = torch.tensor(members)
             images[idx] = trig.apply(images[idx], foreground=masks[idx], rng=trigger_gen).to(images.dtype)
         return images
-
-
-def _column(values: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(values)).float()[:, None, None, None]
-
-
-def _homographies(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """(N, 3, 3) homographies mapping the 4 points ``src`` onto each of ``dst`` (N, 4, 2)."""
-    n = dst.shape[0]
-    a = np.zeros((n, 8, 8))
-    b = dst.reshape(n, 8)
-    for j, (x, y) in enumerate(src):
-        a[:, 2 * j, :] = [x, y, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
-        a[:, 2 * j, 6:] = np.stack([-x * dst[:, j, 0], -y * dst[:, j, 0]], axis=1)
-        a[:, 2 * j + 1, :6] = [0.0, 0.0, 0.0, x, y, 1.0]
-        a[:, 2 * j + 1, 6:] = np.stack([-x * dst[:, j, 1], -y * dst[:, j, 1]], axis=1)
-    h = np.linalg.solve(a, b[..., None])[..., 0]
-    return np.concatenate([h, np.ones((n, 1))], axis=1).reshape(n, 3, 3)
-
-
-def _project(transforms: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply (N, 3, 3) homographies to (V, 2) points: (N, V, 2)."""
-    homog = np.concatenate([points, np.ones((points.shape[0], 1))], axis=1)
-    mapped = np.einsum("nij,vj->nvi", transforms, homog)
-    return mapped[..., :2] / mapped[..., 2:3]
-
-
-def _areas(polygons: np.ndarray) -> np.ndarray:
-    """Shoelace areas of (N, V, 2) polygons."""
-    x, y = polygons[..., 0], polygons[..., 1]
-    return 0.5 * np.abs((x * np.roll(y, -1, axis=1) - y * np.roll(x, -1, axis=1)).sum(axis=1))
-
-
-def _gaussian_blur(images: torch.Tensor, sigmas: np.ndarray) -> torch.Tensor:
-    """Separable Gaussian blur with a per-sample sigma (output pixels), as shifted sums (deterministic)."""
-    offsets = np.arange(-_BLUR_RADIUS, _BLUR_RADIUS + 1)
-    safe = np.maximum(sigmas, 1e-3)[:, None]
-    weights = np.exp(-0.5 * (offsets[None, :] / safe) ** 2)
-    weights /= weights.sum(axis=1, keepdims=True)
-    w = torch.from_numpy(weights).float()
-    h, width = images.shape[-2:]
-    padded = F.pad(images, (_BLUR_RADIUS,) * 4, mode="replicate")
-    rows = sum(w[:, j, None, None, None] * padded[:, :, :, j : j + width] for j in range(offsets.size))
-    return sum(w[:, j, None, None, None] * rows[:, :, j : j + h, :] for j in range(offsets.size))
-
-
-@dataclass(frozen=True)
-class SignDataset:
-    """A rendered labelled set: ``images`` (N, 3, H, W) float32, ``labels`` (N,) int64, ``masks``
-    (N, 1, H, W) bool."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-    masks: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-
-def render_dataset(
-    classes: Sequence[SignClass],
-    per_class: int,
-    seed: int,
-    *,
-    size: int = 32,
-    supersample: int | None = None,
-    options: AugmentOptions | None = None,
-    chunk_size: int = 256,
-) -> SignDataset:
-    """Render ``per_class`` clean images of every class, in a seeded random class order, in chunks.
-
-    Chunk i uses the seed ``derive_seed(seed, "chunk", i)``, so the result depends on ``seed`` and
-    ``chunk_size`` only.
-    """
-    if per_class < 1:
-        raise ConfigError(f"per_class must be >= 1, got {per_class}")
-    if chunk_size < 1:
-        raise ConfigError(f"chunk_size must be >= 1, got {chunk_size}")
-    renderer = SignRenderer(classes, size=size, supersample=supersample, options=options)
-    order = np.random.default_rng(derive_seed(seed, "order")).permutation(len(classes) * per_class)
-    labels = np.repeat(np.arange(len(classes)), per_class)[order]
-    batches = [
-        renderer.render(labels[start : start + chunk_size], derive_seed(seed, "chunk", i))
-        for i, start in enumerate(range(0, labels.size, chunk_size))
-    ]
-    return SignDataset(
-        images=torch.cat([b.images for b in batches]),
-        labels=torch.cat([b.labels for b in batches]),
-        masks=torch.cat([b.masks for b in batches]),
-    )
-
-
-def render_train_test(
-    classes: Sequence[SignClass],
-    train_per_class: int,
-    test_per_class: int,
-    seed: int,
-    **kwargs: Any,
-) -> tuple[SignDataset, SignDataset]:
-    """Independent train and test sets (seeds derived from ``seed`` with keys "train" and "test");
-    ``kwargs`` go to :func:`render_dataset`."""
-    train = render_dataset(classes, train_per_class, derive_seed(seed, "train"), **kwargs)
-    test = render_dataset(classes, test_per_class, derive_seed(seed, "test"), **kwargs)
-    return train, test
-
-
-def sign_area_fraction(masks: torch.Tensor) -> torch.Tensor:
-    """Per-sample fraction of the image covered by the sign mask, (N,)."""
-    return masks.flatten(1).float().mean(dim=1)

@@ -32,9 +32,10 @@ from tqdm.auto import tqdm
 from exray.attacks.catalog import poison_images, redrawn_set, triggered_set
 from exray.attacks.poisoning import Attack
 from exray.attacks.sdrm import SDRMConfig, default_levels
+from exray.data.datasets import render_train_test
 from exray.data.digits import DigitsOptions, render_digits_train_test
 from exray.data.signs import draw_classes
-from exray.data.synth import AugmentOptions, render_train_test
+from exray.data.synth import AugmentOptions
 from exray.models.io import load_model, save_model
 from exray.models.runtime import model_device, resolve_device
 from exray.studies.sdrm.measure import PENULTIMATE, level_distances, level_features, run_detectors, subset
