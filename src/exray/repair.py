@@ -42,9 +42,9 @@ class RepairConfig(Options):
     """``epochs`` (50): passes over the tuning set at most (a few batches each: the examples are few).
     ``lr`` (1e-3, Adam) and ``batch_size`` (32). ``max_accuracy_drop`` (0.02): the clean-accuracy budget
     on the held-out examples. ``target_asr`` (0.1): stop once every trigger's held-out ASR is at most this.
-    ``holdout`` (0.5): share of each class's examples kept aside for the measurements. ``stamped_copies`` (2): stamped copies of each tuning victim
-    image per trigger (NC's mitigation stamps a fifth of a large training set; here the clean set is
-    small)."""
+    ``holdout`` (0.5): share of each class's examples kept aside for the measurements. ``stamped_copies``
+    (2): stamped copies of each tuning victim image per trigger (NC's mitigation stamps a fifth of a large
+    training set; here the clean set is small)."""
 
     epochs: int = 50
     lr: float = 1e-3
