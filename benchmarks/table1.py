@@ -115,7 +115,7 @@ def main() -> None:
     add_scanner_flags(parser, layer=False)
     parser.add_argument(
         "--mask-precision",
-        choices=("fp32", "bf16"),
+        choices=("fp32", "bf16", "fp16"),
         help="EX-RAY's mask optimisation precision (default: the demo's, bf16; fp32 is faster on CPUs "
         "without fast bf16 matmuls, docs/results.md)",
     )

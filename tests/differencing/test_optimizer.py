@@ -111,11 +111,21 @@ def test_reference_engine_rejects_what_it_does_not_implement():
         MaskConfig(engine="reference", loss="paper")
 
 
-def test_bf16_precision_gives_the_same_verdicts(planted):
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])  # fp16: GPUs without bfloat16 (runs on a CPU too)
+def test_reduced_precision_gives_the_same_verdicts(planted, precision, monkeypatch):
     cases = [
         TriggerCase(planted["victim"], planted["target"], planted[name], VICTIM, TARGET)
         for name in ("injected", "natural")
     ]
-    fast = compare_triggers(planted["net"], cases, config=MaskConfig(precision="bf16"))
+    seen = []
+    autocast = torch.autocast
+
+    def spy(device_type, dtype=None, enabled=True, **kwargs):
+        seen.append((dtype, enabled))
+        return autocast(device_type, dtype, enabled, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    fast = compare_triggers(planted["net"], cases, config=MaskConfig(precision=precision))
+    assert (getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[precision]), True) in seen
     assert [v.natural for v in fast] == [False, True]
     assert int(fast[0].m2.argmax()) != int(fast[1].m2.argmax())

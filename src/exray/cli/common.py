@@ -64,7 +64,11 @@ def add_refinement_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--policy", choices=POLICY_NAMES, default="official", help="EX-RAY decision policy")
     group.add_argument("--epochs", type=int, default=MaskConfig.epochs, help="mask optimisation epochs")
     group.add_argument(
-        "--precision", choices=("fp32", "bf16"), default="fp32", help="suffix precision (bf16: ~2x faster)"
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="mask optimisation precision (bf16: ~2x faster on CPUs with bf16 units and on GPUs from Ampere; "
+        "fp16: for older GPUs)",
     )
     group.add_argument(
         "--patience",

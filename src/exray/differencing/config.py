@@ -6,11 +6,15 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import torch
+
 from exray.errors import ConfigError
 
 LossForm = Literal["official", "paper"]
 Engine = Literal["batched", "reference"]
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["fp32", "bf16", "fp16"]
+#: The autocast dtype of each reduced precision.
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 Sides = Literal["both", "a_to_b", "b_to_a"]
 SIDES: tuple[str, ...] = ("both", "a_to_b", "b_to_a")
 Pairing = Literal["random", "index"]
@@ -29,7 +33,8 @@ class MaskConfig:
       below 0.1 or above 0.9; a uniform plateau of the size term is not convergence). ``None`` runs all
       ``epochs`` as the official code does.
     * ``precision="bf16"`` runs the suffix under bfloat16 autocast (about 2× faster on CPUs with bf16
-      units; masks and Adam state stay fp32).
+      units; masks and Adam state stay fp32); ``"fp16"`` under float16 autocast, for GPUs without
+      bfloat16 (before Ampere), where it is the fast precision (on a CPU it runs, slower than fp32).
     * ``m1_pairing``: how M1 pairs clean victim and clean target images. ``"random"`` (the paper, §3.2)
       redraws the pairs every epoch (an independent permutation of each class); ``"index"`` is the
       official script's: victim image j is always paired with target image j (the first min(|V|, |T|) of
@@ -72,8 +77,8 @@ class MaskConfig:
             )
         if self.engine not in ("batched", "reference"):
             raise ConfigError(f"engine must be 'batched' or 'reference', got {self.engine!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"precision must be 'fp32', 'bf16' or 'fp16', got {self.precision!r}")
         if self.engine == "reference" and (
             self.loss != "official" or self.patience is not None or self.precision != "fp32"
         ):

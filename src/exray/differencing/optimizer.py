@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from exray.differencing.config import MaskConfig
+from exray.differencing.config import AUTOCAST_DTYPES, MaskConfig
 from exray.differencing.problem import MaskProblem, MaskResult, decided, make_result, mix
 from exray.differencing.reference import reference_masks
 from exray.errors import InputError
@@ -222,7 +222,8 @@ class _Solver:
                 [mix(row_mask[s1], feats_a[s1], feats_b[s1]), mix(row_mask[s2], feats_b[s2], feats_a[s2])]
             )
             inputs = None if self.inputs is None else self.inputs[torch.cat([ra[s1], rb[s2]])]
-            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.config.precision == "bf16"):
+            dtype = AUTOCAST_DTYPES.get(self.config.precision)
+            with torch.autocast(self.device.type, dtype or torch.bfloat16, enabled=dtype is not None):
                 logits = self.cut.suffix(mixed, inputs).float()
             pid1, pid2 = step.pid[s1], step.pid[s2]
             expect = torch.cat([self.labels_b[pid1], self.labels_a[pid2]])
