@@ -9,6 +9,7 @@ from exray.attacks.catalog import (
     poison_images,
     redrawn_set,
     triggered_set,
+    with_noise_mode,
 )
 from exray.attacks.poisoning import (
     ROLE_CLEAN,
@@ -57,4 +58,5 @@ __all__ = [
     "render_poisoned",
     "stage_outputs",
     "triggered_set",
+    "with_noise_mode",
 ]

@@ -31,7 +31,7 @@ from exray.attacks.warp import WarpTrigger
 from exray.errors import ConfigError, InputError
 from exray.train.data import AttackSet, PoisonRedraw, TrainSet
 from exray.triggers import INSTAGRAM_FILTERS, BlendTrigger, InstagramFilter, PatchTrigger, Trigger
-from exray.utils import derive_seed
+from exray.utils import derive_seed, torch_generator
 
 #: Attack kinds and their trigger options with defaults.
 ATTACK_OPTIONS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
@@ -39,7 +39,7 @@ ATTACK_OPTIONS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         "badnets": MappingProxyType({"color": (1.0, 0.0, 1.0), "size": 0.125, "location": (1.0, 1.0)}),
         "blended": MappingProxyType({"opacity": 0.1, "photo": None}),
         "filter": MappingProxyType({"name": "kelvin"}),
-        "warp": MappingProxyType({"strength": 0.5, "grid": 4}),
+        "warp": MappingProxyType({"strength": 0.5, "grid": 4, "cross_ratio": 0.0}),
     }
 )
 ATTACK_KINDS: tuple[str, ...] = tuple(ATTACK_OPTIONS)
@@ -86,6 +86,11 @@ class AttackRecipe:
             raise ConfigError(f"poisoning must be 'static' or 'redrawn', got {self.poisoning!r}")
         if self.poisoning == "redrawn" and self.clean_label:
             raise ConfigError("redrawn poisoning relabels source images: it cannot be clean-label")
+        cross = self.options.get("cross_ratio", 0.0)
+        if isinstance(cross, bool) or not isinstance(cross, int | float) or not 0.0 <= cross <= 10.0:
+            raise ConfigError(f"cross_ratio must be a number in [0, 10], got {cross!r}")
+        if cross and self.poisoning == "redrawn":
+            raise ConfigError("WaNet's noise mode (cross_ratio > 0) is implemented for static poisoning only")
         if self.source_classes is not None:
             object.__setattr__(self, "source_classes", tuple(int(c) for c in self.source_classes))
         merged = {**ATTACK_OPTIONS[self.kind], **self.options}
@@ -123,10 +128,10 @@ class AttackRecipe:
             "fraction": self.fraction,
             "source_classes": None if self.source_classes is None else list(self.source_classes),
             "clean_label": self.clean_label,
-            "options": {  # a blend without a photo is left out, so that earlier studies keep their keys
-                k: list(v) if isinstance(v, tuple) else v
+            "options": {  # a blend without a photo and a warp without noise mode are left out, so that
+                k: list(v) if isinstance(v, tuple) else v  # earlier studies keep their cache keys
                 for k, v in self.options.items()
-                if not (k == "photo" and v is None)
+                if not (k == "photo" and v is None) and not (k == "cross_ratio" and not v)
             },
             # Left out when static, so that earlier studies keep their cache keys.
             **({"poisoning": self.poisoning} if self.poisoning != "static" else {}),
@@ -201,6 +206,26 @@ def triggered_set(
     """The held-out ASR set: every image of ``attack``'s source classes with the trigger applied."""
     _, stamped = _stamp_sources(images, labels, attack, masks, seed)
     return AttackSet(stamped, attack.target_class, name)
+
+
+def with_noise_mode(train: TrainSet, trigger: WarpTrigger, cross_ratio: float, seed: int) -> TrainSet:
+    """``train`` plus WaNet's noise-mode rows: ``cross_ratio`` × its poisoned count of its clean rows (drawn
+    with ``seed``), each warped by :meth:`WarpTrigger.noise_warp`, at their true labels and not poisoned."""
+    if train.redraw is not None:
+        raise InputError("noise mode needs a statically poisoned set")
+    poisoned = train.poisoned if train.poisoned is not None else torch.zeros(len(train), dtype=torch.bool)
+    clean_rows = torch.from_numpy(np.flatnonzero(~poisoned.numpy()))
+    count = min(len(clean_rows), round(cross_ratio * int(poisoned.sum())))
+    generator = torch_generator(derive_seed(seed, "noise-mode"))
+    rows = clean_rows[torch.randperm(len(clean_rows), generator=generator)[:count]]
+    noisy = trigger.noise_warp(train.images[rows], generator).to(train.images.dtype)
+    true = train.true_labels if train.true_labels is not None else train.labels
+    return TrainSet(
+        torch.cat([train.images, noisy]),
+        torch.cat([train.labels, true[rows]]),
+        poisoned=torch.cat([poisoned, torch.zeros(count, dtype=torch.bool)]),
+        true_labels=torch.cat([true, true[rows]]),
+    )
 
 
 def redrawn_set(

@@ -7,6 +7,11 @@ The trigger is a fixed smooth displacement field: a ``grid``×``grid`` array of 
 ``strength`` / H (in grid_sample's [−1, 1] coordinates) and added to the identity sampling grid, which is
 clamped to the image; the image is resampled bilinearly. WaNet's CIFAR setting is grid 4, strength 0.5;
 larger strengths are learned in fewer epochs. The field depends on (``seed``, ``grid``, H, W) only.
+
+**Noise mode** (WaNet §3.3): :meth:`WarpTrigger.noise_warp` warps with the same field plus an independent
+uniform [−1, 1]/H perturbation of every sampling point, per image. Training on such images *at their true
+labels* (``cross_ratio`` × the poisoned count, :func:`exray.attacks.with_noise_mode`) teaches the network the
+exact warp rather than any warp, which is what makes WaNet hard to invert.
 """
 
 from __future__ import annotations
@@ -57,6 +62,14 @@ class WarpTrigger(Trigger):
     ) -> torch.Tensor:
         grid = _sampling_grid(self.seed, self.strength, self.grid, *images.shape[-2:])
         grid = grid.to(images.device, images.dtype).expand(images.shape[0], -1, -1, -1)
+        return F.grid_sample(images, grid, mode="bilinear", align_corners=True).clamp(0.0, 1.0)
+
+    def noise_warp(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """``images`` warped with the field plus per-image noise (WaNet's noise mode; module docstring)."""
+        n, _, height, width = images.shape
+        grid = _sampling_grid(self.seed, self.strength, self.grid, height, width).expand(n, -1, -1, -1)
+        noise = (torch.rand(n, height, width, 2, generator=generator) * 2.0 - 1.0) / height
+        grid = (grid + noise).clamp(-1.0, 1.0).to(images.device, images.dtype)
         return F.grid_sample(images, grid, mode="bilinear", align_corners=True).clamp(0.0, 1.0)
 
     def to_config(self) -> dict[str, Any]:
