@@ -46,7 +46,6 @@ from pathlib import Path
 import torch
 
 import exray
-from exray.baselines import list_methods
 from exray.cli.common import add_scanner_flags, scanner_options
 from exray.cli.demo import DEMO_MASKS, DEMO_SCANNER
 from exray.differencing import MaskConfig
@@ -54,6 +53,7 @@ from exray.differencing.policies import POLICY_NAMES
 from exray.evaluation import EvaluationConfig, EvaluationResult, evaluate_zoo
 from exray.evaluation.report import write_csv
 from exray.pipeline import Calibration, fit
+from exray.refinement import list_methods
 from exray.utils import versions
 from exray.zoo import cached_build, load_spec
 

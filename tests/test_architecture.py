@@ -8,8 +8,8 @@ from pathlib import Path
 SRC = Path(__file__).parents[1] / "src" / "exray"
 
 #: the layers of docs/ARCHITECTURE.md, bottom (0) to top; packages not listed are foundations (0)
-LAYERS = {"report": 1, "scanners": 1, "differencing": 1, "baselines": 1, "pipeline": 2, "evaluation": 2,
-          "studies": 2, "harness": 2, "repair": 2, "cli": 3}  # fmt: skip
+LAYERS = {"report": 1, "scanners": 1, "differencing": 1, "refinement": 1, "baselines": 1, "pipeline": 2,
+          "evaluation": 2, "studies": 2, "harness": 2, "repair": 2, "cli": 3}  # fmt: skip
 #: modules still over the limit when the limit was set (issue 21); the list may only shrink
 OVER_400: set[str] = set()
 

@@ -8,13 +8,13 @@ import shutil
 import pytest
 
 import exray.evaluation.evaluate as evaluate_module
-from exray.baselines import list_methods
 from exray.cli import main
 from exray.errors import ConfigError
 from exray.evaluation import EvaluationConfig, evaluate_zoo
 from exray.models import build_model
 from exray.models.io import save_model
 from exray.pipeline import Calibration
+from exray.refinement import list_methods
 
 from .conftest import FAST, read_json, write_colour_zoo
 

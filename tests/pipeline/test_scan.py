@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from exray.baselines import RefinementMethod, TriggerScore
 from exray.errors import ConfigError, InputError, LayerError
 from exray.pipeline import scan
+from exray.refinement import RefinementMethod, TriggerScore
 from exray.scanners import FoundTrigger
 from exray.triggers import PatchTrigger
 
@@ -90,8 +90,8 @@ def test_bad_calls():
         scan(model, examples(), refine="magic")
     with pytest.raises(ConfigError, match="victims"):
         scan(model, examples(), victims="some")
-    from exray.baselines import get_method
     from exray.differencing import MaskConfig
+    from exray.refinement import get_method
 
     method = get_method("exray")  # a method object carries its settings: others given beside are refused
     with pytest.raises(ConfigError, match="carries its own settings"):

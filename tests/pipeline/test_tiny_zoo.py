@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 
 import exray
-from exray.baselines.base import ASR_TOLERANCE
 from exray.cli import main
 from exray.differencing import MaskConfig, compare_triggers, symmetric_mask
 from exray.evaluation.known import known_triggers
 from exray.pipeline import Calibration, read_results, scan
 from exray.pipeline.scan import judging_gate
+from exray.refinement.base import ASR_TOLERANCE
 from exray.scanners import get_scanner
 
 zoo = pytest.importorskip("exray.zoo")

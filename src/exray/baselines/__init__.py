@@ -1,105 +1,21 @@
-"""Refinement methods with one per-trigger interface: EX-RAY and the paper's eight baselines (design §1,
-spec §4.7, EXP §4.1 Table 1).
+"""Deprecated name of :mod:`exray.refinement` (issue 21: the package holds EX-RAY itself — now
+``exray.refinement.exray``, formerly ``baselines.differencing`` — beside the paper's baselines). ``import
+exray.baselines`` and its submodules keep working, with a DeprecationWarning."""
 
-``get_method(name, **options)`` builds a :class:`RefinementMethod`; ``method.score(model, cases)`` gives one
-:class:`TriggerScore` per trigger (higher = more injected), ``method.judge(...)`` the natural/injected
-decisions. Score baselines decide with thresholds chosen on a labelled population
-(:func:`select_thresholds`, passed with ``method.with_thresholds``); the random forest is trained on half
-of the models (:func:`split_models`, :func:`cross_fit`).
-"""
+import importlib
+import sys
+import warnings
 
-from __future__ import annotations
+from exray.refinement import *  # noqa: F403  (the deprecated name re-exports the package)
+from exray.refinement import __all__  # noqa: F401
 
-from typing import Any
-
-from exray.baselines.attribution import (
-    AttributionMethod,
-    DeepLiftMethod,
-    IntegratedGradientsMethod,
-    OcclusionMethod,
-    suffix_module,
+warnings.warn(
+    "exray.baselines is deprecated: use exray.refinement (EX-RAY's method: exray.refinement.exray)",
+    DeprecationWarning,
+    stacklevel=2,
 )
-from exray.baselines.base import (
-    ASR_TOLERANCE,
-    KINDS,
-    Judgement,
-    RefinementCase,
-    RefinementMethod,
-    Selection,
-    TriggerScore,
-    select_cases,
-)
-from exray.baselines.differencing import (
-    ExrayMethod,
-    OneSidedTargetToVictimMethod,
-    OneSidedVictimToTargetMethod,
-)
-from exray.baselines.dissection import NetworkDissectionMethod, channel_iou, trigger_region
-from exray.baselines.inner import RF_FEATURES, InnerL2Method, RandomForestMethod, cross_fit, split_models
-from exray.baselines.thresholds import ThresholdChoice, flag_models, select_thresholds
-from exray.errors import ConfigError
-
-#: Registered methods in the order of the paper's Table 1 (EX-RAY last).
-METHODS: dict[str, type[RefinementMethod]] = {
-    cls.name: cls
-    for cls in (
-        InnerL2Method,
-        RandomForestMethod,
-        IntegratedGradientsMethod,
-        DeepLiftMethod,
-        OcclusionMethod,
-        NetworkDissectionMethod,
-        OneSidedVictimToTargetMethod,
-        OneSidedTargetToVictimMethod,
-        ExrayMethod,
+_RENAMED = {"differencing": "exray"}
+for _name in ("attribution", "base", "differencing", "dissection", "features", "inner", "thresholds"):
+    sys.modules[f"{__name__}.{_name}"] = importlib.import_module(
+        f"exray.refinement.{_RENAMED.get(_name, _name)}"
     )
-}
-
-
-def list_methods() -> list[str]:
-    """Registered method names, in the order of the paper's Table 1."""
-    return list(METHODS)
-
-
-def get_method(name: str, **options: Any) -> RefinementMethod:
-    """A refinement method by registry name, with validated ``options`` (its constructor's keywords)."""
-    if name not in METHODS:
-        raise ConfigError(f"unknown refinement method {name!r}; registered: {list_methods()}")
-    try:
-        return METHODS[name](**options)
-    except TypeError as err:
-        raise ConfigError(f"bad options for {name!r}: {err}") from None
-
-
-__all__ = [
-    "ASR_TOLERANCE",
-    "KINDS",
-    "METHODS",
-    "RF_FEATURES",
-    "AttributionMethod",
-    "DeepLiftMethod",
-    "ExrayMethod",
-    "InnerL2Method",
-    "IntegratedGradientsMethod",
-    "Judgement",
-    "NetworkDissectionMethod",
-    "OcclusionMethod",
-    "OneSidedTargetToVictimMethod",
-    "OneSidedVictimToTargetMethod",
-    "RandomForestMethod",
-    "RefinementCase",
-    "RefinementMethod",
-    "Selection",
-    "ThresholdChoice",
-    "TriggerScore",
-    "channel_iou",
-    "cross_fit",
-    "flag_models",
-    "get_method",
-    "list_methods",
-    "select_cases",
-    "select_thresholds",
-    "split_models",
-    "suffix_module",
-    "trigger_region",
-]

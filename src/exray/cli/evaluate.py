@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from exray.baselines import list_methods
 from exray.cli.common import (
     TRUST_PICKLE_HELP,
     add_device_flag,
@@ -19,6 +18,7 @@ from exray.cli.common import (
 )
 from exray.evaluation import EvaluationConfig, evaluate_zoo
 from exray.pipeline import Calibration
+from exray.refinement import list_methods
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

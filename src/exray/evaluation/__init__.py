@@ -1,7 +1,7 @@
 """Evaluation of scanners and refinement methods on labelled model populations (``exray evaluate``).
 
 :func:`evaluate_zoo` runs the upstream scanner once per model, every refinement method of
-:mod:`exray.baselines` on the same (cached) triggers, and reports the paper's Table 1 per trigger type
+:mod:`exray.refinement` on the same (cached) triggers, and reports the paper's Table 1 per trigger type
 with the TrojAI metrics (EXP §4.1–4.2, spec §4.6–4.7, §7.1).
 """
 

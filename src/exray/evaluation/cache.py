@@ -2,7 +2,7 @@
 
 ``OUT/cache/scan-<scanner>/<model>.json`` holds the scanner's found triggers (rebuilt with
 :meth:`~exray.scanners.FoundTrigger.from_dict`); ``OUT/cache/<method>/<model>.json`` holds a method's
-per-trigger scores (:class:`~exray.baselines.TriggerScore`) for the triggers it judged. Every file records
+per-trigger scores (:class:`~exray.refinement.TriggerScore`) for the triggers it judged. Every file records
 the key of the settings it was computed with (a hash of everything its numbers depend on, including the
 key of the scan it judged); a file with another key, or one that recorded an error, is computed again.
 Files are written through a temporary file and renamed, so an interrupted run leaves no torn file.

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from exray.baselines import METHODS, ExrayMethod, RefinementMethod, get_method, list_methods
 from exray.differencing import MaskConfig
 from exray.errors import ConfigError
 from exray.evaluation.cache import SCORES_REVISION
 from exray.models.runtime import resolve_device
 from exray.pipeline import Calibration
 from exray.pipeline.scan import check_min_asr, judging_gate
+from exray.refinement import METHODS, ExrayMethod, RefinementMethod, get_method, list_methods
 from exray.scanners import list_scanners
 
 
@@ -19,7 +19,7 @@ from exray.scanners import list_scanners
 class EvaluationConfig:
     """Validated settings of an evaluation.
 
-    ``methods``: refinement methods (rows after the scanner's), registry names of :mod:`exray.baselines`.
+    ``methods``: refinement methods (rows after the scanner's), registry names of :mod:`exray.refinement`.
     ``scanner``/``scanner_options``: the upstream scanner (``"abs"``: Table 1; ``"nc"``: Table 3).
     ``layer``: the layer of EX-RAY and of the baselines (default: the second-to-last conv block); the
     scanner always inverts at its default layer, so that a layer ablation of the refinement judges the

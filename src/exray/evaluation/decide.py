@@ -8,7 +8,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from exray.baselines import (
+from exray.errors import ConfigError
+from exray.evaluation.cache import model_digest
+from exray.evaluation.config import EvaluationConfig
+from exray.evaluation.outcome import ModelEvaluation, Outcome
+from exray.evaluation.result import EvaluationResult
+from exray.evaluation.truth import ModelTruth
+from exray.pipeline import Calibration
+from exray.refinement import (
     ASR_TOLERANCE,
     RandomForestMethod,
     RefinementMethod,
@@ -17,13 +24,6 @@ from exray.baselines import (
     select_thresholds,
     split_models,
 )
-from exray.errors import ConfigError
-from exray.evaluation.cache import model_digest
-from exray.evaluation.config import EvaluationConfig
-from exray.evaluation.outcome import ModelEvaluation, Outcome
-from exray.evaluation.result import EvaluationResult
-from exray.evaluation.truth import ModelTruth
-from exray.pipeline import Calibration
 from exray.scanners import FoundTrigger
 
 

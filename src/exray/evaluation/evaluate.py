@@ -12,8 +12,8 @@ For every model of the population:
 Then, over the population:
 
 3. the random forest is trained on the triggers of one half of the models and scores the other half, both
-   ways (:func:`exray.baselines.split_models`, :func:`~exray.baselines.cross_fit`); the score baselines get
-   per-kind thresholds with the best model-level separation (:func:`~exray.baselines.select_thresholds`) —
+   ways (:func:`exray.refinement.split_models`, :func:`~exray.refinement.cross_fit`); the score baselines get
+   per-kind thresholds with the best model-level separation (:func:`~exray.refinement.select_thresholds`) —
    the paper's protocol ("we use unsupervised learning to report the best separation", EXP §4.1), which
    fits the baselines on the population they are measured on. With ``rules_from`` (the evaluation of a
    separate population, e.g. the calibration zoo) the baselines apply that population's fitted rules
@@ -46,14 +46,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from exray.baselines import (
-    ASR_TOLERANCE,
-    RandomForestMethod,
-    RefinementMethod,
-    TriggerScore,
-    list_methods,
-    select_cases,
-)
 from exray.data.examples import load_examples
 from exray.errors import ConfigError, ExrayError
 from exray.evaluation.cache import StageCache, model_digest, settings_key
@@ -66,6 +58,14 @@ from exray.evaluation.table import build_rows
 from exray.evaluation.truth import ModelTruth, read_truth
 from exray.models.io import load_model, model_info
 from exray.pipeline import scan
+from exray.refinement import (
+    ASR_TOLERANCE,
+    RandomForestMethod,
+    RefinementMethod,
+    TriggerScore,
+    list_methods,
+    select_cases,
+)
 from exray.scanners import FoundTrigger
 from exray.utils import versions
 

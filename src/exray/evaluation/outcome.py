@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from exray.baselines import TriggerScore
 from exray.evaluation.truth import ModelTruth
+from exray.refinement import TriggerScore
 from exray.scanners import FoundTrigger
 
 

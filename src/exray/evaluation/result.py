@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exray.baselines import RefinementMethod
 from exray.evaluation.config import EvaluationConfig
 from exray.evaluation.outcome import ModelEvaluation
 from exray.evaluation.table import Row, format_table
+from exray.refinement import RefinementMethod
 from exray.utils import versions
 
 

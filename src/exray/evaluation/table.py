@@ -16,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from exray.baselines import RefinementMethod
 from exray.evaluation.truth import ALL, group_order
 from exray.metrics import (
     ConfusionCounts,
@@ -28,6 +27,7 @@ from exray.metrics import (
     roc_auc_nist,
     tp_loss,
 )
+from exray.refinement import RefinementMethod
 
 if TYPE_CHECKING:
     from exray.evaluation.config import EvaluationConfig

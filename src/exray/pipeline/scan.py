@@ -15,9 +15,9 @@ injected: a trojan trigger flips each of its source classes through its own feat
 universal trigger (a colour shift toward the target's colour) is natural from most victims even when one
 victim/target pair happens to look injected.
 
-Any refinement method of :mod:`exray.baselines` can take EX-RAY's place through the same per-trigger
+Any refinement method of :mod:`exray.refinement` can take EX-RAY's place through the same per-trigger
 interface: by name for the methods that decide by their own rule (:data:`REFINERS`), or as a configured
-:class:`~exray.baselines.RefinementMethod` object (a score baseline with its thresholds, a fitted forest).
+:class:`~exray.refinement.RefinementMethod` object (a score baseline with its thresholds, a fitted forest).
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from exray.baselines import Judgement, RefinementCase, RefinementMethod, get_method, select_cases
-from exray.baselines.base import ASR_TOLERANCE
 from exray.differencing import MaskConfig, Verdict
 from exray.differencing.policies import Policy
 from exray.errors import ConfigError, InputError
 from exray.models.layers import check_images
 from exray.models.runtime import model_device, predict_logits
 from exray.pipeline.calibration import Calibration
+from exray.refinement import Judgement, RefinementCase, RefinementMethod, get_method, select_cases
+from exray.refinement.base import ASR_TOLERANCE
 from exray.scanners import FoundTrigger, Scanner, get_scanner
 from exray.scanners.result import attack_rates
 from exray.utils import check_seed, versions
@@ -164,7 +164,7 @@ def scan(
 
     ``scanner``: a registry name (``"abs"``, ``"nc"``) or a scanner object; ``triggers`` skips scanning and
     judges the given triggers instead. ``refine="exray"`` prunes natural triggers, ``None`` reports the
-    scanner alone; another name of :data:`REFINERS` or a :class:`~exray.baselines.RefinementMethod` object
+    scanner alone; another name of :data:`REFINERS` or a :class:`~exray.refinement.RefinementMethod` object
     prunes with that method (``policy`` and ``mask_config`` configure the EX-RAY methods given by name).
     ``layer`` is the refinement's layer (default: the second-to-last conv block, EXA Table 11),
     ``scanner_layer`` the scanner's (default: its own), so that a layer ablation of the refinement judges

@@ -109,7 +109,8 @@ def run_detectors(
     ``poison_rate: auto`` the spectral-signature budget of the target class equals its poison count.
 
     ``reference``: clean held-out (features, labels) — SCAn fits its global model on them, as its authors
-    do (``exray.detectors.scan``); its entry then also records ``reference_size`` and ``pca_components``.
+    do (``exray.detectors.contamination``); its entry then also records ``reference_size`` and
+    ``pca_components``.
     """
     x = features.numpy()
     y = labels.numpy()

@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
-from exray.baselines import (
+from exray.differencing import MaskConfig
+from exray.models.analytic import CHANNEL
+from exray.refinement import (
     RF_FEATURES,
     RefinementCase,
     channel_iou,
@@ -13,8 +15,6 @@ from exray.baselines import (
     list_methods,
     trigger_region,
 )
-from exray.differencing import MaskConfig
-from exray.models.analytic import CHANNEL
 
 FAST = {"config": MaskConfig(epochs=100)}
 

@@ -20,10 +20,10 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 from torch import nn
 
-from exray.baselines.base import RefinementMethod, TriggerScore
-from exray.baselines.features import FeatureSets, layer_cut, normalised_distance
 from exray.differencing import TriggerCase
 from exray.errors import ConfigError, InputError
+from exray.refinement.base import RefinementMethod, TriggerScore
+from exray.refinement.features import FeatureSets, layer_cut, normalised_distance
 from exray.utils import derive_seed
 
 #: Names of the random forest's per-trigger features, in order.
@@ -82,7 +82,7 @@ class RandomForestMethod(RefinementMethod):
         self, model: nn.Module, cases: Sequence[TriggerCase], *, layer: str | None = None
     ) -> list[list[float]]:
         """:data:`RF_FEATURES` of every case (each needs ``stamped_target``, see
-        :class:`~exray.baselines.base.RefinementCase`)."""
+        :class:`~exray.refinement.base.RefinementCase`)."""
         if not cases:
             return []
         stamped_targets = [getattr(case, "stamped_target", None) for case in cases]

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exray.baselines.base import KINDS
 from exray.errors import InputError
 from exray.metrics import ConfusionCounts, binary_confusion
+from exray.refinement.base import KINDS
 
 #: (trigger kind, score or None when the method does not apply) for each trigger that can flag a model
 ModelTriggers = Sequence[tuple[str, float | None]]

@@ -2,9 +2,9 @@
 
 import pytest
 
-from exray.baselines import flag_models, select_thresholds
-from exray.baselines.thresholds import candidate_thresholds
 from exray.errors import InputError
+from exray.refinement import flag_models, select_thresholds
+from exray.refinement.thresholds import candidate_thresholds
 
 
 def test_candidates_are_midpoints_plus_both_ends():

@@ -12,7 +12,7 @@ apply the aforementioned L2 distance comparison on the 10% most important neuron
   (Occlusion: the mean drop itself);
 * the ⌈10%⌉ most important channels of V+t and of T are intersected, and the score is the L2 distance
   between the average normalised features of V+t and T on the intersection (see
-  :mod:`exray.baselines.features`). [CHOICE] When the two top sets are disjoint the union is used, noted
+  :mod:`exray.refinement.features`). [CHOICE] When the two top sets are disjoint the union is used, noted
   in the score's details. A larger distance means a more injected-looking trigger.
 
 DeepLift needs the suffix as a module whose non-linearities each run once per pass (Captum stores one
@@ -33,8 +33,11 @@ from typing import Any
 import torch
 from torch import fx, nn
 
-from exray.baselines.base import RefinementMethod, TriggerScore
-from exray.baselines.features import (
+from exray.differencing import TriggerCase
+from exray.errors import ConfigError, LayerError
+from exray.models.layers import LayerCut, _split_graph
+from exray.refinement.base import RefinementMethod, TriggerScore
+from exray.refinement.features import (
     FeatureSets,
     SetFeatures,
     layer_cut,
@@ -42,9 +45,6 @@ from exray.baselines.features import (
     spatial_means,
     top_channels,
 )
-from exray.differencing import TriggerCase
-from exray.errors import ConfigError, LayerError
-from exray.models.layers import LayerCut, _split_graph
 
 #: rows of features per Captum forward pass
 BATCH_ROWS = 256

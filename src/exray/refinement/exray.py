@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 
 from torch import nn
 
-from exray.baselines.base import RefinementMethod, TriggerScore
 from exray.differencing import MaskConfig, TriggerCase, compare_triggers
 from exray.differencing.config import Sides
 from exray.differencing.policies import Policy, resolve_policy
+from exray.refinement.base import RefinementMethod, TriggerScore
 
 
 class ExrayMethod(RefinementMethod):

@@ -7,8 +7,8 @@ wired to class 1: a magenta patch is an *injected* trigger. Both are stamped on 
 
 import pytest
 
-from exray.baselines import select_cases
 from exray.models.analytic import COLOURS, ColourDetectorNet, symbol_images
+from exray.refinement import select_cases
 from exray.scanners import FoundTrigger
 from exray.triggers import PatchTrigger
 

@@ -4,12 +4,12 @@ import pytest
 import torch
 from torch import nn
 
-from exray.baselines import METHODS, get_method, list_methods, suffix_module
 from exray.differencing import MaskConfig
 from exray.errors import ConfigError, InputError
 from exray.models import build_model
 from exray.models.layers import LayerCut
 from exray.pipeline import scan
+from exray.refinement import METHODS, get_method, list_methods, suffix_module
 
 PAPER_ORDER = [
     "inner_l2",
@@ -95,3 +95,20 @@ def test_scan_refines_with_any_method(planted):
     assert refined.probability > 0.8  # the injected magenta trigger is kept
     with pytest.raises(ConfigError, match="thresholds"):
         scan(net, examples, triggers=triggers, refine="inner_l2")
+
+
+def test_the_old_package_name_still_imports_with_a_deprecation_warning():
+    """issue 21: exray.baselines became exray.refinement (EX-RAY's method: refinement.exray); the old names
+    keep working for users' code, and say so."""
+    import importlib
+    import sys
+
+    for name in [m for m in sys.modules if m == "exray.baselines" or m.startswith("exray.baselines.")]:
+        del sys.modules[name]
+    with pytest.warns(DeprecationWarning, match="exray.refinement"):
+        old = importlib.import_module("exray.baselines")
+    import exray.refinement as new
+    from exray.refinement import exray as method
+
+    assert old.get_method is new.get_method
+    assert importlib.import_module("exray.baselines.differencing") is method

@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exray.baselines.base import RefinementMethod, TriggerScore
-from exray.baselines.features import FeatureSets, layer_cut, normalised_distance, top_channels
 from exray.differencing import TriggerCase
 from exray.errors import ConfigError
 from exray.models.layers import LayerCut
+from exray.refinement.base import RefinementMethod, TriggerScore
+from exray.refinement.features import FeatureSets, layer_cut, normalised_distance, top_channels
 
 #: a pixel belongs to the trigger region when stamping changed one of its channels by more than this
 REGION_TOLERANCE = 1e-3

@@ -10,7 +10,7 @@ the threshold is
   threshold 0.5; the random forest: P(injected) ≥ 0.5), or
 * chosen per trigger kind on a labelled population (the attribution and distance baselines; spec §4.7:
   "choosing the threshold that best separates them on the labelled model set", see
-  :mod:`exray.baselines.thresholds`) and given to the method with :meth:`RefinementMethod.with_thresholds`.
+  :mod:`exray.refinement.thresholds`) and given to the method with :meth:`RefinementMethod.with_thresholds`.
 
 :func:`select_cases` turns a scan's found triggers into the cases a method judges, with the same rules in
 ``exray.pipeline.scan`` and ``exray evaluate``.
@@ -164,7 +164,7 @@ class RefinementMethod(ABC):
         if kind not in self.thresholds:
             raise ConfigError(
                 f"{self.title} has no threshold for {kind} triggers: choose thresholds on a labelled "
-                "population (exray.baselines.select_thresholds, or `exray evaluate`) and pass them with "
+                "population (exray.refinement.select_thresholds, or `exray evaluate`) and pass them with "
                 "with_thresholds()"
             )
         return self.thresholds[kind]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from exray.baselines import RF_FEATURES, RandomForestMethod, cross_fit, split_models
 from exray.errors import ConfigError, InputError
+from exray.refinement import RF_FEATURES, RandomForestMethod, cross_fit, split_models
 
 MODELS = [f"id-{i:08d}" for i in range(10)]
 POISONED = [i % 2 == 0 for i in range(10)]
