@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exray.data.examples import examples_dir, load_examples
+from exray.data.examples import EXAMPLE_DIRS, list_examples, load_examples
 from exray.errors import InputError
 from exray.files import read_results
 from exray.models.io import input_image_size, load_model, model_info, save_model
@@ -107,7 +107,7 @@ def _victims(found: FoundTrigger, images: Mapping[int, torch.Tensor]) -> list[in
 
 def _accuracy(model: nn.Module, images: Mapping[int, torch.Tensor]) -> float:
     x = torch.cat(list(images.values()))
-    y = torch.cat([torch.full((len(v),), k) for k, v in images.items()])
+    y = torch.cat([torch.full((len(v),), k, device=x.device) for k, v in images.items()])
     return float((predict_labels(model, x) == y).float().mean())
 
 
@@ -250,11 +250,24 @@ def repair_directory(
         model, examples, found, natural=natural, include_natural=include_natural, config=config, seed=seed
     )
     info = model_info(model)
+    source = info.config if info else {}
     metadata = {  # the source's ground truth no longer describes the repaired model: kept apart
+        **{k: source[k] for k in ("normalization",) if k in source},  # what loading it depends on
         "repair": {**result.to_dict(), "versions": versions()},
-        "repaired_from": {"path": str(model_dir), "config": info.config if info else {}},
+        "repaired_from": {"path": str(model_dir), "config": source},
     }
     size = info.input_size if info and info.input_size else tuple(next(iter(examples.values())).shape[1:])
     save_model(model.cpu(), out, input_size=tuple(size), metadata=metadata)
-    shutil.copytree(examples_dir(model_dir), out / examples_dir(model_dir).name)
+    _copy_examples(model_dir, out / EXAMPLE_DIRS[0])
     return result
+
+
+def _copy_examples(model_dir: str | Path, folder: Path) -> None:
+    """The source's example images (and their label sidecars), only them, into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for paths in list_examples(model_dir).values():
+        for image in paths:
+            shutil.copy2(image, folder / image.name)
+            sidecar = image.with_suffix(".json")
+            if sidecar.is_file():
+                shutil.copy2(sidecar, folder / sidecar.name)

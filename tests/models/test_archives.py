@@ -139,3 +139,72 @@ def test_bad_normalisation_is_a_load_error(original, tmp_path, normalization):
     torch.jit.script(original).save(str(directory / "model.ts"))
     with pytest.raises(ModelLoadError, match="normalization"):
         load_model(directory)
+
+
+def _rewrite(source, target, change):
+    """Copy the zip ``source`` to ``target`` with ``change(name, data) -> data`` applied to each member."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as out:
+        for item in src.infolist():
+            out.writestr(item, change(item.filename, src.read(item.filename)))
+
+
+def test_an_export_weight_expanded_by_stride_zero_is_refused(original, tmp_path):
+    """A few bytes viewed with stride 0 as a huge tensor would clone to gigabytes: refused at once."""
+    source = tmp_path / "source.pt2"
+    torch.export.save(torch.export.export(original, (_images(),)), str(source))
+    directory = _directory(tmp_path, "stride0")
+
+    def huge(name, data):
+        if not name.endswith("model_weights_config.json"):
+            return data
+        config = json.loads(data)
+        meta = next(iter(config["config"].values()))["tensor_meta"]
+        meta["sizes"] = [{"as_int": 2**17}, {"as_int": 2**17}]
+        meta["strides"] = [{"as_int": 0}, {"as_int": 0}]
+        return json.dumps(config).encode()
+
+    _rewrite(source, directory / "model.pt2", huge)
+    with pytest.raises(ModelLoadError, match="larger than its storage"):
+        load_model(directory)
+
+
+def test_a_malformed_export_program_is_a_load_error_or_ignored(original, tmp_path):
+    source = tmp_path / "source.pt2"
+    torch.export.save(torch.export.export(original, (_images(),)), str(source))
+    listed = _directory(tmp_path, "listed", {**ARCH, "input_size": [3, 16, 16]})
+    _rewrite(source, listed / "model.pt2", lambda n, d: b"[1, 2]" if n.endswith("models/model.json") else d)
+    assert input_image_size(load_model(listed)) == (16, 16)  # no input size from it; the config's stands
+    broken = _directory(tmp_path, "broken")
+    _rewrite(source, broken / "model.pt2", lambda n, d: b"{" if n.endswith("weights_config.json") else d)
+    with pytest.raises(ModelLoadError, match="unreadable torch.export archive"):
+        load_model(broken)
+
+
+def test_torchscript_records_in_a_cycle_are_refused(original, tmp_path):
+    """Module records that contain themselves (or nest without end) would recurse for ever."""
+    import sys
+    import types
+
+    module = types.ModuleType("__torch__.cyclic")
+
+    class Record:
+        pass
+
+    Record.__module__, Record.__qualname__ = module.__name__, "Record"
+    module.Record = Record
+    added = {"__torch__": types.ModuleType("__torch__"), module.__name__: module}
+    added = {k: v for k, v in added.items() if k not in sys.modules}
+    sys.modules.update(added)
+    try:
+        loop = Record()
+        loop.__dict__.update({"training": False, "child": loop})
+        payload = pickle.dumps(loop, protocol=2)
+    finally:
+        for name in added:
+            del sys.modules[name]
+    directory = _directory(tmp_path, "cycle")
+    clean = tmp_path / "clean.ts"
+    torch.jit.script(original).save(str(clean))
+    _rewrite(clean, directory / "model.ts", lambda n, d: payload if n.endswith("/data.pkl") else d)
+    with pytest.raises(ModelLoadError, match="cycle"):
+        load_model(directory)

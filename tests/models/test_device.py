@@ -122,3 +122,28 @@ def test_a_scan_asked_for_a_missing_gpu_is_one_clear_error(tmp_path, capsys):
     out = tmp_path / "r.jsonl"
     assert main(["scan", str(tmp_path), "--device", "cuda", "--out", str(out), "--quiet"]) == 2
     assert "no CUDA GPU" in capsys.readouterr().err and not out.exists()
+
+
+def test_trojai_infer_keeps_flags_given_before_the_mode():
+    """argparse applies a subparser's defaults over the parent's values: --device, --trust-pickle and
+    --calibration given before `infer` must survive it."""
+    from exray.cli import build_parser
+
+    harness = ["--round_training_dataset_dirpath", "x", "--metaparameters_filepath", "a"]
+    harness += ["--schema_filepath", "b", "--learned_parameters_dirpath", "c"]
+    files = [
+        "--model_filepath",
+        "m",
+        "--result_filepath",
+        "r",
+        "--scratch_dirpath",
+        "s",
+        "--examples_dirpath",
+        "e",
+    ]
+    before = build_parser().parse_args(
+        ["trojai", "--device", "cpu", "--trust-pickle", "--calibration", "k.json", "infer", *files, *harness]
+    )
+    assert (before.device, before.trust_pickle, str(before.calibration)) == ("cpu", True, "k.json")
+    after = build_parser().parse_args(["trojai", "infer", "--device", "cpu", *files, *harness])
+    assert (after.device, after.trust_pickle, after.calibration) == ("cpu", False, None)

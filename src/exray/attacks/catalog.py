@@ -210,7 +210,8 @@ def triggered_set(
 
 def with_noise_mode(train: TrainSet, trigger: WarpTrigger, cross_ratio: float, seed: int) -> TrainSet:
     """``train`` plus WaNet's noise-mode rows: ``cross_ratio`` × its poisoned count of its clean rows (drawn
-    with ``seed``), each warped by :meth:`WarpTrigger.noise_warp`, at their true labels and not poisoned."""
+    with ``seed``), each warped by :meth:`WarpTrigger.noise_warp`, at their true labels and not poisoned.
+    The rows are drawn once, like the static poison (WaNet draws fresh noise for every batch)."""
     if train.redraw is not None:
         raise InputError("noise mode needs a statically poisoned set")
     poisoned = train.poisoned if train.poisoned is not None else torch.zeros(len(train), dtype=torch.bool)

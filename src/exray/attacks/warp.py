@@ -68,7 +68,8 @@ class WarpTrigger(Trigger):
         """``images`` warped with the field plus per-image noise (WaNet's noise mode; module docstring)."""
         n, _, height, width = images.shape
         grid = _sampling_grid(self.seed, self.strength, self.grid, height, width).expand(n, -1, -1, -1)
-        noise = (torch.rand(n, height, width, 2, generator=generator) * 2.0 - 1.0) / height
+        noise = torch.rand(n, height, width, 2, generator=generator) * 2.0 - 1.0
+        noise = noise / torch.tensor([width, height], dtype=noise.dtype)  # (x, y): ±1 pixel each
         grid = (grid + noise).clamp(-1.0, 1.0).to(images.device, images.dtype)
         return F.grid_sample(images, grid, mode="bilinear", align_corners=True).clamp(0.0, 1.0)
 

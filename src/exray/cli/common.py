@@ -30,12 +30,13 @@ def thread_count(text: str) -> int:
 
 def add_device_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: str = "auto") -> None:
     """``--device``: where the models run (issue 18 §4; :func:`exray.models.runtime.resolve_device`)."""
-    note = "a CUDA GPU if PyTorch sees one, else the CPU" if default == "auto" else "the CPU: reproducible"
+    notes = {"auto": "auto: a CUDA GPU if PyTorch sees one, else the CPU", "cpu": "cpu: reproducible"}
+    note = notes.get(default, "as given before the mode")
     parser.add_argument(
         "--device",
         default=default,
         metavar="auto|cpu|cuda[:N]",
-        help=f"where the models run (default {default}: {note}); a GPU computes other floats than the CPU",
+        help=f"where the models run (default {note}); a GPU computes other floats than the CPU",
     )
 
 

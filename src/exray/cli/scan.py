@@ -63,7 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--ray-cpus",
         type=int,
-        help="cores each model's Ray task declares and uses (default: this machine's cores / --workers)",
+        help="cores each model's Ray task declares and uses (default: this machine's cores / --workers on a "
+        "local instance, 1 on a cluster)",
     )
     parser.add_argument(
         "--ray-retries", type=int, default=2, help="re-runs of a Ray task whose worker died (default 2)"
@@ -153,7 +154,12 @@ def backend_of(args: argparse.Namespace) -> RayBackend | None:
         if given:
             raise ConfigError(f"--{given[0].replace('_', '-')} needs --backend ray")
         return None
-    cpus = args.ray_cpus or max(1, (os.cpu_count() or 1) // max(1, args.workers))
+    if args.ray_cpus is not None:
+        cpus = args.ray_cpus
+    elif args.ray_address or os.environ.get("RAY_ADDRESS"):
+        cpus = 1  # a cluster's nodes need not have this machine's cores: one per model fits anywhere
+    else:
+        cpus = max(1, (os.cpu_count() or 1) // max(1, args.workers))
     return RayBackend(address=args.ray_address, cpus=cpus, retries=args.ray_retries)
 
 

@@ -27,9 +27,12 @@ def _add_infer_flags(parser: argparse.ArgumentParser, *, required: bool) -> None
         "--scratch_dirpath", type=Path, required=required, help="scratch space (the full record goes here)"
     )
     parser.add_argument("--examples_dirpath", type=Path, required=required, help="clean example images")
-    parser.add_argument("--calibration", type=Path, help="calibration JSON from `exray calibrate`")
-    parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
-    add_device_flag(parser)
+    # In the infer mode these three are also accepted before the mode's name: its parser must not reset them
+    # to its defaults (argparse applies a subparser's defaults over the parent's values).
+    inherit = {"default": argparse.SUPPRESS} if required else {}
+    parser.add_argument("--calibration", type=Path, help="calibration JSON from `exray calibrate`", **inherit)
+    parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP, **inherit)
+    add_device_flag(parser, **inherit)
 
 
 def _add_harness_flags(parser: argparse.ArgumentParser) -> None:

@@ -119,8 +119,8 @@ class EvaluationConfig:
     def device_settings(self) -> dict[str, str]:
         """``{"device": ...}`` for a device other than the CPU (part of the cache keys), else nothing, so
         that the keys of CPU results stay what they were."""
-        device = resolve_device(self.device)
-        return {} if device.type == "cpu" else {"device": str(device)}
+        kind = resolve_device(self.device).type  # the device type: "cuda" and "cuda:0" compute alike
+        return {} if kind == "cpu" else {"device": kind}
 
     def scan_settings(self) -> dict[str, Any]:
         return {

@@ -21,7 +21,7 @@ import pickle
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -74,11 +74,14 @@ def is_torchscript(file: Path) -> bool:
     return any("/code/" in n for n in names) and any(n.endswith("/data.pkl") for n in names)
 
 
+#: Largest archive member exray reads (a model's weights are far smaller), and deepest module nesting.
+MAX_MEMBER_BYTES, MAX_DEPTH = 2**33, 64
+
+
 class _Record:
     """A TorchScript object (a module) as the attributes it was pickled with; never runs anything."""
 
-    def __init__(self) -> None:
-        self.state: dict[str, Any] = {}
+    state: ClassVar[dict[str, Any]] = {}  # a record the pickle never BUILDs has none (never mutated)
 
     def __setstate__(self, state: Any) -> None:
         self.state = state if isinstance(state, dict) else {}
@@ -87,6 +90,15 @@ class _Record:
 class _Storage:
     def __init__(self, dtype: torch.dtype):
         self.dtype = dtype
+
+
+def _view(storage: torch.Tensor, size: Any, stride: Any, offset: int, file: Path) -> torch.Tensor:
+    """A view of a 1-D storage, refused when it holds more elements than the storage (a stride-0 view of a
+    few bytes would otherwise clone to any size)."""
+    view = storage.as_strided(tuple(size), tuple(stride), offset)
+    if view.numel() > storage.numel():
+        raise ModelLoadError(f"{file}: a tensor is larger than its storage")
+    return view
 
 
 def _rebuild_tensor(storage: torch.Tensor, offset: int, size: Any, stride: Any, *_: Any) -> torch.Tensor:
@@ -125,10 +137,7 @@ class _TorchScriptUnpickler(pickle.Unpickler):
         if not isinstance(kind, _Storage) or not isinstance(key, str) or not isinstance(numel, int):
             raise ModelLoadError(f"{self.file}: malformed storage record in the TorchScript archive")
         if key not in self.storages:
-            try:
-                raw = self.archive.read(f"{self.prefix}/data/{key}")
-            except KeyError:
-                raise ModelLoadError(f"{self.file}: storage {key} is missing from the archive") from None
+            raw = _read(self.archive, f"{self.prefix}/data/{key}", self.file)
             itemsize = torch.empty((), dtype=kind.dtype).element_size()
             if len(raw) < numel * itemsize:
                 raise ModelLoadError(f"{self.file}: storage {key} is truncated")
@@ -136,13 +145,32 @@ class _TorchScriptUnpickler(pickle.Unpickler):
         return self.storages[key]
 
 
-def _tensors(record: _Record, prefix: str = "") -> dict[str, torch.Tensor]:
+def _read(archive: zipfile.ZipFile, name: str, file: Path) -> bytes:
+    """One archive member, refused when missing or beyond :data:`MAX_MEMBER_BYTES`."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise ModelLoadError(f"{file}: {name} is missing from the archive") from None
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise ModelLoadError(f"{file}: {name} is {info.file_size} bytes, beyond any model's weights")
+    return archive.read(info)
+
+
+def _tensors(
+    record: _Record, file: Path, prefix: str = "", seen: frozenset[int] = frozenset()
+) -> dict[str, torch.Tensor]:
+    """The tensors of a module record by path; a record inside itself, or nesting beyond :data:`MAX_DEPTH`,
+    is a malformed archive. A tensor larger than its storage (a stride-0 view) is refused."""
+    if id(record) in seen or len(seen) > MAX_DEPTH:
+        raise ModelLoadError(f"{file}: the TorchScript module records nest in a cycle or too deeply")
     found: dict[str, torch.Tensor] = {}
     for name, value in record.state.items():
         if isinstance(value, torch.Tensor):
+            if value.numel() * value.element_size() > value.untyped_storage().nbytes():
+                raise ModelLoadError(f"{file}: tensor {prefix + name} is larger than its storage")
             found[prefix + name] = value.clone()
         elif isinstance(value, _Record):
-            found.update(_tensors(value, f"{prefix}{name}."))
+            found.update(_tensors(value, file, f"{prefix}{name}.", seen | {id(record)}))
     return found
 
 
@@ -154,20 +182,20 @@ def torchscript_state_dict(file: Path) -> dict[str, torch.Tensor]:
         if len(data) != 1:
             raise ModelLoadError(f"{file} is not a TorchScript archive (no top-level data.pkl)")
         prefix = data[0].split("/")[0]
-        order = f"{prefix}/byteorder"
-        if order in names and archive.read(order).strip() not in (b"little", b""):
-            raise ModelLoadError(f"{file}: big-endian archives are not supported")
         try:
-            root = _TorchScriptUnpickler(archive.read(data[0]), archive, prefix, file).load()
+            order = f"{prefix}/byteorder"
+            if order in names and _read(archive, order, file).strip() not in (b"little", b""):
+                raise ModelLoadError(f"{file}: big-endian archives are not supported")
+            root = _TorchScriptUnpickler(_read(archive, data[0], file), archive, prefix, file).load()
+            if not isinstance(root, _Record):
+                raise ModelLoadError(f"{file}: the TorchScript archive does not hold a module")
+            return _tensors(root, file)
         except ModelLoadError:
             raise
-        except Exception as err:  # a malformed pickle can fail in many ways; all mean "cannot load"
+        except Exception as err:  # a malformed archive can fail in many ways; all mean "cannot load"
             raise ModelLoadError(
                 f"{file}: unreadable TorchScript archive: {type(err).__name__}: {err}"
             ) from None
-    if not isinstance(root, _Record):
-        raise ModelLoadError(f"{file}: the TorchScript archive does not hold a module")
-    return _tensors(root)
 
 
 def _int(value: Any, what: str, file: Path) -> int:
@@ -186,23 +214,22 @@ def exported_state_dict(file: Path) -> tuple[dict[str, torch.Tensor], tuple[int,
             raise ModelLoadError(f"{file} is not a torch.export archive with one model's weights")
         root = configs[0][: -len("data/weights/model_weights_config.json")]
         try:
-            config = json.loads(archive.read(configs[0]))["config"]
+            config = json.loads(_read(archive, configs[0], file))["config"]
             state = {fqn: _exported_weight(archive, root, meta, file) for fqn, meta in config.items()}
+            program, size = f"{root}models/model.json", None
+            if program in names:
+                size = _exported_input_size(json.loads(_read(archive, program, file)))
         except ModelLoadError:
             raise
-        except Exception as err:
+        except Exception as err:  # a malformed archive can fail in many ways; all mean "cannot load"
             raise ModelLoadError(
-                f"{file}: unreadable torch.export weights: {type(err).__name__}: {err}"
+                f"{file}: unreadable torch.export archive: {type(err).__name__}: {err}"
             ) from None
-        try:
-            program = json.loads(archive.read(f"{root}models/model.json"))
-        except (KeyError, ValueError):
-            return state, None
-    return state, _exported_input_size(program)
+    return state, size
 
 
 def _exported_weight(archive: zipfile.ZipFile, root: str, meta: dict[str, Any], file: Path) -> torch.Tensor:
-    raw = archive.read(f"{root}data/weights/{meta['path_name']}")
+    raw = _read(archive, f"{root}data/weights/{meta['path_name']}", file)
     if meta.get("use_pickle"):
         try:  # PyTorch's restricted unpickler: tensors only, never code
             tensor = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
@@ -222,11 +249,13 @@ def _exported_weight(archive: zipfile.ZipFile, root: str, meta: dict[str, Any], 
     needed = offset + sum((s - 1) * st for s, st in zip(sizes, strides, strict=True)) + 1 if all(sizes) else 0
     if needed > flat.numel():
         raise ModelLoadError(f"{file}: weight {meta['path_name']} is truncated")
-    return flat.as_strided(sizes, strides, offset).clone()
+    return _view(flat, sizes, strides, offset, file).clone()
 
 
-def _exported_input_size(program: dict[str, Any]) -> tuple[int, int, int] | None:
-    graph = program.get("graph_module", {})
+def _exported_input_size(program: Any) -> tuple[int, int, int] | None:
+    if not isinstance(program, dict) or not isinstance(program.get("graph_module"), dict):
+        return None
+    graph = program["graph_module"]
     specs = graph.get("signature", {}).get("input_specs", [])
     users = [s["user_input"]["arg"] for s in specs if "user_input" in s]
     if len(users) != 1 or "as_tensor" not in users[0]:

@@ -187,7 +187,13 @@ def _build(name: str, classes: int, kwargs: dict[str, Any]) -> nn.Module:
         return build_model(name, classes, **kwargs)
     if kwargs:
         raise ConfigError(f"torchvision architectures take no arch_kwargs, got {sorted(kwargs)}")
-    return build_torchvision(name.removeprefix(TORCHVISION_PREFIX), classes)
+    model = build_torchvision(name.removeprefix(TORCHVISION_PREFIX), classes)
+    model.exray_arch = {
+        "architecture": name,
+        "arch_kwargs": {},
+        "num_classes": classes,
+    }  # save_model's record
+    return model
 
 
 def _build_within(weights: Path, name: str, classes: int, kwargs: dict[str, Any], where: str) -> nn.Module:

@@ -44,14 +44,18 @@ def normalize_inputs(model: nn.Module, mean: list[float], std: list[float]) -> n
     """Make ``model`` (in place) compute ``(x − mean) / std`` per channel before its own forward; returns it.
 
     The model's class is swapped for a subclass whose ``forward`` normalises and calls the original one;
-    mean and std are non-persistent buffers (they move with the model, stay out of its state dict)."""
+    mean and std are non-persistent buffers (they move with the model, stay out of its state dict). The
+    subclass is made at run time, so such a model does not pickle whole: save its weights (``save_model``
+    with the normalisation in the config) — exray never pickles a loaded model."""
     if hasattr(model, MEAN):
         raise ModelLoadError("the model already normalises its inputs")
     cls = type(model)
     original = cls.forward
 
-    def forward(self: nn.Module, x: torch.Tensor) -> Any:  # one argument: fx traces no *args
-        return original(self, (x - getattr(self, MEAN)) / getattr(self, STD))
+    def forward(self, x):
+        return original(
+            self, (x - getattr(self, MEAN)) / getattr(self, STD)
+        )  # one argument: fx traces no *args
 
     model.register_buffer(MEAN, torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
     model.register_buffer(STD, torch.tensor(std).view(1, -1, 1, 1), persistent=False)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from exray.errors import ConfigError
@@ -111,9 +112,14 @@ def run_on_ray(
             num_cpus=backend.cpus,
             num_gpus=gpus,
             max_retries=backend.retries,
-            max_calls=1 if budget.active else 0,  # a budget's limits must not outlive its model's worker
+            # a budget's limits must not outlive its worker; nor a GPU task's CUDA memory (Ray's default)
+            max_calls=1 if budget.active or gpus else 0,
         )(_scan_task)
-        pending = {remote.remote(task, failure, path, options, budget, backend.cpus): path for path in paths}
+        # workers on other machines resolve paths against their own working directory: send absolute ones
+        pending = {
+            remote.remote(task, failure, str(Path(path).resolve()), options, budget, backend.cpus): path
+            for path in paths
+        }
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
@@ -128,7 +134,7 @@ def run_on_ray(
                         f"the Ray task scanning this model failed after {backend.retries} retries: "
                         f"{type(err).__name__}: {reason}",
                     )
-                yield record
+                yield {**record, "model": path}  # the key the results file resumes by: the path as given
     finally:
         if started_here:
             ray.shutdown()

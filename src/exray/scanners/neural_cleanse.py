@@ -123,6 +123,10 @@ class NCConfig(Options):
             raise ConfigError(f"pairs must be 'prior' or 'short_run', got {self.pairs!r}")
         if self.detection not in ("bound", "mad"):
             raise ConfigError(f"detection must be 'bound' or 'mad', got {self.detection!r}")
+        if self.mode == "universal" and self.detection != "bound":
+            raise ConfigError(
+                "detection applies to label-specific pairs; universal NC always uses its MAD test"
+            )
         self._positive_int(
             "epochs",
             "batch_size",
