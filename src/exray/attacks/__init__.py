@@ -2,6 +2,7 @@
 (spec §7.3.7) and their rendering with the synthetic sign generator; the SDRM study's attacks (BadNets,
 Blended, filter, WaNet-style warp) on any image set; the SDRM / ML-MMDR regulariser (spec §6.1)."""
 
+from exray.attacks.adaptive import AdaptiveConfig, AdaptiveLoss
 from exray.attacks.catalog import (
     ATTACK_KINDS,
     ATTACK_OPTIONS,
@@ -39,6 +40,8 @@ __all__ = [
     "ROLE_COUNTER",
     "ROLE_POISON",
     "SOURCE_MODES",
+    "AdaptiveConfig",
+    "AdaptiveLoss",
     "Attack",
     "AttackRecipe",
     "PoisonPlan",
