@@ -1,13 +1,16 @@
 """The attacks of the SDRM study (spec §6.3 [CHOICE]) and poisoning of ready-made image sets.
 
-Four attacks of different nature, each an :class:`~exray.attacks.Attack` (all-to-one by default: every
-class but the target is a source):
+Attacks of different nature, each an :class:`~exray.attacks.Attack` (all-to-one by default: every class
+but the target is a source):
 
 * ``badnets`` — a solid square patch (Gu et al.), :class:`~exray.triggers.PatchTrigger`;
 * ``blended`` — a seeded noise pattern, or with ``photo`` a natural photograph (the SDRM reference code's
   attack), blended at opacity 0.1 (Chen et al.; spec §6.2), :class:`~exray.triggers.BlendTrigger`;
 * ``filter`` — an Instagram-style colour filter (TrojAI), :class:`~exray.triggers.InstagramFilter`;
-* ``warp`` — a WaNet-style smooth warp, :class:`~exray.attacks.warp.WarpTrigger`.
+* ``warp`` — a WaNet-style smooth warp, :class:`~exray.attacks.warp.WarpTrigger` (``cross_ratio``: its
+  noise mode, :func:`with_noise_mode`);
+* ``reflection`` — a photograph added as a reflection (Refool: in focus, out of focus or ghosted),
+  :class:`~exray.triggers.ReflectionTrigger`; Refool poisons clean-label (``clean_label=True``).
 
 :func:`poison_images` turns any labelled image set (the synthetic signs, the digits, a user's tensors) into
 a poisoned training set with :func:`~exray.attacks.plan_poisoning` — triggered *copies* of a fraction of
@@ -30,7 +33,14 @@ from exray.attacks.render import PoisonedDataset
 from exray.attacks.warp import WarpTrigger
 from exray.errors import ConfigError, InputError
 from exray.train.data import AttackSet, PoisonRedraw, TrainSet
-from exray.triggers import INSTAGRAM_FILTERS, BlendTrigger, InstagramFilter, PatchTrigger, Trigger
+from exray.triggers import (
+    INSTAGRAM_FILTERS,
+    BlendTrigger,
+    InstagramFilter,
+    PatchTrigger,
+    ReflectionTrigger,
+    Trigger,
+)
 from exray.utils import derive_seed, torch_generator
 
 #: Attack kinds and their trigger options with defaults.
@@ -40,6 +50,9 @@ ATTACK_OPTIONS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         "blended": MappingProxyType({"opacity": 0.1, "photo": None}),
         "filter": MappingProxyType({"name": "kelvin"}),
         "warp": MappingProxyType({"strength": 0.5, "grid": 4, "cross_ratio": 0.0}),
+        "reflection": MappingProxyType(
+            {"photo": "hubble_deep_field", "mode": "ghost", "weight": 0.3, "sigma": 1.5, "ghost": 0.6}
+        ),
     }
 )
 ATTACK_KINDS: tuple[str, ...] = tuple(ATTACK_OPTIONS)
@@ -108,6 +121,10 @@ class AttackRecipe:
             if o["name"] not in INSTAGRAM_FILTERS:
                 raise ConfigError(f"unknown filter {o['name']!r}; known: {list(INSTAGRAM_FILTERS)}")
             return InstagramFilter(str(o["name"]))
+        if self.kind == "reflection":
+            return ReflectionTrigger(
+                o["photo"], o["mode"], float(o["weight"]), float(o["sigma"]), float(o["ghost"])
+            )
         return WarpTrigger(derive_seed(seed, "warp") % 2**31, float(o["strength"]), int(o["grid"]))
 
     def build(self, num_classes: int, seed: int) -> Attack:

@@ -7,6 +7,7 @@ from exray.triggers.color_transform import ColorTransformFilter
 from exray.triggers.instagram import INSTAGRAM_FILTERS, InstagramFilter
 from exray.triggers.patch import BlendTrigger, PatchTrigger
 from exray.triggers.polygon import REGIONS, PolygonTrigger
+from exray.triggers.reflection import ReflectionTrigger
 
 __all__ = [
     "INSTAGRAM_FILTERS",
@@ -16,6 +17,7 @@ __all__ = [
     "InstagramFilter",
     "PatchTrigger",
     "PolygonTrigger",
+    "ReflectionTrigger",
     "Trigger",
     "register_trigger",
     "registered_triggers",

@@ -105,7 +105,7 @@ class BlendTrigger(Trigger):
     def pattern(self, height: int, width: int) -> torch.Tensor:
         """The (3, height, width) float32 pattern in [0, 1]."""
         if self.photo is not None:
-            return _photo(self.photo, height, width).clone()
+            return photo_pattern(self.photo, height, width).clone()
         return _pattern(self.seed, height, width).clone()
 
     def _stamp(
@@ -116,7 +116,9 @@ class BlendTrigger(Trigger):
         rng: np.random.Generator | None = None,
     ) -> torch.Tensor:
         height, width = images.shape[-2:]
-        pattern = _photo(self.photo, height, width) if self.photo else _pattern(self.seed, height, width)
+        pattern = (
+            photo_pattern(self.photo, height, width) if self.photo else _pattern(self.seed, height, width)
+        )
         return (1.0 - self.opacity) * images + self.opacity * pattern.to(images.device, images.dtype)[None]
 
     def to_config(self) -> dict[str, Any]:
@@ -141,7 +143,9 @@ def _pattern(seed: int, height: int, width: int) -> torch.Tensor:
 
 
 @lru_cache(maxsize=32)
-def _photo(name: str, height: int, width: int) -> torch.Tensor:
+def photo_pattern(name: str, height: int, width: int) -> torch.Tensor:
+    """A photograph scikit-image ships (:data:`BLEND_PHOTOS`), area-resampled to (3, H, W) in [0, 1]; cached:
+    never modify it in place."""
     image = torch.from_numpy(np.ascontiguousarray(getattr(skdata, name)()[:, :, :3]))
     image = image.permute(2, 0, 1)[None].float() / 255.0
     return F.interpolate(image, size=(height, width), mode="area")[0].contiguous()
