@@ -65,6 +65,21 @@ def test_study_resumes_from_its_cache(study, capsys):
     assert [r["detectors"] for r in printed["records"]] == [r["detectors"] for r in first]
 
 
+def test_every_study_model_is_a_scannable_model_directory(study):
+    """Model-level scanners run on the study's models as on any model directory (issue 17 §5): each holds
+    its clean examples, every class of the task."""
+    from exray import load_examples, load_model
+    from exray.studies.sdrm.runner import EXAMPLES_PER_CLASS
+
+    directories = sorted(study.glob("runs/*/*/model"))
+    assert len(directories) == 4
+    for directory in directories:
+        model, examples = load_model(directory, device="cpu"), load_examples(directory)
+        classes = model(examples[0]).shape[1]
+        assert set(examples) == set(range(classes))
+        assert all(0 < len(v) <= EXAMPLES_PER_CLASS for v in examples.values())
+
+
 def test_bad_spec_is_an_error_exit(tmp_path, capsys):
     spec = tmp_path / "bad.yaml"
     spec.write_text(TINY.read_text() + "\nextra: 1\n")
