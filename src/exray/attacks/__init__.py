@@ -12,6 +12,7 @@ from exray.attacks.catalog import (
     triggered_set,
     with_noise_mode,
 )
+from exray.attacks.composite import composite_mix, composite_set, composite_test_set
 from exray.attacks.poisoning import (
     ROLE_CLEAN,
     ROLE_COUNTER,
@@ -51,6 +52,9 @@ __all__ = [
     "SourceMode",
     "WarpTrigger",
     "base_labels",
+    "composite_mix",
+    "composite_set",
+    "composite_test_set",
     "default_levels",
     "draw_source_classes",
     "plan_poisoning",
