@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 
-from exray.data.images import IMAGE_SUFFIXES, MAX_TOTAL_PIXELS, check_size, read_images
+from exray.data.images import IMAGE_SUFFIXES, MAX_TOTAL_PIXELS, check_size, read_images, write_image
 from exray.errors import InputError
 from exray.files import read_json
 
@@ -88,3 +89,19 @@ def load_examples(path: str | Path, *, size: tuple[int, int] | None = None) -> d
     if len(shapes) > 1:
         raise InputError(f"example classes have different image sizes {sorted(shapes)}; pass size=(H, W)")
     return examples
+
+
+def write_examples(model_dir: str | Path, images: torch.Tensor, labels: torch.Tensor, per_class: int) -> None:
+    """Write a model directory's clean examples — the first ``per_class`` images of each label, as
+    ``class_{c}_example_{k}.png`` in ``clean-example-data/`` — once: into a partial folder, then renamed, so
+    that a folder that exists is complete."""
+    folder = Path(model_dir) / EXAMPLE_DIRS[0]
+    if folder.exists():
+        return
+    partial = Path(model_dir) / f".{EXAMPLE_DIRS[0]}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for label in sorted(int(c) for c in labels.unique()):
+        for k, image in enumerate(images[labels == label][:per_class]):
+            write_image(partial / f"class_{label}_example_{k}.png", image)
+    partial.rename(folder)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,8 +34,7 @@ from exray.attacks.poisoning import Attack
 from exray.attacks.sdrm import SDRMConfig, default_levels
 from exray.data.datasets import render_train_test
 from exray.data.digits import DigitsOptions, render_digits_train_test
-from exray.data.examples import EXAMPLE_DIRS
-from exray.data.images import write_image
+from exray.data.examples import write_examples
 from exray.data.signs import draw_classes
 from exray.data.synth import AugmentOptions
 from exray.models.io import load_model, save_model
@@ -306,21 +304,6 @@ def _analysis_key(spec: StudySpec, train_key: str) -> str:
     )
 
 
-def write_examples(model_dir: Path, test: EvalSet, num_classes: int) -> None:
-    """The model directory's clean examples (:data:`EXAMPLES_PER_CLASS` of each class from ``test``), written
-    once: into a partial folder, then renamed, so that a folder that exists is complete."""
-    folder = model_dir / EXAMPLE_DIRS[0]
-    if folder.exists():
-        return
-    partial = model_dir / f".{EXAMPLE_DIRS[0]}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    for label in range(num_classes):
-        for k, image in enumerate(test.images[test.labels == label][:EXAMPLES_PER_CLASS]):
-            write_image(partial / f"class_{label}_example_{k}.png", image)
-    partial.rename(folder)
-
-
 def run_variant(
     spec: StudySpec,
     run: Run,
@@ -335,7 +318,7 @@ def run_variant(
     directory = out / "runs" / run.label / variant
     device = resolve_device(device)
     model, trained = _train_or_load(spec, run, variant, prepared, directory, progress, device)
-    write_examples(directory / "model", prepared.test, prepared.num_classes)
+    write_examples(directory / "model", prepared.test.images, prepared.test.labels, EXAMPLES_PER_CLASS)
     key = _analysis_key(spec, trained["key"])
     analysis = _read_json(directory / "analysis.json")
     if analysis is None or analysis.get("key") != key:
