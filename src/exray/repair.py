@@ -134,11 +134,12 @@ def repair_model(
         raise InputError("natural must have one flag per trigger")
     if not triggers:
         raise InputError("no trigger to unlearn")
-    chosen = [t for t, n in zip(triggers, natural, strict=True) if include_natural or not n]
+    unlearn = [i for i, n in enumerate(natural) if include_natural or not n]
+    chosen = [triggers[i] for i in unlearn]
     refused = [
         {"victim": t.victim, "target": t.target, "kind": t.kind, "reason": "judged natural by EX-RAY"}
-        for t, n in zip(triggers, natural, strict=True)
-        if n and not include_natural
+        for i, t in enumerate(triggers)
+        if i not in unlearn
     ]
     if not chosen:
         raise InputError("every trigger was judged natural: nothing to unlearn (include_natural to force)")
@@ -192,9 +193,7 @@ def repair_model(
             "asr_after": b,
             "natural": bool(n),
         }
-        for t, a, b, n in zip(
-            chosen, asr_before, asr_after, [n for n in natural if include_natural or not n], strict=True
-        )
+        for t, a, b, n in zip(chosen, asr_before, asr_after, [natural[i] for i in unlearn], strict=True)
     ]
     return RepairResult(
         unlearned, refused, before, _accuracy(model, held), epochs, stopped, seed, config, history

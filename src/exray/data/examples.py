@@ -91,6 +91,11 @@ def load_examples(path: str | Path, *, size: tuple[int, int] | None = None) -> d
     return examples
 
 
+def example_filename(label: int, k: int) -> str:
+    """Class ``label``'s ``k``-th example file name, as TrojAI names it (read by :func:`_label_of`)."""
+    return f"class_{label}_example_{k}.png"
+
+
 def write_examples(model_dir: str | Path, images: torch.Tensor, labels: torch.Tensor, per_class: int) -> None:
     """Write a model directory's clean examples — the first ``per_class`` images of each label, as
     ``class_{c}_example_{k}.png`` in ``clean-example-data/`` — once: into a partial folder, then renamed, so
@@ -103,5 +108,5 @@ def write_examples(model_dir: str | Path, images: torch.Tensor, labels: torch.Te
     partial.mkdir(parents=True)
     for label in sorted(int(c) for c in labels.unique()):
         for k, image in enumerate(images[labels == label][:per_class]):
-            write_image(partial / f"class_{label}_example_{k}.png", image)
+            write_image(partial / example_filename(label, k), image)
     partial.rename(folder)

@@ -101,10 +101,6 @@ def _view(storage: torch.Tensor, size: Any, stride: Any, offset: int, file: Path
     return view
 
 
-def _rebuild_tensor(storage: torch.Tensor, offset: int, size: Any, stride: Any, *_: Any) -> torch.Tensor:
-    return storage.as_strided(tuple(size), tuple(stride), offset)
-
-
 def _identity(value: Any, *_: Any) -> Any:
     return value
 
@@ -120,8 +116,8 @@ class _TorchScriptUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if module.startswith("__torch__."):
             return _Record
-        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return _rebuild_tensor
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):  # (storage, offset, size, stride, ...)
+            return lambda storage, offset, size, stride, *_: _view(storage, size, stride, offset, self.file)
         if module == "torch" and name in _STORAGES:
             return _Storage(_STORAGES[name])
         if (module, name) == ("collections", "OrderedDict"):
@@ -160,15 +156,13 @@ def _tensors(
     record: _Record, file: Path, prefix: str = "", seen: frozenset[int] = frozenset()
 ) -> dict[str, torch.Tensor]:
     """The tensors of a module record by path; a record inside itself, or nesting beyond :data:`MAX_DEPTH`,
-    is a malformed archive. A tensor larger than its storage (a stride-0 view) is refused."""
+    is a malformed archive."""
     if id(record) in seen or len(seen) > MAX_DEPTH:
         raise ModelLoadError(f"{file}: the TorchScript module records nest in a cycle or too deeply")
     found: dict[str, torch.Tensor] = {}
     for name, value in record.state.items():
         if isinstance(value, torch.Tensor):
-            if value.numel() * value.element_size() > value.untyped_storage().nbytes():
-                raise ModelLoadError(f"{file}: tensor {prefix + name} is larger than its storage")
-            found[prefix + name] = value.clone()
+            found[prefix + name] = value.clone()  # every tensor was checked against its storage (_view)
         elif isinstance(value, _Record):
             found.update(_tensors(value, file, f"{prefix}{name}.", seen | {id(record)}))
     return found

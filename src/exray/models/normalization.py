@@ -52,10 +52,9 @@ def normalize_inputs(model: nn.Module, mean: list[float], std: list[float]) -> n
     cls = type(model)
     original = cls.forward
 
+    # One argument (fx traces no *args) and no annotations (fx copies them into traced code as text).
     def forward(self, x):
-        return original(
-            self, (x - getattr(self, MEAN)) / getattr(self, STD)
-        )  # one argument: fx traces no *args
+        return original(self, (x - getattr(self, MEAN)) / getattr(self, STD))
 
     model.register_buffer(MEAN, torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
     model.register_buffer(STD, torch.tensor(std).view(1, -1, 1, 1), persistent=False)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from exray.attacks import render_attack_set, render_clean_set, render_poisoned
+from exray.data.examples import example_filename
 from exray.data.images import write_image
 from exray.data.signs import classes_to_config
 from exray.data.synth import SignRenderer
@@ -185,4 +186,4 @@ def write_examples(folder: Path, draw: ModelDraw, spec: ZooSpec) -> None:
         labels = np.full(draw.examples_per_class, c)
         batch = renderer.render(labels, derive_seed(draw.examples_seed, c))
         for k, image in enumerate(batch.images):
-            write_image(folder / f"class_{c}_example_{k}.png", image)
+            write_image(folder / example_filename(c, k), image)
