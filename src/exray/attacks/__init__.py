@@ -1,6 +1,7 @@
 """Poisoning attacks (design §1 ``attacks``): label-specific TrojAI-style poisoning as pure, seeded plans
 (spec §7.3.7) and their rendering with the synthetic sign generator; the SDRM study's attacks (BadNets,
-Blended, filter, WaNet-style warp) on any image set; the SDRM / ML-MMDR regulariser (spec §6.1)."""
+Blended, filter, WaNet-style warp) on any image set; the paper's other attacks (composite, reflection via
+``exray.triggers``, hidden trigger, the adaptive loss); the SDRM / ML-MMDR regulariser (spec §6.1)."""
 
 from exray.attacks.adaptive import AdaptiveConfig, AdaptiveLoss
 from exray.attacks.catalog import (
@@ -13,6 +14,12 @@ from exray.attacks.catalog import (
     with_noise_mode,
 )
 from exray.attacks.composite import composite_mix, composite_set, composite_test_set
+from exray.attacks.hidden import (
+    HiddenTriggerConfig,
+    hidden_trigger_poisons,
+    hidden_trigger_set,
+    hidden_trigger_test_set,
+)
 from exray.attacks.poisoning import (
     ROLE_CLEAN,
     ROLE_COUNTER,
@@ -45,6 +52,7 @@ __all__ = [
     "AdaptiveLoss",
     "Attack",
     "AttackRecipe",
+    "HiddenTriggerConfig",
     "PoisonPlan",
     "PoisonedDataset",
     "SDRMConfig",
@@ -57,6 +65,9 @@ __all__ = [
     "composite_test_set",
     "default_levels",
     "draw_source_classes",
+    "hidden_trigger_poisons",
+    "hidden_trigger_set",
+    "hidden_trigger_test_set",
     "plan_poisoning",
     "poison_images",
     "redrawn_set",
