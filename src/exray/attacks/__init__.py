@@ -1,7 +1,8 @@
 """Poisoning attacks (design §1 ``attacks``): label-specific TrojAI-style poisoning as pure, seeded plans
 (spec §7.3.7) and their rendering with the synthetic sign generator; the SDRM study's attacks (BadNets,
 Blended, filter, WaNet-style warp) on any image set; the paper's other attacks (composite, reflection via
-``exray.triggers``, hidden trigger, the adaptive loss); the SDRM / ML-MMDR regulariser (spec §6.1)."""
+``exray.triggers``, hidden trigger, input-aware dynamic, the adaptive loss); the SDRM / ML-MMDR
+regulariser (spec §6.1)."""
 
 from exray.attacks.adaptive import AdaptiveConfig, AdaptiveLoss
 from exray.attacks.catalog import (
@@ -19,6 +20,13 @@ from exray.attacks.hidden import (
     hidden_trigger_poisons,
     hidden_trigger_set,
     hidden_trigger_test_set,
+)
+from exray.attacks.input_aware import (
+    InputAwareConfig,
+    InputAwareResult,
+    InputAwareTrigger,
+    TriggerGenerator,
+    train_input_aware,
 )
 from exray.attacks.poisoning import (
     ROLE_CLEAN,
@@ -53,11 +61,15 @@ __all__ = [
     "Attack",
     "AttackRecipe",
     "HiddenTriggerConfig",
+    "InputAwareConfig",
+    "InputAwareResult",
+    "InputAwareTrigger",
     "PoisonPlan",
     "PoisonedDataset",
     "SDRMConfig",
     "SDRMRegularizer",
     "SourceMode",
+    "TriggerGenerator",
     "WarpTrigger",
     "base_labels",
     "composite_mix",
@@ -75,6 +87,7 @@ __all__ = [
     "render_clean_set",
     "render_poisoned",
     "stage_outputs",
+    "train_input_aware",
     "triggered_set",
     "with_noise_mode",
 ]
