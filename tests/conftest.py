@@ -18,6 +18,7 @@ import torch
 
 ZOOS = Path(__file__).resolve().parents[1] / "zoos"
 TINY_SPEC = ZOOS / "tiny.yaml"
+TINY_V2_SPEC = ZOOS / "tiny-v2.yaml"
 
 
 def _env_int(name: str, default: int, minimum: int) -> int:
@@ -47,13 +48,13 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"exray fixtures: EXRAY_TEST_SEED={SEED_OFFSET} EXRAY_TEST_THREADS={THREADS}"
 
 
-def tiny_spec():
-    """``zoos/tiny.yaml`` with its seed shifted by ``EXRAY_TEST_SEED``."""
+def tiny_spec(path: Path = TINY_SPEC):
+    """``zoos/tiny.yaml`` (or another test spec) with its seed shifted by ``EXRAY_TEST_SEED``."""
     from dataclasses import replace
 
     from exray.zoo import load_spec
 
-    spec = load_spec(TINY_SPEC)
+    spec = load_spec(path)
     return replace(spec, seed=fixture_seed(spec.seed))
 
 
@@ -66,6 +67,15 @@ def tiny_zoo() -> Path:
     from exray.zoo import cached_build
 
     return cached_build(tiny_spec(), workers=2, train_threads=THREADS)
+
+
+@pytest.fixture(scope="session")
+def tiny_v2_zoo() -> Path:
+    """The tests' population-v2 zoo (``zoos/tiny-v2.yaml``: two trojaned models of the Table-1 design), built
+    and cached as :func:`tiny_zoo`; its tests carry ``@pytest.mark.xdist_group("tiny_v2_zoo")``."""
+    from exray.zoo import cached_build
+
+    return cached_build(tiny_spec(TINY_V2_SPEC), workers=2, train_threads=THREADS)
 
 
 @pytest.fixture(autouse=True)
