@@ -5,8 +5,11 @@ signatures' variance fractions, SCAn's J*, spec §6) over per-class statistics."
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+
+from exray.errors import InputError
 
 #: Consistency constant making the median absolute deviation estimate σ for normal data.
 MAD_TO_SIGMA = 1.4826
@@ -44,3 +47,28 @@ def anomaly_index(values: Sequence[float] | np.ndarray) -> np.ndarray:
     if mad > 0:
         return deviation / mad
     return np.where(deviation > 0, np.inf, 0.0)
+
+
+def mad_anomaly(norms: Sequence[float], threshold: float = 2.0) -> dict[str, Any]:
+    """The MAD outlier test over per-label mask norms (spec §3.2).
+
+    Returns ``anomaly_index`` = |min − median| / MAD (0 when MAD is 0), per-label indices
+    |ℓ − median| / MAD, and ``flagged``: labels with ℓ < median and index > ``threshold``, smallest norm
+    first. MAD = 1.4826 · median(|ℓ − median|).
+    """
+    values = np.array([float(v) for v in norms], dtype=np.float64)
+    if len(values) == 0:
+        raise InputError("mad_anomaly needs at least one norm")
+    median, mad = median_and_mad(values)
+    n = len(values)
+    index = (np.abs(values - median) / mad).tolist() if mad > 0 else [0.0] * n
+    flagged = sorted(
+        (i for i in range(n) if values[i] < median and index[i] > threshold), key=lambda i: float(values[i])
+    )
+    return {
+        "median": median,
+        "mad": mad,
+        "anomaly_index": abs(float(values.min()) - median) / mad if mad > 0 else 0.0,
+        "label_index": index,
+        "flagged": flagged,
+    }

@@ -5,10 +5,12 @@
 (:mod:`exray.scanners.inversion`) and specialise its parameterisation, loss and stopping rule.
 """
 
+from exray.metrics.robust import mad_anomaly
 from exray.scanners.abs import ABSConfig, ABSScanner
 from exray.scanners.base import Scanner, get_scanner, list_scanners, register_scanner
 from exray.scanners.inversion import Inversion, InversionOutcome, InversionTask
-from exray.scanners.neural_cleanse import NCConfig, NeuralCleanseScanner, mad_anomaly
+from exray.scanners.nc_inversion import PairInversion
+from exray.scanners.neural_cleanse import NCConfig, NeuralCleanseScanner
 from exray.scanners.result import FoundTrigger, ScannerResult
 from exray.scanners.ssim import ms_ssim
 
@@ -21,6 +23,7 @@ __all__ = [
     "InversionTask",
     "NCConfig",
     "NeuralCleanseScanner",
+    "PairInversion",
     "Scanner",
     "ScannerResult",
     "get_scanner",

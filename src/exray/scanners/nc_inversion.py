@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from exray.scanners.inversion import EpochStats, Inversion, InversionTask, StepBatch
+from exray.scanners.result import FoundTrigger
 from exray.triggers.inverted import MaskPatternTrigger
 
 _KERAS_EPSILON = 1e-7
@@ -147,3 +149,26 @@ class NCInversion(Inversion):
         return MaskPatternTrigger(
             _unit(params["mask"])[0].clamp(0.0, 1.0), _unit(params["pattern"]).clamp(0.0, 1.0), threshold=None
         )
+
+
+@dataclass(frozen=True)
+class PairInversion:
+    """Neural Cleanse's trigger for one (victim, target) pair: ``norm`` is its mask's L1 norm (pixels),
+    ``asr`` the share of the victim's examples it flips, ``universal`` its rate over every class."""
+
+    victim: int
+    target: int
+    trigger: MaskPatternTrigger
+    norm: float
+    asr: float
+    universal: float
+    per_class_asr: dict[str, float]
+    epochs_run: int
+
+    def found(self, **details: Any) -> FoundTrigger:
+        """The pair as a scanner finding (kind ``"patch"``)."""
+        info = {"norm": self.norm, **details, "per_class_asr": self.per_class_asr}
+        return FoundTrigger(
+            self.trigger, self.victim, self.target, "patch", self.asr, float(self.trigger.size),
+            self.universal, info,
+        )  # fmt: skip

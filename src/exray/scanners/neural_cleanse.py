@@ -17,18 +17,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
 from exray.errors import ConfigError, InputError
-from exray.metrics.robust import median_and_mad
+from exray.metrics.robust import mad_anomaly
 from exray.models.layers import resolve_layer
 from exray.models.runtime import frozen
 from exray.scanners.base import ConfiguredScanner, Options, register_scanner
 from exray.scanners.common import Examples, check_examples, subset
 from exray.scanners.inversion import InversionOutcome, InversionTask
-from exray.scanners.nc_inversion import NCInversion
+from exray.scanners.nc_inversion import NCInversion, PairInversion
 from exray.scanners.result import FoundTrigger, ScannerResult, attack_rates, best_source, stamped_predictions
 from exray.scanners.stimulation import profile
 from exray.utils import derive_seed, torch_generator
@@ -36,31 +35,6 @@ from exray.utils import derive_seed, torch_generator
 NCMode = Literal["label_specific", "universal"]
 PairFilter = Literal["prior", "short_run"]
 PairDetection = Literal["bound", "mad"]
-
-
-def mad_anomaly(norms: Sequence[float], threshold: float = 2.0) -> dict[str, Any]:
-    """The MAD outlier test over per-label mask norms (spec §3.2).
-
-    Returns ``anomaly_index`` = |min − median| / MAD (0 when MAD is 0), per-label indices
-    |ℓ − median| / MAD, and ``flagged``: labels with ℓ < median and index > ``threshold``, smallest norm
-    first. MAD = 1.4826 · median(|ℓ − median|).
-    """
-    values = np.array([float(v) for v in norms], dtype=np.float64)
-    if len(values) == 0:
-        raise InputError("mad_anomaly needs at least one norm")
-    median, mad = median_and_mad(values)
-    n = len(values)
-    index = (np.abs(values - median) / mad).tolist() if mad > 0 else [0.0] * n
-    flagged = sorted(
-        (i for i in range(n) if values[i] < median and index[i] > threshold), key=lambda i: float(values[i])
-    )
-    return {
-        "median": median,
-        "mad": mad,
-        "anomaly_index": abs(float(values.min()) - median) / mad if mad > 0 else 0.0,
-        "label_index": index,
-        "flagged": flagged,
-    }
 
 
 @dataclass(frozen=True)
@@ -308,6 +282,45 @@ class NeuralCleanseScanner(ConfiguredScanner):
             )
         return tasks
 
+    def invert_pairs(
+        self,
+        model: nn.Module,
+        examples: Mapping[int, torch.Tensor],
+        pairs: Sequence[tuple[int, int]] | None = None,
+        *,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> list[PairInversion]:
+        """Neural Cleanse's smallest trigger for each (victim, target) pair — every ordered pair of the
+        examples' classes by default — with its mask norm (the trigger size in pixels, the EX-RAY paper's
+        Tables 21-22) and its ASR on the victim's examples; no bound or MAD test applied."""
+        data = check_examples(model, examples)
+        if pairs is None:
+            pairs = [(v, t) for v in data.classes for t in data.classes if t != v]
+        bad = [
+            p for p in pairs if p[0] not in data.by_class or not 0 <= p[1] < data.num_classes or p[0] == p[1]
+        ]
+        if bad:
+            raise InputError(f"pairs must be (a victim with examples, another class) of the model, got {bad}")
+        with frozen(model):
+            return self._invert(model, data, list(pairs), seed, progress)
+
+    def _invert(
+        self, model: nn.Module, data: Examples, pairs: list[tuple[int, int]], seed: int, progress: bool
+    ) -> list[PairInversion]:
+        outcomes = self._run(model, self._pair_tasks(data, pairs, seed), self.config.epochs, progress)
+        inverted = []
+        for (victim, target), outcome in zip(pairs, outcomes, strict=True):
+            trigger = NCInversion.trigger(outcome.params)
+            per_class, universal = attack_rates(stamped_predictions(model, trigger, data), target)
+            inverted.append(
+                PairInversion(
+                    victim, target, trigger, outcome.info["norm"], per_class.get(victim, 0.0), universal,
+                    {str(k): v for k, v in per_class.items()}, outcome.epochs_run,
+                )
+            )  # fmt: skip
+        return inverted
+
     def _label_specific(
         self, model: nn.Module, data: Examples, seed: int, progress: bool, layer: str | None = None
     ) -> tuple[list[FoundTrigger], dict[str, float], dict[str, Any]]:
@@ -319,45 +332,34 @@ class NeuralCleanseScanner(ConfiguredScanner):
         pairs, selection = self._pairs(model, data, seed, progress, layer)
         timings = {"pair_selection": time.perf_counter() - clock}
         clock = time.perf_counter()
-        outcomes = self._run(model, self._pair_tasks(data, pairs, seed), cfg.epochs, progress)
+        inverted = self._invert(model, data, pairs, seed, progress)
         timings["inversion"] = time.perf_counter() - clock
 
         clock = time.perf_counter()
         height, width = data.image_size
         bound = cfg.max_norm_fraction * height * width
-        mad = mad_anomaly([o.info["norm"] for o in outcomes], cfg.mad_threshold) if outcomes else None
+        mad = mad_anomaly([p.norm for p in inverted], cfg.mad_threshold) if inverted else None
         outliers = set(mad["flagged"]) if mad is not None else set()
         triggers, records = [], []
-        for i, ((victim, target), outcome) in enumerate(zip(pairs, outcomes)):
-            trigger = NCInversion.trigger(outcome.params)
-            per_class, universal = attack_rates(stamped_predictions(model, trigger, data), target)
-            asr = per_class.get(victim, 0.0)
-            norm = outcome.info["norm"]
+        for i, pair in enumerate(inverted):
             index = mad["label_index"][i] if mad is not None else 0.0
-            passed = asr >= cfg.success and norm <= bound and (cfg.detection == "bound" or i in outliers)
+            passed = (
+                pair.asr >= cfg.success and pair.norm <= bound and (cfg.detection == "bound" or i in outliers)
+            )
             records.append(
                 {
-                    "victim": victim,
-                    "target": target,
-                    "norm": norm,
-                    "asr": asr,
+                    "victim": pair.victim,
+                    "target": pair.target,
+                    "norm": pair.norm,
+                    "asr": pair.asr,
                     "anomaly_index": index,
                     "outlier": i in outliers,
                     "passed": passed,
-                    "epochs_run": outcome.epochs_run,
+                    "epochs_run": pair.epochs_run,
                 }
             )
             if passed:
-                details = {
-                    "norm": norm,
-                    "pair_anomaly_index": index,
-                    "per_class_asr": {str(k): v for k, v in per_class.items()},
-                }
-                triggers.append(
-                    FoundTrigger(
-                        trigger, victim, target, "patch", asr, float(trigger.size), universal, details
-                    )
-                )
+                triggers.append(pair.found(pair_anomaly_index=index))
         timings["validation"] = time.perf_counter() - clock
         diagnostics = {
             "mode": "label_specific",
