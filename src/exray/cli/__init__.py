@@ -6,11 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from exray.cli import calibrate, demo, diff, evaluate, merge, repair, scan, sdrm, trojai, zoo
+from exray.cli import calibrate, demo, diff, evaluate, merge, repair, scan, sdrm, study, trojai, zoo
 from exray.errors import ExrayError
 from exray.version import __version__
 
-COMMANDS = (scan, merge, diff, repair, trojai, calibrate, zoo, sdrm, demo, evaluate)
+COMMANDS = (scan, merge, diff, repair, trojai, calibrate, zoo, sdrm, study, demo, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
