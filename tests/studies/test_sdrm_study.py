@@ -3,6 +3,7 @@ from its cache; the measurement helpers on known inputs."""
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -193,3 +194,22 @@ def test_a_gpu_trained_model_is_cached_under_its_own_key():
         "variant": "rbt",
     }
     assert cpu == _hash(legacy)
+
+
+def test_runs_can_be_selected_by_pattern_and_share_the_cache(study, tmp_path, capsys):
+    """`--runs` keeps the matching runs only (and refuses a pattern that matches none); the models it needs
+    come from the full study's cache, since every model's key is its own run's."""
+    from exray.errors import ConfigError
+    from exray.studies.sdrm import load_spec, select_runs
+
+    spec = load_spec(TINY)
+    assert [(r.data, r.attack) for r in select_runs(spec, ["signs/*"]).runs] == [("signs", "badnets")]
+    assert select_runs(spec, []) is spec
+    with pytest.raises(ConfigError, match="no run matches"):
+        select_runs(spec, ["imagenet/*"])
+    out = tmp_path / "selected"
+    shutil.copytree(study / "runs", out / "runs")  # the full study's cache (its own files stay as they are)
+    capsys.readouterr()
+    assert main(["sdrm", "study", str(TINY), "--out", str(out), "--runs", "digits/cnn/*", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [(r["data"], r["cached"]) for r in results["records"]] == [("digits", True), ("digits", True)]

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from exray.cli.common import add_device_flag, add_output_flags, thread_count
-from exray.studies.sdrm import load_spec, run_study, write_report
+from exray.studies.sdrm import load_spec, run_study, select_runs, write_report
 from exray.utils import set_thread_budget
 
 
@@ -31,6 +31,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     study.add_argument("spec", type=Path, help="study spec (.yaml or .json)")
     study.add_argument("--out", type=Path, required=True, help="output and cache directory")
     study.add_argument(
+        "--runs",
+        nargs="+",
+        metavar="DATA/ARCH/ATTACK",
+        help="only the runs matching these shell-style patterns (e.g. 'signs/vgg/*'); cached models are "
+        "shared with the full study",
+    )
+    study.add_argument(
         "--threads", type=thread_count, help="torch intra-op threads (default: torch's choice)"
     )
     add_device_flag(study, default="cpu")
@@ -39,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_study_command(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
+    spec = select_runs(load_spec(args.spec), args.runs or ())
     set_thread_budget(args.threads)
     results = run_study(spec, args.out, progress=not args.quiet, device=args.device)
     paths = write_report(results, args.out)

@@ -3,6 +3,7 @@ success, per-level distances and the difference-based detectors. ``exray sdrm st
 
 from exray.studies.sdrm.report import write_report
 from exray.studies.sdrm.runner import run_study
+from exray.studies.sdrm.selection import select_runs
 from exray.studies.sdrm.spec import StudySpec, load_spec, parse_spec
 
-__all__ = ["StudySpec", "load_spec", "parse_spec", "run_study", "write_report"]
+__all__ = ["StudySpec", "load_spec", "parse_spec", "run_study", "select_runs", "write_report"]
