@@ -129,8 +129,9 @@ class ScanResult:
         return json.dumps(self.to_dict())
 
 
-def check_examples(examples: dict[int, torch.Tensor]) -> None:
-    """Raise :class:`InputError` unless ``examples`` is a usable {class: images} mapping."""
+def check_scan_examples(examples: dict[int, torch.Tensor]) -> None:
+    """Raise :class:`InputError` unless ``examples`` is a usable {class: images} mapping for a scan (at least
+    two classes of one image shape; the scanner then checks them against the model)."""
     if not isinstance(examples, dict) or len(examples) < 2:
         raise InputError("a scan needs clean example images of at least two classes")
     shapes = set()
@@ -183,7 +184,7 @@ def scan(
     ):
         raise InputError("triggers must be None or a list of FoundTrigger (from a scanner)")
     method = resolve_refiner(refine, policy, mask_config)
-    check_examples(examples)
+    check_scan_examples(examples)
     calibration = calibration or Calibration()
     gate = judging_gate(refine_min_asr, calibration)
     timings: dict[str, float] = {}

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Self, TypeVar
 import numpy as np
 import torch
 
-from exray.data.images import check_images as _check_images
+from exray.data.images import check_images
 from exray.errors import ConfigError, InputError
 
 
@@ -44,7 +44,7 @@ class Trigger(ABC):
         of triggers that have any (e.g. placement); ``None`` means a generator seeded with 0.
         Validates ``images`` (InputError) and delegates to :meth:`_stamp`.
         """
-        check_images(images)
+        check_images(images, "images", channels=3, allow_empty=True)
         return self._stamp(images, foreground=foreground, rng=rng)
 
     @abstractmethod
@@ -112,11 +112,6 @@ def check_config(
         raise ConfigError(
             f"bad {cls.type!r} trigger config: missing {sorted(missing)}, unexpected {sorted(extra)}"
         )
-
-
-def check_images(images: torch.Tensor) -> None:
-    """Raise InputError unless ``images`` is a finite floating (N, 3, H, W) tensor (N = 0 passes)."""
-    _check_images(images, "images", channels=3, allow_empty=True)
 
 
 def foreground_masks(foreground: torch.Tensor | None, images: torch.Tensor) -> torch.Tensor:
