@@ -5,11 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from exray.data.images import check_images
 from exray.differencing.config import MaskConfig, Sides, check_sides
 from exray.differencing.optimizer import optimize_masks
 from exray.differencing.problem import MaskProblem, MaskResult
 from exray.errors import InputError
-from exray.models.layers import Backend, LayerCut, check_images, resolve_layer
+from exray.models.layers import Backend, LayerCut, resolve_layer
 from exray.models.runtime import model_device
 from exray.utils import derive_seed
 

@@ -30,10 +30,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from exray.data.images import check_images
 from exray.differencing import MaskConfig, Verdict
 from exray.differencing.policies import Policy
 from exray.errors import ConfigError, InputError
-from exray.models.layers import check_images
 from exray.models.runtime import model_device, predict_logits
 from exray.pipeline.calibration import Calibration
 from exray.refinement import Judgement, RefinementCase, RefinementMethod, get_method, select_cases
