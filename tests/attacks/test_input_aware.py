@@ -98,3 +98,43 @@ def test_bad_training_sets_are_refused():
         train_input_aware(model, TrainSet(torch.rand(40, 3, 6, 6), torch.zeros(40, dtype=torch.long)), config)
     with pytest.raises(InputError):  # fewer than two batches
         train_input_aware(model, TrainSet(torch.rand(10, 3, 8, 8), torch.zeros(10, dtype=torch.long)), config)
+
+
+def _tiny_task():
+    torch.manual_seed(5)
+    images = torch.rand(64, 3, 8, 8)
+    return TrainSet(images, torch.arange(64) % 2), EvalSet(images[:16], torch.arange(16) % 2)
+
+
+def test_training_is_seeded_and_leaves_the_global_rng_alone():
+    train, test = _tiny_task()
+    config = InputAwareConfig(
+        batch_size=16, epochs=1, mask_epochs=1, generator_channels=4, backdoor_ratio=0.25
+    )
+    weights = []
+    for _ in range(2):
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(3 * 8 * 8, 2))
+        model.load_state_dict({k: torch.zeros_like(v) for k, v in model.state_dict().items()})
+        torch.manual_seed(123)
+        state = torch.random.get_rng_state()
+        result = train_input_aware(model, train, config, seed=7, test=test)
+        assert torch.equal(torch.random.get_rng_state(), state)  # no global draw escaped
+        weights.append([p.detach().clone() for p in model.parameters()])
+        assert 0 <= result.attack_success_rate <= 1 and len(result.history) == 2
+    assert all(torch.equal(a, b) for a, b in zip(*weights, strict=True))
+
+
+def test_settings_that_leave_no_trainable_batch_are_refused():
+    with pytest.raises(ConfigError, match="partner"):
+        InputAwareConfig(backdoor_ratio=0.6, cross_ratio=0.3)
+    labels = torch.arange(64) % 2
+    with pytest.raises(InputError, match="divisible"):  # one side fits 2^2, the other does not
+        train_input_aware(
+            torch.nn.Linear(1, 1), TrainSet(torch.rand(64, 3, 8, 10), labels), InputAwareConfig(batch_size=16)
+        )
+    _, test = _tiny_task()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+    trigger = InputAwareTrigger(TriggerGenerator(3, channels=4), TriggerGenerator(1, channels=4))
+    only_target = EvalSet(test.images, torch.zeros(16, dtype=torch.long))
+    with pytest.raises(InputError, match="other than the target"):
+        evaluate_input_aware(model, trigger, only_target, 0)

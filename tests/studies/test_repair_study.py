@@ -45,9 +45,11 @@ def test_the_study_repairs_every_model_and_writes_table_8(tmp_path, monkeypatch)
         assert len(matrix) == 3 and all(matrix[c][c] is None for c in range(3))
         assert all(matrix[t][v] is not None for t in range(3) for v in range(3) if t != v)
         victim, target = record["pair"]
-        assert record["size_before"] == matrix[target][victim]
+        assert record["size_in_matrix_before"] == matrix[target][victim] and record["size_before"] > 0
         assert record["size_after"] == record["matrix_after"][target][victim]
         assert record["repair"]["epochs"] <= 2
+        if record["repair"]["epochs"]:  # repaired weights: Neural Cleanse sees another model afterwards
+            assert record["matrix_after"] != matrix
     trojaned = records["injected"]
     truth = json.loads((Path(results["zoo"]) / trojaned["model"] / "config.json").read_text())
     assert Path(results["zoo"]).is_relative_to(tmp_path / "cache")  # built into the given cache
@@ -70,6 +72,13 @@ def test_the_study_repairs_every_model_and_writes_table_8(tmp_path, monkeypatch)
 
     again = run_repair_study(spec, tmp_path / "out", cache_root=tmp_path / "cache")
     assert all(r["cached"] for r in again["records"])
+    torn = tmp_path / "out" / "models" / f"{trojaned['model']}.json"
+    torn.write_text(torn.read_text()[:50])  # an interrupted write: recomputed, never a crash
+    third = run_repair_study(spec, tmp_path / "out", cache_root=tmp_path / "cache")
+    assert {r["model"]: r["cached"] for r in third["records"]} == {
+        trojaned["model"]: False,
+        clean["model"]: True,
+    }
     changed = run_repair_study(parse_spec(_spec(seed=2)), tmp_path / "out", cache_root=tmp_path / "cache")
     assert not any(r["cached"] for r in changed["records"])  # other settings: recomputed, never reused
 

@@ -213,3 +213,4 @@ def test_runs_can_be_selected_by_pattern_and_share_the_cache(study, tmp_path, ca
     assert main(["sdrm", "study", str(TINY), "--out", str(out), "--runs", "digits/cnn/*", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
     assert [(r["data"], r["cached"]) for r in results["records"]] == [("digits", True), ("digits", True)]
+    assert (out / "part-digits-cnn" / "sdrm-table.md").is_file() and not (out / "sdrm-table.md").exists()

@@ -17,7 +17,8 @@ from exray.triggers import PolygonTrigger
 
 
 def _fine_tune_head(extractor, train, seed):
-    """The paper's victim: transfer learning — only the last layer is trained, from the extractor's."""
+    """The paper's victim: transfer learning — only the last layer's weights are trained, from the
+    extractor's (train_model runs in train mode, so BatchNorm's running statistics still follow the data)."""
     victim = copy.deepcopy(extractor)
     head = last_to_run(victim, train.images[:1], torch.nn.Linear)
     for name, parameter in victim.named_parameters():

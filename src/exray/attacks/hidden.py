@@ -50,7 +50,7 @@ class HiddenTriggerConfig:
     ``batch_size``."""
 
     epsilon: float = 16 / 255
-    steps: int = 2000
+    steps: int = 5000
     lr: float = 0.01
     decay: float = 0.95
     decay_every: int = 2000
@@ -99,8 +99,9 @@ class FeatureExtractor:
 
 
 def stamp_anywhere(trigger: Trigger, images: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """``images`` stamped with ``trigger``; a trigger confined to a foreground object may go anywhere in the
-    image (the paper's trigger is a patch at a random place)."""
+    """``images`` stamped with ``trigger``; a trigger confined to a foreground object (the polygon) is placed
+    at a random spot of the whole image, as the paper's patch. A trigger with a fixed place (``PatchTrigger``)
+    stays there."""
     whole = (
         torch.ones(images.shape[0], *images.shape[-2:], dtype=torch.bool)
         if trigger.stamps_foreground

@@ -126,6 +126,11 @@ class InputAwareConfig:
             raise ConfigError(
                 "backdoor_ratio × batch_size must leave at least one backdoored image per batch"
             )
+        if self.diversity_weight and 2 * self.backdoor_ratio > 1:
+            raise ConfigError(
+                "with the diversity loss, backdoor_ratio must be <= 0.5: each backdoored image needs a "
+                f"partner row of the second pass, got {self.backdoor_ratio}"
+            )
         for name in ("diversity_weight", "norm_weight"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
@@ -155,8 +160,10 @@ class InputAwareTrigger:
         sources = images if sources is None else sources
         if sources.shape != images.shape:
             raise InputError("sources must have the shape of the images they stamp")
+        device = model_device(self.pattern)
         with frozen(self.pattern), frozen(self.mask), torch.no_grad():
-            return _backdoor(images, sources, self.pattern, self.mask)[0].clamp(0, 1)
+            stamped = _backdoor(images.to(device), sources.to(device), self.pattern, self.mask)[0]
+        return stamped.clamp(0, 1).to(images.device)
 
 
 @dataclass
@@ -212,19 +219,39 @@ def train_input_aware(
     images, labels = train.images, train.labels
     if images.ndim != 4 or len(images) != len(labels) or len(images) < 2 * config.batch_size:
         raise InputError("train_input_aware needs (N, C, H, W) images with N labels, N >= 2 batches")
-    if min(images.shape[-2:]) % (2**config.generator_steps):
+    if any(side % 2**config.generator_steps for side in images.shape[-2:]):
         raise InputError(f"image sides must be divisible by 2^generator_steps = {2**config.generator_steps}")
+    with torch.random.fork_rng(devices=[]):  # dropout and the generators' init: seeded, global state kept
+        torch.manual_seed(derive_seed(seed, "input-aware-init") % (2**63))
+        return _train(classifier, images, labels, config, seed, test, progress)
+
+
+def _usable(n: int, config: InputAwareConfig) -> tuple[int, int] | None:
+    """(backdoored, cross) rows of a batch of ``n``, or None when the batch is too short for them."""
+    num_bd, num_cross = int(config.backdoor_ratio * n), int(config.cross_ratio * n)
+    if num_bd < 1 or num_bd + num_cross > n or (config.diversity_weight and 2 * num_bd > n):
+        return None
+    return num_bd, num_cross
+
+
+def _train(
+    classifier: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    config: InputAwareConfig,
+    seed: int,
+    test: EvalSet | None,
+    progress: Callable[[dict[str, float]], None] | None,
+) -> InputAwareResult:
     device = model_device(classifier)
     gen = torch.Generator().manual_seed(derive_seed(seed, "input-aware") % (2**63))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, "input-aware-init") % (2**63))
-        shape = {
-            "channels": config.generator_channels,
-            "steps": config.generator_steps,
-            "inputs": images.shape[1],
-        }
-        pattern = TriggerGenerator(images.shape[1], **shape).to(device)
-        mask = TriggerGenerator(1, **shape).to(device)
+    shape = {
+        "channels": config.generator_channels,
+        "steps": config.generator_steps,
+        "inputs": images.shape[1],
+    }
+    pattern = TriggerGenerator(images.shape[1], **shape).to(device)
+    mask = TriggerGenerator(1, **shape).to(device)
     history: list[dict[str, float]] = []
 
     optimizer_m = torch.optim.Adam(mask.parameters(), config.lr_mask, betas=(0.5, 0.9))
@@ -263,9 +290,10 @@ def train_input_aware(
             n = min(len(first), len(second))
             x1, y1 = images[first[:n]].to(device), labels[first[:n]].to(device)
             x2 = images[second[:n]].to(device)
-            num_bd, num_cross = int(config.backdoor_ratio * n), int(config.cross_ratio * n)
-            if num_bd < 1 or 2 * num_bd + num_cross > n:
+            rows = _usable(n, config)
+            if rows is None:
                 continue  # a short last batch: too few rows for the backdoored and partner images
+            num_bd, num_cross = rows
             stamped, patterns1 = _backdoor(x1[:num_bd], x1[:num_bd], pattern, mask)
             crossed, _ = _backdoor(
                 x1[num_bd : num_bd + num_cross], x2[num_bd : num_bd + num_cross], pattern, mask
@@ -291,9 +319,11 @@ def train_input_aware(
             optimizer_g.step()
             totals["loss"] += loss.item()
             totals["batches"] += 1
+        if not totals["batches"]:
+            raise InputError(f"no batch of {config.batch_size} could hold the backdoored and cross rows")
         scheduler_c.step()
         scheduler_g.step()
-        batches = max(1.0, totals.pop("batches"))
+        batches = totals.pop("batches")
         record = {"stage": 1.0, "epoch": float(epoch), **{k: v / batches for k, v in totals.items()}}
         history.append(record)
         if progress is not None:
@@ -309,23 +339,33 @@ def train_input_aware(
 
 
 def evaluate_input_aware(
-    classifier: nn.Module, trigger: InputAwareTrigger, test: EvalSet, target_class: int, *, seed: int = 0
+    classifier: nn.Module,
+    trigger: InputAwareTrigger,
+    test: EvalSet,
+    target_class: int,
+    *,
+    seed: int = 0,
+    batch_size: int = 256,
 ) -> tuple[float, float, float]:
     """(clean accuracy, attack success rate on the non-target test images, cross-trigger accuracy with a
-    seeded derangement of the test images as the trigger sources)."""
-    device = model_device(classifier)
-    images, labels = test.images.to(device), test.labels.to(device)
+    seeded derangement of the test images as the trigger sources), in batches of ``batch_size``."""
+    images, labels = test.images, test.labels
+    if len(images) < 2 or not (labels != target_class).any():
+        raise InputError("the test set needs at least two images and one of a class other than the target")
     gen = torch.Generator().manual_seed(derive_seed(seed, "input-aware-cross") % (2**63))
     order = torch.randperm(len(images), generator=gen)
     partners = torch.empty_like(order)
     partners[order] = order.roll(1)  # one random cycle: no image is its own trigger's source
+    device = model_device(classifier)
+    clean = asr = cross = 0
     with frozen(classifier), torch.no_grad():
-        clean = (classifier(images).argmax(1) == labels).float().mean().item()
-        victims = images[labels != target_class]
-        asr = (classifier(trigger.stamp(victims)).argmax(1) == target_class).float().mean().item()
-        cross = (
-            (classifier(trigger.stamp(images, images[partners.to(device)])).argmax(1) == labels)
-            .float()
-            .mean()
-        )
-    return clean, asr, cross.item()
+        for rows in torch.arange(len(images)).split(batch_size):
+            x, y = images[rows], labels[rows].to(device)
+            clean += int((classifier(x.to(device)).argmax(1) == y).sum())
+            victims = x[(y != target_class).cpu()]
+            if len(victims):
+                hit = classifier(trigger.stamp(victims).to(device)).argmax(1) == target_class
+                asr += int(hit.sum())
+            crossed = trigger.stamp(x, images[partners[rows]]).to(device)
+            cross += int((classifier(crossed).argmax(1) == y).sum())
+    return clean / len(images), asr / int((labels != target_class).sum()), cross / len(images)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from exray.cli.common import add_device_flag, add_output_flags, thread_count
@@ -35,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         nargs="+",
         metavar="DATA/ARCH/ATTACK",
         help="only the runs matching these shell-style patterns (e.g. 'signs/vgg/*'); cached models are "
-        "shared with the full study",
+        "shared with the full study, the tables go to OUT/part-<patterns>",
     )
     study.add_argument(
         "--threads", type=thread_count, help="torch intra-op threads (default: torch's choice)"
@@ -45,11 +46,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     study.set_defaults(run=run_study_command)
 
 
+def part_name(patterns: list[str]) -> str:
+    """The report folder of a part of a study, named after its ``--runs`` patterns."""
+    return "part-" + "+".join(re.sub(r"[^A-Za-z0-9]+", "-", p).strip("-") or "all" for p in patterns)[:80]
+
+
 def run_study_command(args: argparse.Namespace) -> int:
     spec = select_runs(load_spec(args.spec), args.runs or ())
     set_thread_budget(args.threads)
     results = run_study(spec, args.out, progress=not args.quiet, device=args.device)
-    paths = write_report(results, args.out)
+    # a part's tables go beside the whole study's, never over them (the models are shared: args.out/runs)
+    report = args.out / part_name(args.runs) if args.runs else args.out
+    report.mkdir(parents=True, exist_ok=True)
+    paths = write_report(results, report)
     if args.json:
         print(json.dumps({"files": {k: str(v) for k, v in paths.items()}, **results}))
     else:

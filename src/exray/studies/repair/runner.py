@@ -8,6 +8,9 @@ For each model of the study's zoo (clean models and label-specific-trojaned ones
 2. The backdoor to repair: a trojaned model's planted pair (its first source class → its target, from the
    ground truth: the paper's "the injected trigger flips class 1 to class 0"); a clean model's natural one,
    the pair with the smallest trigger (the paper's benign model: 3 → 5, among its smallest).
+   The chosen pair is inverted once more from another seed: a clean model's pair is the smallest of many
+   noisy sizes, so its size in the matrix is biased low; the re-inversion gives its ``size_before`` and
+   the trigger that is unlearned (for both groups alike).
 3. Unlearning with that pair's Neural Cleanse trigger (:func:`exray.repair.repair_model`, the paper's
    method [77]), every model under the same budget (the spec's ``repair`` section); the repaired model's
    accuracy is measured on held-out examples.
@@ -29,6 +32,7 @@ import numpy as np
 import torch
 
 from exray.data.examples import load_examples
+from exray.errors import InputError
 from exray.evaluation.truth import ModelTruth, read_model_truth
 from exray.models.io import load_model, model_info
 from exray.repair import repair_model
@@ -39,7 +43,7 @@ from exray.version import __version__
 from exray.zoo import cached_build, read_metadata
 
 #: Bumped when a change makes cached per-model records stale.
-RECORD_REVISION = 1
+RECORD_REVISION = 2
 
 
 def size_matrix(num_classes: int, inverted: list[Any]) -> list[list[float | None]]:
@@ -57,7 +61,9 @@ def chosen_pair(truth: ModelTruth, inverted: list[Any]) -> tuple[tuple[int, int]
         trigger = truth.triggers[0]
         victims = sorted({p.victim for p in inverted} - {trigger.target})
         sources = [v for v in (trigger.sources or victims) if v in victims]
-        return (sources[0], trigger.target), "planted"
+        if not sources:
+            raise InputError(f"{truth.name}: no clean examples of the planted trigger's source classes")
+        return (sources[0], trigger.target), "planted"  # the lowest source class with examples
     smallest = min(inverted, key=lambda p: (p.norm, p.victim, p.target))
     return (smallest.victim, smallest.target), "smallest trigger"
 
@@ -73,7 +79,9 @@ def repair_one(spec: RepairStudySpec, directory: Path, *, progress: bool = False
     nc = NeuralCleanseScanner(**spec.nc.to_dict())
     before = nc.invert_pairs(model, examples, seed=seed, progress=progress)
     (victim, target), reason = chosen_pair(truth, before)
-    trigger = next(p for p in before if (p.victim, p.target) == (victim, target))
+    # a clean model's pair is the smallest of many noisy sizes, so its own size is biased low: measure the
+    # chosen pair again, from another seed, and repair with that trigger (both groups alike)
+    (trigger,) = nc.invert_pairs(model, examples, [(victim, target)], seed=derive_seed(seed, "chosen"))
     result = repair_model(
         model,
         examples,
@@ -99,7 +107,8 @@ def repair_one(spec: RepairStudySpec, directory: Path, *, progress: bool = False
         "chosen_by": reason,
         "accuracy_before": result.accuracy_before,
         "accuracy_after": result.accuracy_after,
-        "size_before": matrix_before[target][victim],
+        "size_before": float(trigger.norm),
+        "size_in_matrix_before": matrix_before[target][victim],
         "size_after": matrix_after[target][victim],
         "asr_before": result.unlearned[0]["asr_before"],
         "asr_after": result.unlearned[0]["asr_after"],
@@ -131,8 +140,8 @@ def run_repair_study(
     records = []
     for row in read_metadata(zoo):
         path = cache / f"{row['name']}.json"
-        if path.is_file():
-            record = json.loads(path.read_text())
+        record = _read_record(path)
+        if record is not None:
             same = record.get("settings") == spec.to_dict() and record.get("zoo") == zoo.name
             if record.get("revision") == RECORD_REVISION and same:
                 records.append({**record, "cached": True})
@@ -140,7 +149,9 @@ def run_repair_study(
         with torch.random.fork_rng(devices=[]):
             record = repair_one(spec, zoo / row["name"], progress=progress)
         record["settings"], record["zoo"] = spec.to_dict(), zoo.name
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.replace(path)  # a record is whole or absent
         records.append({**record, "cached": False})
     return {
         "study": spec.to_dict(),
@@ -151,6 +162,15 @@ def run_repair_study(
         "exray_version": __version__,
         "versions": versions(),
     }
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    """A cached per-model record, or None when absent or unreadable (then the model is recomputed)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def table8(records: list[dict[str, Any]]) -> dict[str, dict[str, float | int]]:
