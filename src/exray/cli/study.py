@@ -1,4 +1,5 @@
-"""``exray study repair SPEC --out DIR``: the paper's other studies (issue 19 §2); repair (Table 8) so far."""
+"""``exray study repair|adaptive SPEC --out DIR``: the paper's other studies (issue 19 §2): repair (Table 8)
+and the adaptive attack (Table 7)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 
 from exray.cli.common import add_output_flags, thread_count
+from exray.studies import adaptive as adaptive_study
 from exray.studies.repair import load_spec, run_repair_study, write_report
 from exray.utils import set_thread_budget
 from exray.zoo import default_workers
@@ -15,7 +17,7 @@ from exray.zoo import default_workers
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "study",
-        help="the EX-RAY paper's studies on generated populations (repair: Table 8)",
+        help="the EX-RAY paper's studies on generated populations (repair: Table 8, adaptive: Table 7)",
         description="Studies of the EX-RAY paper run on exray's populations (issue 19).",
     )
     commands = parser.add_subparsers(dest="study_command", required=True, metavar="STUDY")
@@ -37,6 +39,37 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     repair.add_argument("--threads", type=thread_count, help="torch intra-op threads (default: torch's)")
     add_output_flags(repair)
     repair.set_defaults(run=run_repair)
+    adaptive = commands.add_parser(
+        "adaptive",
+        help="Table 7: the adaptive attack against EX-RAY at growing loss weights",
+        description=(
+            "Build (or reuse) the spec's clean models and, per adaptive-loss weight, its trojaned models "
+            "trained with the adaptive loss; scan every model with ABS + EX-RAY and write "
+            "study-adaptive.md/.csv/.json into DIR (Table 7 next to the paper's). Scans are cached in "
+            "DIR/scans: rerunning resumes."
+        ),
+    )
+    adaptive.add_argument("spec", type=Path, help="study spec (.yaml or .json), e.g. studies/adaptive.yaml")
+    adaptive.add_argument("--out", type=Path, required=True, help="output and cache directory")
+    adaptive.add_argument(
+        "--workers", type=thread_count, default=default_workers(), help="parallel zoo builds (default: cores)"
+    )
+    adaptive.add_argument("--threads", type=thread_count, help="torch intra-op threads (default: torch's)")
+    add_output_flags(adaptive)
+    adaptive.set_defaults(run=run_adaptive)
+
+
+def run_adaptive(args: argparse.Namespace) -> int:
+    spec = adaptive_study.load_spec(args.spec)
+    set_thread_budget(args.threads)
+    results = adaptive_study.run_adaptive_study(spec, args.out, workers=args.workers, progress=not args.quiet)
+    paths = adaptive_study.write_report(results, args.out)
+    if args.json:
+        print(json.dumps({"files": {k: str(v) for k, v in paths.items()}, "table": results["table"]}))
+    else:
+        print(paths["markdown"].read_text(), end="")
+        print(f"\n{results['seconds']:.0f} s; written: {paths['markdown']}, {paths['csv']}, {paths['json']}")
+    return 0
 
 
 def run_repair(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from exray.attacks import render_attack_set, render_clean_set, render_poisoned
+from exray.attacks.adaptive import AdaptiveConfig
 from exray.data.examples import example_filename
 from exray.data.images import write_image
 from exray.data.signs import classes_to_config
@@ -25,8 +26,8 @@ from exray.data.synth import SignRenderer
 from exray.models import build_model
 from exray.models.io import read_config, save_model
 from exray.models.layers import layer_shape
-from exray.models.runtime import resolve_device
-from exray.train import TrainResult, seeded_model, train_model
+from exray.models.runtime import model_device, resolve_device
+from exray.train import LossTerm, TrainResult, seeded_model, train_model
 from exray.utils import derive_seed, versions
 from exray.version import __version__
 from exray.zoo.draw import ModelDesign, ModelDraw, draw_model, recipe, recipe_hash
@@ -78,6 +79,7 @@ def train_attempt(
     arch = design.architecture
     model = seeded_model(lambda: build_model(arch.name, draw.num_classes, **arch.kwargs), draw.train_seed)
     model = model.to(resolve_device(device))
+    terms = adaptive_terms(spec, design, draw, model, test.images[:1])
     result = train_model(
         model,
         data.train_set(),
@@ -85,6 +87,7 @@ def train_attempt(
         seed=draw.train_seed,
         test=test,
         attacks=attack_sets,
+        loss_terms=terms,
         progress=progress,
         description=f"{design.name} attempt {attempt + 1}",
     )
@@ -94,6 +97,25 @@ def train_attempt(
         margins.append((result.attack_success_rate or 0.0) - q.min_attack_success_rate)
     margin = min(margins)
     return Attempt(draw, model.cpu(), result, data.plan.counts(), margin >= 0.0, margin)
+
+
+def adaptive_terms(
+    spec: ZooSpec, design: ModelDesign, draw: ModelDraw, model: torch.nn.Module, sample: torch.Tensor
+) -> list[LossTerm]:
+    """The adaptive attack's loss terms of a trojaned model (``training.adaptive``, EX-RAY §4.5): one per
+    target of its triggers; none for a clean model or at weight 0."""
+    adaptive = spec.training.adaptive
+    if not design.poisoned or adaptive.weight <= 0:
+        return []
+    return [
+        AdaptiveConfig(
+            target_class=target,
+            weight=adaptive.weight,
+            layer=adaptive.layer,
+            variant=adaptive.variant,  # type: ignore[arg-type]
+        ).loss_term(model, sample.to(model_device(model)), name=f"adaptive_{target}")
+        for target in sorted({attack.target_class for attack in draw.attacks})
+    ]
 
 
 def build_model_dir(

@@ -107,6 +107,17 @@ class AdversarialSpec:
 
 
 @dataclass(frozen=True)
+class AdaptiveSpec:
+    """The adaptive attack against EX-RAY (EX-RAY §4.5, :mod:`exray.attacks.adaptive`) in every trojaned
+    model's training: ``weight`` × the feature-matching loss toward its target at ``layer`` (None:
+    EX-RAY's default layer); weight 0 (the default) is off."""
+
+    weight: float = 0.0
+    variant: str = "moments"
+    layer: str | None = None
+
+
+@dataclass(frozen=True)
 class TrainingSpec:
     epochs: int = 12
     batch_size: int = 64
@@ -118,6 +129,7 @@ class TrainingSpec:
     channels_last: bool = True
     bf16: bool = True
     adversarial: AdversarialSpec = field(default_factory=AdversarialSpec)
+    adaptive: AdaptiveSpec = field(default_factory=AdaptiveSpec)
 
 
 @dataclass(frozen=True)
@@ -169,6 +181,8 @@ class ZooSpec:
             del data["signs"]
         elif self.signs.colour_cues:  # likewise for specs written before 'colour_cues' existed
             del data["signs"]["colour_cues"]
+        if self.training.adaptive == AdaptiveSpec():  # and before 'training.adaptive' existed
+            del data["training"]["adaptive"]
         return data
 
     def digest(self) -> str:

@@ -29,7 +29,9 @@ with the key's dotted path and the allowed keys; values are type- and range-chec
     training: {epochs: 12, batch_size: 64, lr: 0.003, optimizer: adamw, weight_decay: 0.0005,
                schedule: onecycle, label_smoothing: 0.0, channels_last: true, bf16: true,
                adversarial: {probability: 0.0, methods: [pgd, fbf], eps: [4, 8, 16],   # eps in 1/255
-                             ratio: [0.1, 0.3], pgd_iterations: [1, 3, 7]}}
+                             ratio: [0.1, 0.3], pgd_iterations: [1, 3, 7]},
+               adaptive: {weight: 0, variant: moments, layer: null}}   # EX-RAY §4.5's adaptive loss on
+                                                    # the trojaned models (exray.attacks.adaptive); 0 = off
     quality: {min_clean_accuracy: 0.9, min_attack_success_rate: 0.9, attempts: 3}
 """
 
@@ -49,6 +51,7 @@ from exray.specfile import MAX_SEED, Section, check_name, load_document
 from exray.triggers import INSTAGRAM_FILTERS
 from exray.zoo.schema import (
     TRIGGER_TYPES,
+    AdaptiveSpec,
     AdversarialSpec,
     ArchitectureChoice,
     BlendSpec,
@@ -174,7 +177,9 @@ def _architectures(top: Section) -> tuple[ArchitectureChoice, ...]:
             check_buildable(name, 2, dict(kwargs))
         except ConfigError as err:
             raise entry.fail("kwargs", f"do not build a {name}: {err}") from None
-        overrides = entry.section("training", tuple(k for k in _TRAINING_KEYS if k != "adversarial"))
+        overrides = entry.section(
+            "training", tuple(k for k in _TRAINING_KEYS if k not in ("adversarial", "adaptive"))
+        )
         parsed = _training(overrides)
         result.append(ArchitectureChoice(name, dict(kwargs), {k: getattr(parsed, k) for k in overrides.data}))
     return tuple(result)
@@ -275,11 +280,16 @@ _TRAINING_KEYS = (
     "channels_last",
     "bf16",
     "adversarial",
+    "adaptive",
 )
 
 
 def _training(section: Section) -> TrainingSpec:
     adv = section.section("adversarial", ("probability", "methods", "eps", "ratio", "pgd_iterations"))
+    adaptive = section.section("adaptive", ("weight", "variant", "layer"))
+    layer = adaptive.get("layer")
+    if layer is not None and (not isinstance(layer, str) or not layer):
+        raise adaptive.fail("layer", f"must be a module name or block:K, got {layer!r}")
     return TrainingSpec(
         epochs=section.int("epochs", 12, 1, 1000),
         batch_size=section.int("batch_size", 64, 1, 4096),
@@ -296,6 +306,11 @@ def _training(section: Section) -> TrainingSpec:
             eps=adv.numbers("eps", (4.0, 8.0, 16.0), 0.0, 255.0),
             ratio=adv.numbers("ratio", (0.1, 0.3), 0.0, 1.0),
             pgd_iterations=adv.ints("pgd_iterations", (1, 3, 7), 1, 100),
+        ),
+        adaptive=AdaptiveSpec(
+            weight=adaptive.float("weight", 0.0, 0.0, 1e6),
+            variant=adaptive.choice("variant", "moments", ("moments", "mse")),
+            layer=layer,
         ),
     )
 

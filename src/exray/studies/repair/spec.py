@@ -19,16 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exray.errors import ConfigError
 from exray.repair import RepairConfig
 from exray.scanners.neural_cleanse import NCConfig
 from exray.specfile import MAX_SEED, Section, built, check_name, load_document
+from exray.studies.zoo_spec import load_zoo
 from exray.zoo.spec import ZooSpec
-from exray.zoo.spec import parse_spec as parse_zoo
 
 KIND = "repair study spec"
-#: Where a zoo spec named by path is looked up when it is not next to the study spec.
-SHIPPED_ZOOS = Path(__file__).resolve().parents[2] / "zoo" / "specs"
 
 
 @dataclass(frozen=True)
@@ -49,19 +46,6 @@ class RepairStudySpec:
         }
 
 
-def _zoo(value: Any, base: Path | None) -> ZooSpec:
-    if isinstance(value, str):
-        candidates = [Path(value)] if Path(value).is_absolute() else []
-        if base is not None:
-            candidates.append(base / value)
-        candidates.append(SHIPPED_ZOOS / Path(value).name)
-        for path in candidates:
-            if path.is_file():
-                return parse_zoo(load_document(path, "zoo spec"), default_name=path.stem)
-        raise ConfigError(f"{KIND}: 'zoo': spec file {value!r} not found next to the study spec or shipped")
-    return built(KIND, "zoo", parse_zoo, value)
-
-
 def parse_spec(data: Any, *, default_name: str = "repair", base: Path | None = None) -> RepairStudySpec:
     top = Section(data, "", ("name", "seed", "zoo", "nc", "repair"), kind=KIND, required=("zoo",))
     name = top.get("name", default_name)
@@ -74,7 +58,7 @@ def parse_spec(data: Any, *, default_name: str = "repair", base: Path | None = N
     return RepairStudySpec(
         name=name,
         seed=top.int("seed", 0, 0, MAX_SEED),
-        zoo=_zoo(top.get("zoo"), base),
+        zoo=load_zoo(top.get("zoo"), base, KIND),
         nc=built(KIND, "nc", NCConfig, **nc_options),
         repair=built(KIND, "repair", RepairConfig, **repair.data),
     )
