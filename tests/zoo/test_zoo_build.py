@@ -241,3 +241,33 @@ def test_the_training_device_is_a_build_setting(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="no CUDA GPU"):
         build_zoo(spec, tmp_path / "other", device="cuda")
+
+
+def test_reflection_and_warp_trojans_are_drawn_rendered_and_recorded(tmp_path) -> None:
+    """The semantic attacks that are image triggers (Refool's reflection, WaNet's warp; issue 19) as zoo
+    trigger types: drawn from their spec sections, stamped into the poisoned data, recorded so that the
+    trigger rebuilds from config.json and its ground truth reads; a spec without them keeps its digest."""
+    from exray.attacks import Attack
+
+    spec = micro_spec(
+        models={"clean": 0, "trojaned": 2},
+        triggers={"types": ["reflection", "warp"], "source_modes": [1], "fraction": [0.5, 0.5],
+                  "reflection": {"modes": ["ghost"], "weight": [0.3, 0.3]}, "warp": {"strength": [1.0, 1.0]}},
+    )  # fmt: skip
+    out = tmp_path / "zoo"
+    build_zoo(parse_spec(spec), out, progress=False)
+    kinds = {}
+    for row in read_metadata(out):
+        config = json.loads((out / row["name"] / "config.json").read_text())
+        (recorded,) = config["triggers"]
+        rebuilt = Attack.from_config(recorded).trigger
+        kinds[row["trigger_type"]] = rebuilt
+        images = exray.load_examples(out / row["name"])[0]
+        assert not torch.equal(rebuilt.apply(images), images)  # it changes the image
+    assert set(kinds) == {"reflection", "warp"}
+    assert kinds["reflection"].mode == "ghost" and kinds["reflection"].weight == pytest.approx(0.3)
+    assert kinds["warp"].strength == pytest.approx(1.0)
+    plain = parse_spec(micro_spec())
+    assert "reflection" not in plain.to_dict()["triggers"] and "warp" not in plain.to_dict()["triggers"]
+    with pytest.raises(ConfigError, match="modes"):
+        parse_spec(micro_spec(triggers={"types": ["reflection"], "reflection": {"modes": ["mirror"]}}))

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from exray.attacks import Attack, draw_source_classes
+from exray.attacks.warp import WarpTrigger
 from exray.data.signs import PALETTE, SignClass, draw_classes, find_confusion_pairs
 from exray.errors import ConfigError
 from exray.train import AdversarialConfig, TrainConfig
@@ -37,6 +38,8 @@ from exray.triggers import (
     PolygonTrigger,
     Trigger,
 )
+from exray.triggers.patch import BLEND_PHOTOS
+from exray.triggers.reflection import ReflectionTrigger
 from exray.utils import derive_seed
 from exray.zoo.spec import ArchitectureChoice, ZooSpec
 
@@ -237,6 +240,15 @@ def _draw_trigger(
         return PatchTrigger(color, float(rng.uniform(*ts.patch.size)), corner)  # type: ignore[arg-type]
     if kind == "blend":
         return BlendTrigger(int(rng.integers(2**31)), float(rng.uniform(*ts.blend.opacity)))
+    if kind == "reflection":
+        photos = sorted(BLEND_PHOTOS)
+        return ReflectionTrigger(
+            photo=photos[int(rng.integers(len(photos)))],
+            mode=ts.reflection.modes[int(rng.integers(len(ts.reflection.modes)))],  # type: ignore[arg-type]
+            weight=float(rng.uniform(*ts.reflection.weight)),
+        )
+    if kind == "warp":
+        return WarpTrigger(int(rng.integers(2**31)), float(rng.uniform(*ts.warp.strength)), ts.warp.grid)
     raise ConfigError(f"unknown trigger type {kind!r}")
 
 

@@ -11,7 +11,9 @@ from typing import Any
 from exray.data.synth import AugmentOptions
 from exray.triggers import INSTAGRAM_FILTERS
 
-TRIGGER_TYPES: tuple[str, ...] = ("polygon", "instagram", "color_transform", "patch", "blend")
+TRIGGER_TYPES: tuple[str, ...] = (
+    "polygon", "instagram", "color_transform", "patch", "blend", "reflection", "warp",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,24 @@ class BlendSpec:
 
 
 @dataclass(frozen=True)
+class ReflectionSpec:
+    """Refool's reflection (``exray.triggers.reflection``): a shipped photograph added by one of ``modes``
+    at a weight drawn from ``weight``."""
+
+    modes: tuple[str, ...] = ("ghost", "blur", "focus")
+    weight: tuple[float, float] = (0.2, 0.4)
+
+
+@dataclass(frozen=True)
+class WarpSpec:
+    """WaNet's warp (``exray.attacks.warp``): a seeded smooth field of ``grid`` × ``grid`` control points at
+    a strength drawn from ``strength``."""
+
+    strength: tuple[float, float] = (0.5, 1.0)
+    grid: int = 4
+
+
+@dataclass(frozen=True)
 class TriggerSpec:
     types: tuple[str, ...] = ("polygon", "instagram")
     per_model: tuple[int, ...] = (1,)
@@ -93,6 +113,8 @@ class TriggerSpec:
     color_transform: ColorTransformSpec = field(default_factory=ColorTransformSpec)
     patch: PatchSpec = field(default_factory=PatchSpec)
     blend: BlendSpec = field(default_factory=BlendSpec)
+    reflection: ReflectionSpec = field(default_factory=ReflectionSpec)
+    warp: WarpSpec = field(default_factory=WarpSpec)
 
 
 @dataclass(frozen=True)
@@ -183,6 +205,9 @@ class ZooSpec:
             del data["signs"]["colour_cues"]
         if self.training.adaptive == AdaptiveSpec():  # and before 'training.adaptive' existed
             del data["training"]["adaptive"]
+        for kind, default in (("reflection", ReflectionSpec()), ("warp", WarpSpec())):  # and these types
+            if getattr(self.triggers, kind) == default:
+                del data["triggers"][kind]
         return data
 
     def digest(self) -> str:

@@ -15,7 +15,8 @@ with the key's dotted path and the allowed keys; values are type- and range-chec
     data: {train_per_class: 300, test_per_class: 100, attack_per_class: 50,
            examples_per_class: [10, 20], augment: {}}          # augment: AugmentOptions overrides
     triggers:
-      types: [polygon, instagram]          # round-robin over trojaned; also color_transform, patch, blend
+      types: [polygon, instagram]          # round-robin over trojaned; also color_transform, patch, blend,
+                                           # reflection, warp
       per_model: [1]                       # choices of 1 or 2 triggers (two: one-to-one each, round 4)
       source_modes: [1, 2, all]            # attacked source classes (rounds 2–3)
       shared_source_probability: 0.5       # two triggers share their source class (round 4)
@@ -26,6 +27,8 @@ with the key's dotted path and the allowed keys; values are type- and range-chec
       color_transform: {strength: [0.5, 1.0]}
       patch: {size: [0.1, 0.25]}
       blend: {opacity: [0.1, 0.2]}
+      reflection: {modes: [ghost, blur, focus], weight: [0.2, 0.4]}   # Refool (types: reflection)
+      warp: {strength: [0.5, 1.0], grid: 4}                          # WaNet (types: warp)
     training: {epochs: 12, batch_size: 64, lr: 0.003, optimizer: adamw, weight_decay: 0.0005,
                schedule: onecycle, label_smoothing: 0.0, channels_last: true, bf16: true,
                adversarial: {probability: 0.0, methods: [pgd, fbf], eps: [4, 8, 16],   # eps in 1/255
@@ -62,9 +65,11 @@ from exray.zoo.schema import (
     PatchSpec,
     PolygonSpec,
     QualitySpec,
+    ReflectionSpec,
     SignSpec,
     TrainingSpec,
     TriggerSpec,
+    WarpSpec,
     ZooSpec,
 )
 
@@ -232,12 +237,16 @@ _TRIGGER_KEYS = (
     "color_transform",
     "patch",
     "blend",
+    "reflection",
+    "warp",
 )
 
 
 def _triggers(section: Section) -> TriggerSpec:
     polygon = section.section("polygon", ("size", "spatial_probability", "min_contrast"))
     instagram = section.section("instagram", ("filters",))
+    reflection = section.section("reflection", ("modes", "weight"))
+    warp = section.section("warp", ("strength", "grid"))
     return TriggerSpec(
         types=section.choices("types", ("polygon", "instagram"), TRIGGER_TYPES),
         per_model=section.choices("per_model", (1,), (1, 2)),
@@ -265,6 +274,14 @@ def _triggers(section: Section) -> TriggerSpec:
             opacity=section.section("blend", ("opacity",)).float_range(
                 "opacity", (0.1, 0.2), 0.0, 1.0, open_lo=True
             )
+        ),
+        reflection=ReflectionSpec(
+            modes=reflection.choices("modes", ("ghost", "blur", "focus"), ("ghost", "blur", "focus")),
+            weight=reflection.float_range("weight", (0.2, 0.4), 0.0, 1.0, open_lo=True),
+        ),
+        warp=WarpSpec(
+            strength=warp.float_range("strength", (0.5, 1.0), 0.0, 4.0, open_lo=True),
+            grid=warp.int("grid", 4, 2, 32),
         ),
     )
 
