@@ -1,5 +1,5 @@
-"""``exray study repair|adaptive SPEC --out DIR``: the paper's other studies (issue 19 §2): repair (Table 8)
-and the adaptive attack (Table 7)."""
+"""``exray study repair|adaptive|semantic SPEC --out DIR``: the paper's other studies (issue 19 §2): repair
+(Table 8), the adaptive attack (Table 7) and semantic backdoors (Tables 4-6, reflection and WaNet rows)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from exray.cli.common import add_output_flags, thread_count
 from exray.studies import adaptive as adaptive_study
+from exray.studies import semantic as semantic_study
 from exray.studies.repair import load_spec, run_repair_study, write_report
 from exray.utils import set_thread_budget
 from exray.zoo import default_workers
@@ -57,6 +58,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     adaptive.add_argument("--threads", type=thread_count, help="torch intra-op threads (default: torch's)")
     add_output_flags(adaptive)
     adaptive.set_defaults(run=run_adaptive)
+    semantic = commands.add_parser(
+        "semantic",
+        help="Tables 4-6 / WaNet: ABS alone vs ABS + EX-RAY per semantic attack (zoo trigger types)",
+        description=(
+            "Build (or reuse) the spec's zoo, whose trigger types are the attacks (reflection, warp, …), "
+            "evaluate ABS and ABS + EX-RAY per attack and write study-semantic.md/.csv (next to the paper's "
+            "numbers) and the evaluation into DIR/evaluation (cached: rerunning resumes)."
+        ),
+    )
+    semantic.add_argument("spec", type=Path, help="study spec (.yaml or .json), e.g. studies/semantic.yaml")
+    semantic.add_argument("--out", type=Path, required=True, help="output and cache directory")
+    semantic.add_argument(
+        "--workers", type=thread_count, default=default_workers(), help="parallel zoo builds (default: cores)"
+    )
+    semantic.add_argument("--threads", type=thread_count, help="torch intra-op threads (default: torch's)")
+    add_output_flags(semantic)
+    semantic.set_defaults(run=run_semantic)
 
 
 def run_adaptive(args: argparse.Namespace) -> int:
@@ -69,6 +87,21 @@ def run_adaptive(args: argparse.Namespace) -> int:
     else:
         print(paths["markdown"].read_text(), end="")
         print(f"\n{results['seconds']:.0f} s; written: {paths['markdown']}, {paths['csv']}, {paths['json']}")
+    return 0
+
+
+def run_semantic(args: argparse.Namespace) -> int:
+    spec = semantic_study.load_spec(args.spec)
+    set_thread_budget(args.threads)
+    results = semantic_study.run_semantic_study(spec, args.out, workers=args.workers, progress=not args.quiet)
+    if args.json:
+        print(
+            json.dumps({"rows": results["rows"], "files": {k: str(v) for k, v in results["files"].items()}})
+        )
+    else:
+        print(results["files"]["markdown"].read_text(), end="")
+        files = results["files"]
+        print(f"\n{results['seconds']:.0f} s; written: {files['markdown']}, {files['csv']}")
     return 0
 
 

@@ -102,10 +102,6 @@ def parse_spec(data: Any, *, default_name: str = "adaptive", base: Path | None =
     layer = top.get("layer")
     if layer is not None and (not isinstance(layer, str) or not layer):
         raise top.fail("layer", f"must be null or a module name / block:K, got {layer!r}")
-    scan = top.section("scan", ("layer", "policy", "precision", "patience", "scanner_options"))
-    options = scan.get("scanner_options", ScanSpec().scanner_options)
-    if not isinstance(options, dict):
-        raise scan.fail("scanner_options", f"must be a mapping of ABS options, got {options!r}")
     spec = AdaptiveStudySpec(
         name=name,
         zoo=zoo,
@@ -113,16 +109,28 @@ def parse_spec(data: Any, *, default_name: str = "adaptive", base: Path | None =
         variant=top.choice("variant", "moments", ("moments", "mse")),
         layer=layer,
         seed=top.int("seed", 0, 0, MAX_SEED),
-        scan=ScanSpec(
-            layer=scan.get("layer", "block:-2"),
-            policy=scan.choice("policy", "r2", POLICY_NAMES),
-            precision=scan.choice("precision", "fp32", ("fp32", "bf16", "fp16")),
-            patience=scan.int("patience", 20, 1, 10_000),
-            scanner_options=dict(options),
-        ),
+        scan=parse_scan(top, KIND),
     )
-    built(KIND, "scan.scanner_options", _check_abs, spec.scan.scanner_options)
     return spec
+
+
+def parse_scan(top: Section, kind: str) -> ScanSpec:
+    """A study spec's ``scan`` section: ABS + EX-RAY settings, ABS's options checked by building it."""
+    scan = top.section("scan", ("layer", "policy", "precision", "patience", "scanner_options"))
+    options = scan.get("scanner_options", ScanSpec().scanner_options)
+    if not isinstance(options, dict):
+        raise scan.fail("scanner_options", f"must be a mapping of ABS options, got {options!r}")
+    layer = scan.get("layer", "block:-2")
+    if not isinstance(layer, str) or not layer:
+        raise scan.fail("layer", f"must be a module name, block:K or auto, got {layer!r}")
+    built(kind, "scan.scanner_options", _check_abs, dict(options))
+    return ScanSpec(
+        layer=layer,
+        policy=scan.choice("policy", "r2", POLICY_NAMES),
+        precision=scan.choice("precision", "fp32", ("fp32", "bf16", "fp16")),
+        patience=scan.int("patience", 20, 1, 10_000),
+        scanner_options=dict(options),
+    )
 
 
 def _check_abs(options: dict[str, Any]) -> None:
