@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.studies.study_specs import FAST_SCAN, study_zoo
 from tests.zoo.conftest import micro_spec
 
 from exray.cli import main
@@ -16,23 +17,12 @@ from exray.studies.adaptive import parse_spec, run_adaptive_study, table7, write
 
 
 def _spec(**overrides):
-    zoo = micro_spec(
-        models={"clean": 2, "trojaned": 1},
-        triggers={"types": ["polygon"], "source_modes": [1]},
-        data={
-            "train_per_class": 20,
-            "test_per_class": 10,
-            "attack_per_class": 10,
-            "examples_per_class": [4, 4],
-        },
-    )
-    scan = {
-        "layer": "block:1",
-        "precision": "fp32",
-        "patience": 5,
-        "scanner_options": {"epochs": 2, "top_n_neurons": 1},
-    }
-    return {"name": "adaptive-micro", "zoo": zoo, "weights": [0.5, 5], "scan": scan} | overrides
+    return {
+        "name": "adaptive-micro",
+        "zoo": study_zoo(2, 1),
+        "weights": [0.5, 5],
+        "scan": FAST_SCAN,
+    } | overrides
 
 
 def _zoo_dir(cache: Path, prefix: str) -> Path:

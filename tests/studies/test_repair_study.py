@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.zoo.conftest import micro_spec
+from tests.studies.study_specs import study_zoo
 
 from exray.cli import main
 from exray.errors import ConfigError
@@ -15,16 +15,7 @@ from exray.studies.repair import load_spec, parse_spec, run_repair_study, table8
 
 
 def _spec(**overrides):
-    zoo = micro_spec(
-        models={"clean": 1, "trojaned": 1},
-        triggers={"types": ["polygon"], "source_modes": [1]},
-        data={
-            "train_per_class": 20,
-            "test_per_class": 10,
-            "attack_per_class": 10,
-            "examples_per_class": [4, 4],
-        },
-    )
+    zoo = study_zoo(1, 1)
     return {
         "name": "repair-micro",
         "seed": 1,

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.studies.study_specs import FAST_SCAN, study_zoo
 from tests.zoo.conftest import micro_spec
 
 from exray.cli import main
@@ -14,23 +15,8 @@ from exray.studies.semantic import load_spec, parse_spec, run_semantic_study
 
 
 def _spec(**overrides):
-    zoo = micro_spec(
-        models={"clean": 2, "trojaned": 2},
-        triggers={"types": ["reflection", "warp"], "source_modes": ["all"], "fraction": [0.5, 0.5]},
-        data={
-            "train_per_class": 20,
-            "test_per_class": 10,
-            "attack_per_class": 10,
-            "examples_per_class": [4, 4],
-        },
-    )
-    scan = {
-        "layer": "block:1",
-        "precision": "fp32",
-        "patience": 5,
-        "scanner_options": {"epochs": 2, "top_n_neurons": 1},
-    }
-    return {"name": "semantic-micro", "zoo": zoo, "scan": scan} | overrides
+    zoo = study_zoo(2, 2, types=["reflection", "warp"], source_modes=["all"], fraction=[0.5, 0.5])
+    return {"name": "semantic-micro", "zoo": zoo, "scan": FAST_SCAN} | overrides
 
 
 def test_the_study_evaluates_each_attack_group(tmp_path):

@@ -14,67 +14,54 @@ from exray.studies.repair import load_spec, run_repair_study, write_report
 from exray.utils import set_thread_budget
 from exray.zoo import default_workers
 
+#: (name, help, description) of each study subcommand; the runners are below.
+STUDIES = (
+    (
+        "repair",
+        "Table 8: unlearning injected vs natural backdoors, trigger sizes before and after",
+        "Build (or reuse) the spec's zoo; for every model invert Neural Cleanse's trigger for every (victim, "
+        "target) pair, unlearn the planted pair (trojaned) or the smallest one (clean) under the same "
+        "budget, invert again, and write study-repair.md/.csv/.json and a trigger-size heat-map per model "
+        "into DIR. Finished models are cached in DIR/models: rerunning resumes.",
+    ),
+    (
+        "adaptive",
+        "Table 7: the adaptive attack against EX-RAY at growing loss weights",
+        "Build (or reuse) the spec's clean models and, per adaptive-loss weight, its trojaned models trained "
+        "with the adaptive loss; scan every model with ABS + EX-RAY and write study-adaptive.md/.csv/.json "
+        "into DIR (Table 7 next to the paper's). Scans are cached in DIR/scans: rerunning resumes.",
+    ),
+    (
+        "semantic",
+        "Tables 4-6 / WaNet: ABS alone vs ABS + EX-RAY per semantic attack (zoo trigger types)",
+        "Build (or reuse) the spec's zoo, whose trigger types are the attacks (reflection, warp, …), "
+        "evaluate ABS and ABS + EX-RAY per attack and write study-semantic.md/.csv (next to the paper's "
+        "numbers) and the evaluation into DIR/evaluation (cached: rerunning resumes).",
+    ),
+)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "study",
-        help="the EX-RAY paper's studies on generated populations (repair: Table 8, adaptive: Table 7)",
+        help="the EX-RAY paper's studies on generated populations (Tables 4-8)",
         description="Studies of the EX-RAY paper run on exray's populations (issue 19).",
     )
     commands = parser.add_subparsers(dest="study_command", required=True, metavar="STUDY")
-    repair = commands.add_parser(
-        "repair",
-        help="Table 8: unlearning injected vs natural backdoors, trigger sizes before and after",
-        description=(
-            "Build (or reuse) the spec's zoo; for every model invert Neural Cleanse's trigger for every "
-            "(victim, target) pair, unlearn the planted pair (trojaned) or the smallest one (clean) under "
-            "the same budget, invert again, and write study-repair.md/.csv/.json and a trigger-size heat-map "
-            "per model into DIR. Finished models are cached in DIR/models: rerunning resumes."
-        ),
-    )
-    repair.add_argument("spec", type=Path, help="study spec (.yaml or .json), e.g. studies/repair.yaml")
-    repair.add_argument("--out", type=Path, required=True, help="output and cache directory")
-    repair.add_argument(
-        "--workers", type=thread_count, default=default_workers(), help="parallel zoo builds (default: cores)"
-    )
-    repair.add_argument("--threads", type=thread_count, help="torch intra-op threads (default: torch's)")
-    add_output_flags(repair)
-    repair.set_defaults(run=run_repair)
-    adaptive = commands.add_parser(
-        "adaptive",
-        help="Table 7: the adaptive attack against EX-RAY at growing loss weights",
-        description=(
-            "Build (or reuse) the spec's clean models and, per adaptive-loss weight, its trojaned models "
-            "trained with the adaptive loss; scan every model with ABS + EX-RAY and write "
-            "study-adaptive.md/.csv/.json into DIR (Table 7 next to the paper's). Scans are cached in "
-            "DIR/scans: rerunning resumes."
-        ),
-    )
-    adaptive.add_argument("spec", type=Path, help="study spec (.yaml or .json), e.g. studies/adaptive.yaml")
-    adaptive.add_argument("--out", type=Path, required=True, help="output and cache directory")
-    adaptive.add_argument(
-        "--workers", type=thread_count, default=default_workers(), help="parallel zoo builds (default: cores)"
-    )
-    adaptive.add_argument("--threads", type=thread_count, help="torch intra-op threads (default: torch's)")
-    add_output_flags(adaptive)
-    adaptive.set_defaults(run=run_adaptive)
-    semantic = commands.add_parser(
-        "semantic",
-        help="Tables 4-6 / WaNet: ABS alone vs ABS + EX-RAY per semantic attack (zoo trigger types)",
-        description=(
-            "Build (or reuse) the spec's zoo, whose trigger types are the attacks (reflection, warp, …), "
-            "evaluate ABS and ABS + EX-RAY per attack and write study-semantic.md/.csv (next to the paper's "
-            "numbers) and the evaluation into DIR/evaluation (cached: rerunning resumes)."
-        ),
-    )
-    semantic.add_argument("spec", type=Path, help="study spec (.yaml or .json), e.g. studies/semantic.yaml")
-    semantic.add_argument("--out", type=Path, required=True, help="output and cache directory")
-    semantic.add_argument(
-        "--workers", type=thread_count, default=default_workers(), help="parallel zoo builds (default: cores)"
-    )
-    semantic.add_argument("--threads", type=thread_count, help="torch intra-op threads (default: torch's)")
-    add_output_flags(semantic)
-    semantic.set_defaults(run=run_semantic)
+    runners = {"repair": run_repair, "adaptive": run_adaptive, "semantic": run_semantic}
+    for name, help_text, description in STUDIES:
+        study = commands.add_parser(name, help=help_text, description=description)
+        study.add_argument("spec", type=Path, help=f"study spec (.yaml or .json), e.g. studies/{name}.yaml")
+        study.add_argument("--out", type=Path, required=True, help="output and cache directory")
+        study.add_argument(
+            "--workers",
+            type=thread_count,
+            default=default_workers(),
+            help="parallel zoo builds (default: cores)",
+        )
+        study.add_argument("--threads", type=thread_count, help="torch intra-op threads (default: torch's)")
+        add_output_flags(study)
+        study.set_defaults(run=runners[name])
 
 
 def run_adaptive(args: argparse.Namespace) -> int:
