@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-TABLE_MD = "study-adaptive.md"
-TABLE_CSV = "study-adaptive.csv"
-RESULTS_JSON = "study-adaptive.json"
+from exray.studies.output import write_study_files
+
+STEM = "study-adaptive"
 #: EX-RAY paper Table 7 (NiN on CIFAR-10, one trojaned model per weight, 20 clean models).
 PAPER_TABLE7 = {
     1: {"clean_accuracy": 0.89, "attack_success_rate": 0.99, "fp": 0.0, "tp": 1.0},
@@ -50,14 +48,5 @@ def markdown(results: Mapping[str, Any]) -> str:
 
 
 def write_report(results: Mapping[str, Any], out: str | Path) -> dict[str, Path]:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out / TABLE_MD, "csv": out / TABLE_CSV, "json": out / RESULTS_JSON}
-    paths["markdown"].write_text(markdown(results))
-    with paths["csv"].open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        for row in results["table"]:
-            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
-    paths["json"].write_text(json.dumps(results, indent=2, default=str) + "\n")
-    return paths
+    """Write the markdown table, the CSV and the JSON results into ``out``."""
+    return write_study_files(out, STEM, markdown(results), results["table"], COLUMNS, results)

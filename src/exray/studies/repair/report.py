@@ -3,8 +3,6 @@ trigger-size matrices before and after repair as heat-maps (the paper's Tables 2
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,9 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-TABLE_MD = "study-repair.md"
-TABLE_CSV = "study-repair.csv"
-RESULTS_JSON = "study-repair.json"
+from exray.studies.output import write_study_files
+
+STEM = "study-repair"
 #: EX-RAY paper Table 8 (CIFAR-10, 5 benign and 5 trojaned models): accuracy and trigger size.
 PAPER_TABLE8 = {
     "natural": {"accuracy_before": 0.887, "accuracy_after": 0.859, "size_before": 25.8, "size_after": 60.2},
@@ -92,15 +90,8 @@ def heatmap(record: Mapping[str, Any], path: Path) -> Path:
 
 def write_report(results: Mapping[str, Any], out: str | Path) -> dict[str, Path]:
     """Write the markdown table, the CSV, the JSON results and a heat-map per model into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"markdown": out / TABLE_MD, "csv": out / TABLE_CSV, "json": out / RESULTS_JSON}
-    paths["markdown"].write_text(markdown(results))
-    with paths["csv"].open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        writer.writerows(_row(r) for r in results["records"])
-    paths["json"].write_text(json.dumps(results, indent=2, default=str) + "\n")
+    rows = [_row(r) for r in results["records"]]
+    paths = write_study_files(out, STEM, markdown(results), rows, CSV_COLUMNS, results)
     for record in results["records"]:
-        paths[f"heatmap:{record['model']}"] = heatmap(record, out / f"sizes-{record['model']}.png")
+        paths[f"heatmap:{record['model']}"] = heatmap(record, Path(out) / f"sizes-{record['model']}.png")
     return paths

@@ -21,7 +21,6 @@ Schema (unknown keys are rejected)::
 
 from __future__ import annotations
 
-import csv
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +30,13 @@ from exray.errors import ConfigError
 from exray.evaluation import EvaluationConfig, evaluate_zoo
 from exray.specfile import MAX_SEED, Section, check_name, load_document
 from exray.studies.adaptive.spec import ScanSpec, parse_scan
+from exray.studies.output import write_study_files
 from exray.studies.zoo_spec import load_zoo
 from exray.zoo import cached_build
 from exray.zoo.schema import ZooSpec
 
 KIND = "semantic study spec"
-TABLE_MD = "study-semantic.md"
-TABLE_CSV = "study-semantic.csv"
+STEM = "study-semantic"
 #: The paper's numbers per attack (ABS alone → ABS + EX-RAY accuracy; EXP Tables 4-6, EXA appendix).
 PAPER = {
     "composite": "Table 4 (CIFAR-10): ABS 0.70 → ABS + EX-RAY 0.85",
@@ -110,11 +109,6 @@ def run_semantic_study(
         }
         for row in result.rows
     ]
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / TABLE_CSV).open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     header = "| attack | method | trojaned | clean | TP | FP | accuracy | paper |"
     lines = [f"# Semantic-backdoor study `{spec.name}`", "", header, "|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -123,6 +117,6 @@ def run_semantic_study(
             f"| {r['attack']} | {r['method']} | {r['trojaned']} | {r['clean']} | {r['tp']} | {r['fp']} | "
             f"{accuracy} | {r['paper']} |"
         )
-    (out / TABLE_MD).write_text("\n".join(lines) + "\n")
-    files = {"markdown": out / TABLE_MD, "csv": out / TABLE_CSV, **result.files}
+    written = write_study_files(out, STEM, "\n".join(lines) + "\n", rows, list(rows[0]))
+    files = {**written, **result.files}
     return {"rows": rows, "zoo": str(zoo), "files": files, "seconds": time.perf_counter() - start}
