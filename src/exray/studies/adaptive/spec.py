@@ -22,35 +22,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from exray.differencing import MaskConfig
-from exray.differencing.policies import POLICY_NAMES
 from exray.errors import ConfigError
-from exray.specfile import MAX_SEED, Section, built, check_name, load_document
-from exray.studies.zoo_spec import load_zoo
+from exray.specfile import MAX_SEED, Section, check_name, load_document
+from exray.studies.sections import ScanSpec, load_zoo, parse_scan
 from exray.zoo.schema import AdaptiveSpec, ModelCounts, QualitySpec, ZooSpec
 
 KIND = "adaptive study spec"
-
-
-@dataclass(frozen=True)
-class ScanSpec:
-    layer: str = "block:-2"
-    policy: str = "r2"
-    precision: str = "fp32"
-    patience: int = 20
-    scanner_options: dict[str, Any] = field(default_factory=lambda: {"epochs": 20, "top_n_neurons": 2})
-
-    def mask_config(self) -> MaskConfig:
-        return MaskConfig(precision=self.precision, patience=self.patience)  # type: ignore[arg-type]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "layer": self.layer,
-            "policy": self.policy,
-            "precision": self.precision,
-            "patience": self.patience,
-            "scanner_options": dict(self.scanner_options),
-        }
 
 
 @dataclass(frozen=True)
@@ -112,31 +89,6 @@ def parse_spec(data: Any, *, default_name: str = "adaptive", base: Path | None =
         scan=parse_scan(top, KIND),
     )
     return spec
-
-
-def parse_scan(top: Section, kind: str) -> ScanSpec:
-    """A study spec's ``scan`` section: ABS + EX-RAY settings, ABS's options checked by building it."""
-    scan = top.section("scan", ("layer", "policy", "precision", "patience", "scanner_options"))
-    options = scan.get("scanner_options", ScanSpec().scanner_options)
-    if not isinstance(options, dict):
-        raise scan.fail("scanner_options", f"must be a mapping of ABS options, got {options!r}")
-    layer = scan.get("layer", "block:-2")
-    if not isinstance(layer, str) or not layer:
-        raise scan.fail("layer", f"must be a module name, block:K or auto, got {layer!r}")
-    built(kind, "scan.scanner_options", _check_abs, dict(options))
-    return ScanSpec(
-        layer=layer,
-        policy=scan.choice("policy", "r2", POLICY_NAMES),
-        precision=scan.choice("precision", "fp32", ("fp32", "bf16", "fp16")),
-        patience=scan.int("patience", 20, 1, 10_000),
-        scanner_options=dict(options),
-    )
-
-
-def _check_abs(options: dict[str, Any]) -> None:
-    from exray.scanners import get_scanner
-
-    get_scanner("abs", **options)
 
 
 def load_spec(path: str | Path) -> AdaptiveStudySpec:

@@ -22,7 +22,7 @@ from typing import Any
 from exray.repair import RepairConfig
 from exray.scanners.neural_cleanse import NCConfig
 from exray.specfile import MAX_SEED, Section, built, check_name, load_document
-from exray.studies.zoo_spec import load_zoo
+from exray.studies.sections import load_zoo
 from exray.zoo.spec import ZooSpec
 
 KIND = "repair study spec"

@@ -29,9 +29,8 @@ from typing import Any
 from exray.errors import ConfigError
 from exray.evaluation import EvaluationConfig, evaluate_zoo
 from exray.specfile import MAX_SEED, Section, check_name, load_document
-from exray.studies.adaptive.spec import ScanSpec, parse_scan
 from exray.studies.output import write_study_files
-from exray.studies.zoo_spec import load_zoo
+from exray.studies.sections import ScanSpec, load_zoo, parse_scan
 from exray.zoo import cached_build
 from exray.zoo.schema import ZooSpec
 
@@ -39,11 +38,8 @@ KIND = "semantic study spec"
 STEM = "study-semantic"
 #: The paper's numbers per attack (ABS alone → ABS + EX-RAY accuracy; EXP Tables 4-6, EXA appendix).
 PAPER = {
-    "composite": "Table 4 (CIFAR-10): ABS 0.70 → ABS + EX-RAY 0.85",
     "reflection": "Table 5 (CIFAR-10): ABS 0.65 → ABS + EX-RAY 0.85",
-    "hidden": "ImageNet appendix: ABS 0.68 → ABS + EX-RAY 0.85",
     "warp": "CVPR appendix (WaNet, CIFAR-10): ABS + EX-RAY 0.825",
-    "input_aware": "CVPR appendix (input-aware): ABS + EX-RAY 0.875",
 }
 
 
