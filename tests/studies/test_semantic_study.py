@@ -11,7 +11,7 @@ from tests.zoo.conftest import micro_spec
 
 from exray.cli import main
 from exray.errors import ConfigError
-from exray.studies.semantic import load_spec, parse_spec, run_semantic_study
+from exray.studies.semantic import load_spec, parse_spec, run_semantic_study, trained
 
 
 def _spec(**overrides):
@@ -34,13 +34,29 @@ def test_the_study_evaluates_each_attack_group(tmp_path):
 
 
 def test_specs_are_checked_and_the_shipped_one_is_valid():
-    with pytest.raises(ConfigError, match="clean and trojaned"):
+    with pytest.raises(ConfigError, match="needs clean models"):
         parse_spec(_spec(zoo=micro_spec(models={"clean": 0, "trojaned": 1})))
+    with pytest.raises(ConfigError, match="trained 'attacks'"):
+        parse_spec(_spec(zoo=micro_spec(models={"clean": 1, "trojaned": 0})))
+    with pytest.raises(ConfigError, match="'attacks.hidden'.*epsilon"):
+        parse_spec(_spec(attacks={"hidden": {"models": 1, "epsilon": 2.0}}))
+    with pytest.raises(ConfigError, match="attacks.composite.scanner_options"):
+        parse_spec(_spec(attacks={"composite": {"models": 1, "scanner_options": {"bogus": 1}}}))
+    with pytest.raises(ConfigError, match="bogus"):
+        parse_spec(_spec(attacks={"input_aware": {"models": 1, "bogus": 1}}))
+    with pytest.raises(ConfigError, match="drawn per model"):
+        parse_spec(_spec(attacks={"input_aware": {"models": 1, "target_class": 1}}))
     with pytest.raises(ConfigError, match="scanner_options"):
         parse_spec(_spec(scan={"scanner_options": {"bogus": 1}}))
     spec = load_spec(Path(__file__).resolve().parents[2] / "studies" / "semantic.yaml")
     assert spec.zoo.triggers.types == ("reflection", "warp")
     assert spec.evaluation().scanner_options["max_size_fraction"] == 0.25
+    assert [a.attack for a in spec.attacks] == ["composite", "hidden", "input_aware"]
+    composite = spec.attacks[0]
+    assert (
+        spec.evaluation(("composite",), **composite.scanner_options).scanner_options["max_size_fraction"]
+        > 0.5
+    )
 
 
 def test_the_cli_runs_the_study(tmp_path, monkeypatch):
@@ -50,3 +66,77 @@ def test_the_cli_runs_the_study(tmp_path, monkeypatch):
     out = tmp_path / "out"
     assert main(["study", "semantic", str(spec), "--out", str(out), "--workers", "1", "--quiet"]) == 0
     assert (out / "study-semantic.csv").is_file()
+
+
+#: The procedure-trained attacks at the micro scale (3 classes of 16×16, 20 training images per class).
+MICRO_ATTACKS = {
+    "composite": {
+        "models": 1, "fraction": 0.5, "min_attack_success_rate": 0.0,
+        "scanner_options": {"max_size_fraction": 0.5},
+    },
+    "hidden": {"models": 1, "steps": 5, "head_epochs": 1, "min_attack_success_rate": 0.0},
+    "input_aware": {
+        "models": 1, "epochs": 1, "mask_epochs": 1, "batch_size": 16, "generator_channels": 4,
+        "min_attack_success_rate": 0.0,
+    },
+}  # fmt: skip
+
+
+def test_procedure_trained_attacks_join_the_population_with_their_ground_truth(tmp_path):
+    """Composite, hidden-trigger and input-aware models (not zoo trigger types) are trained, written as model
+    directories with their ground truth, evaluated against the zoo's clean models — the composite group
+    with its own ABS bound, in its own evaluation — and reused on a rerun."""
+    spec = parse_spec(_spec(attacks=MICRO_ATTACKS))
+    out = tmp_path / "out"
+    results = run_semantic_study(spec, out, cache_root=tmp_path / "cache")
+    for attack, sources in (("composite", 2), ("hidden", 1), ("input_aware", None)):
+        config = json.loads((out / "trained" / f"{attack}-000" / "config.json").read_text())
+        (trigger,) = config["triggers"]
+        assert config["poisoned"] and trigger["type"] == attack
+        assert (
+            trigger["source_classes"] == "all"
+            if sources is None
+            else len(trigger["source_classes"]) == sources
+        )
+        assert trigger["target_class"] not in (trigger["source_classes"] if sources else [])
+        assert (out / "population" / f"{attack}-000" / "model.safetensors").is_file()
+        assert len(list((out / "trained" / f"{attack}-000" / "clean-example-data").glob("*.png"))) == 3 * 4
+    rows = {(r["attack"], r["method"]): r for r in results["rows"]}
+    for attack in ("composite", "hidden", "input_aware", "reflection", "warp"):
+        assert rows[(attack, "ABS")]["clean"] == 2 and rows[(attack, "ABS")]["trojaned"] == 1
+    assert rows[("composite", "ABS")]["abs_max_size_fraction"] == 0.5
+    assert rows[("hidden", "ABS")]["abs_max_size_fraction"] is None  # ABS's default
+    assert (out / "evaluation-composite" / "evaluation.json").is_file()
+    composite_eval = json.loads((out / "evaluation-composite" / "evaluation.json").read_text())
+    assert "composite" in json.dumps(composite_eval["config"])  # the composite evaluation has only that group
+    assert {t["attack"] for t in results["trojans"]} >= {"composite", "hidden", "input_aware"}
+    stamp = (out / "trained" / "hidden-000" / "model.safetensors").stat().st_mtime_ns
+    run_semantic_study(spec, out, cache_root=tmp_path / "cache")
+    assert (out / "trained" / "hidden-000" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_a_trained_model_below_its_quality_bar_is_redrawn_then_kept_out_of_the_population(
+    tmp_path, monkeypatch
+):
+    """A model whose ASR stays below the attack's bar is redrawn (the zoo's attempts), written with
+    quality.passed false, and left out of the evaluated population."""
+    train = trained.PROCEDURES["composite"]
+
+    def unlearned(task):  # the procedure as it is, with its attack not learned
+        result = train(task)
+        result.attack_success_rate = 0.0
+        return result
+
+    monkeypatch.setitem(trained.PROCEDURES, "composite", unlearned)
+    attacks = {"composite": MICRO_ATTACKS["composite"] | {"min_attack_success_rate": 0.5}}
+    zoo = study_zoo(2, 1, types=["warp"], source_modes=["all"]) | {
+        "quality": {"min_clean_accuracy": 0.0, "min_attack_success_rate": 0.0, "attempts": 2}
+    }
+    out = tmp_path / "out"
+    results = run_semantic_study(
+        parse_spec(_spec(attacks=attacks, zoo=zoo)), out, cache_root=tmp_path / "cache"
+    )
+    config = json.loads((out / "trained" / "composite-000" / "config.json").read_text())
+    assert not config["quality"]["passed"] and len(config["quality"]["attempts"]) == 2
+    assert not (out / "population" / "composite-000").exists()
+    assert "composite" not in {r["attack"] for r in results["rows"]}

@@ -1,5 +1,5 @@
 """``exray study repair|adaptive|semantic SPEC --out DIR``: the paper's other studies (issue 19 §2): repair
-(Table 8), the adaptive attack (Table 7) and semantic backdoors (Tables 4-6, reflection and WaNet rows)."""
+(Table 8), the adaptive attack (Table 7) and semantic backdoors (Tables 4-6, WaNet and input-aware rows)."""
 
 from __future__ import annotations
 
@@ -33,10 +33,11 @@ STUDIES = (
     ),
     (
         "semantic",
-        "Tables 4-6 / WaNet: ABS alone vs ABS + EX-RAY per semantic attack (zoo trigger types)",
-        "Build (or reuse) the spec's zoo, whose trigger types are the attacks (reflection, warp, …), "
-        "evaluate ABS and ABS + EX-RAY per attack and write study-semantic.md/.csv (next to the paper's "
-        "numbers) and the evaluation into DIR/evaluation (cached: rerunning resumes).",
+        "Tables 4-6 / WaNet / input-aware: ABS alone vs ABS + EX-RAY per semantic attack",
+        "Build (or reuse) the spec's zoo, whose trigger types are attacks (reflection, warp, …), train the "
+        "spec's procedure attacks (composite, hidden, input_aware) into DIR/trained, evaluate ABS and ABS + "
+        "EX-RAY per attack against the same clean models and write study-semantic.md/.csv (next to the "
+        "paper's numbers) and the evaluations into DIR/evaluation* (cached: rerunning resumes).",
     ),
 )
 

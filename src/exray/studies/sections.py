@@ -63,7 +63,7 @@ def parse_scan(top: Section, kind: str) -> ScanSpec:
     layer = scan.get("layer", "block:-2")
     if not isinstance(layer, str) or not layer:
         raise scan.fail("layer", f"must be a module name, block:K or auto, got {layer!r}")
-    built(kind, "scan.scanner_options", _check_abs, dict(options))
+    built(kind, "scan.scanner_options", check_abs, dict(options))
     return ScanSpec(
         layer=layer,
         policy=scan.choice("policy", "r2", POLICY_NAMES),
@@ -73,7 +73,7 @@ def parse_scan(top: Section, kind: str) -> ScanSpec:
     )
 
 
-def _check_abs(options: dict[str, Any]) -> None:
+def check_abs(options: dict[str, Any]) -> None:
     from exray.scanners import get_scanner
 
     get_scanner("abs", **options)

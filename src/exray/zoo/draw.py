@@ -192,7 +192,7 @@ def _draw_attacks(
     types = [design.trigger_type] + [ts.types[int(rng.integers(len(ts.types)))] for _ in links[1:]]
     attacks: list[Attack] = []
     for (sources, target), kind in zip(links, types, strict=True):
-        trigger = _draw_trigger(spec, kind, [classes[s] for s in sources], [a.trigger for a in attacks], rng)
+        trigger = draw_trigger(spec, kind, [classes[s] for s in sources], [a.trigger for a in attacks], rng)
         attacks.append(
             Attack(
                 trigger=trigger,
@@ -205,13 +205,15 @@ def _draw_attacks(
     return tuple(attacks)
 
 
-def _draw_trigger(
+def draw_trigger(
     spec: ZooSpec,
     kind: str | None,
     sources: list[SignClass],
     taken: list[Trigger],
     rng: np.random.Generator,
 ) -> Trigger:
+    """A trigger of type ``kind`` drawn with ``spec.triggers``' settings: a polygon in a colour far from the
+    ``sources``' fills, a filter other than those ``taken``, …"""
     ts = spec.triggers
     if kind == "polygon":
         region = None

@@ -180,13 +180,21 @@ def build_model_dir(
             "recipe": recipe(spec, design),
         },
     }
-    partial = out / f".{design.name}.partial"
+    config["build_seconds"] = time.perf_counter() - start
+    return write_model_dir(out / design.name, best.model, config, draw, spec)
+
+
+def write_model_dir(
+    final: Path, model: torch.nn.Module, config: dict[str, Any], draw: ModelDraw, spec: ZooSpec
+) -> dict[str, Any]:
+    """Write ``model`` with ``config`` and its draw's clean examples as the model directory ``final``:
+    assembled under ``.<name>.partial`` beside it and renamed into place (module docstring). Returns the
+    written ``config.json`` contents."""
+    partial = final.parent / f".{final.name}.partial"
     if partial.exists():
         shutil.rmtree(partial)
     write_examples(partial / EXAMPLES_DIR, draw, spec)
-    config["build_seconds"] = time.perf_counter() - start
-    save_model(best.model, partial, input_size=(3, spec.image_size, spec.image_size), metadata=config)
-    final = out / design.name
+    save_model(model, partial, input_size=(3, spec.image_size, spec.image_size), metadata=config)
     if final.exists():
         shutil.rmtree(final)
     os.replace(partial, final)

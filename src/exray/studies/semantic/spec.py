@@ -1,0 +1,75 @@
+"""The semantic study's spec (issue 19 §2): the zoo whose trigger types are attacks, the procedure-trained
+attacks (:mod:`exray.studies.semantic.trained`) and the ABS + EX-RAY settings.
+
+Schema (unknown keys are rejected)::
+
+    name: <file stem>
+    seed: 0
+    zoo: <zoo spec mapping or path>      # clean models + trojaned ones per attack type (reflection, warp, …)
+    attacks:                             # optional: attacks trained by their own procedures
+      composite: {models: 5, fraction: 0.1, min_attack_success_rate: 0.9,
+                  scanner_options: {max_size_fraction: 0.59}}     # the paper's 600 px bound
+      hidden: {models: 5, fraction: 0.5, epsilon: 0.251, steps: 300, lr: 0.1, head_epochs: 20,
+               head_lr: 0.005, min_attack_success_rate: 0.3}
+      input_aware: {models: 3, epochs: 30, mask_epochs: 10, …InputAwareConfig fields}
+    scan: {layer: block:-2, policy: r2, precision: fp32, patience: 20,
+           scanner_options: {epochs: 20, top_n_neurons: 2}}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from exray.errors import ConfigError
+from exray.evaluation import EvaluationConfig
+from exray.specfile import MAX_SEED, Section, built, check_name, load_document
+from exray.studies.sections import ScanSpec, check_abs, load_zoo, parse_scan
+from exray.studies.semantic.trained import TrainedAttack, parse_attacks
+from exray.zoo.schema import ZooSpec
+
+KIND = "semantic study spec"
+
+
+@dataclass(frozen=True)
+class SemanticStudySpec:
+    name: str
+    zoo: ZooSpec
+    seed: int = 0
+    scan: ScanSpec = field(default_factory=ScanSpec)
+    attacks: tuple[TrainedAttack, ...] = ()
+
+    def evaluation(self, groups: tuple[str, ...] | None = None, **scanner_options: Any) -> EvaluationConfig:
+        """ABS + EX-RAY on the trojaned models of ``groups`` (all: None) and every clean model, ABS with the
+        study's options updated by ``scanner_options``."""
+        return EvaluationConfig(
+            methods=("exray",),
+            scanner_options={**self.scan.scanner_options, **scanner_options},
+            seed=self.seed,
+            layer=self.scan.layer,
+            policy=self.scan.policy,
+            mask_config=self.scan.mask_config(),
+            device="cpu",
+            groups=groups,
+        )
+
+
+def parse_spec(data: Any, *, default_name: str = "semantic", base: Path | None = None) -> SemanticStudySpec:
+    top = Section(data, "", ("name", "seed", "zoo", "attacks", "scan"), kind=KIND, required=("zoo",))
+    name = top.get("name", default_name)
+    check_name(top, name)
+    zoo = load_zoo(top.get("zoo"), base, KIND)
+    if zoo.models.clean < 1:
+        raise top.fail("zoo", "needs clean models")
+    attacks = parse_attacks(top, lambda options, path: built(KIND, path, check_abs, options))
+    if zoo.models.trojaned < 1 and not attacks:
+        raise top.fail("zoo", "needs trojaned models, or give the study trained 'attacks'")
+    return SemanticStudySpec(name, zoo, top.int("seed", 0, 0, MAX_SEED), parse_scan(top, KIND), attacks)
+
+
+def load_spec(path: str | Path) -> SemanticStudySpec:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{KIND}: {path} not found")
+    return parse_spec(load_document(path, KIND), default_name=path.stem, base=path.parent)
