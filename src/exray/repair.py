@@ -32,7 +32,7 @@ from exray.errors import InputError
 from exray.files import read_results
 from exray.models.io import input_image_size, load_model, model_info, save_model
 from exray.models.runtime import model_device, predict_labels
-from exray.scanners.base import Options
+from exray.options import Options
 from exray.scanners.result import FoundTrigger
 from exray.utils import derive_seed, torch_generator, versions
 

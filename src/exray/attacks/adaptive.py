@@ -17,20 +17,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
 
-from exray.errors import ConfigError
 from exray.models.layers import resolve_layer
+from exray.options import Options, check_choice, check_int, check_layer, check_real
 from exray.train import Batch, LossTerm
 
 Variant = Literal["moments", "mse"]
 
 
 @dataclass(frozen=True)
-class AdaptiveConfig:
+class AdaptiveConfig(Options):
     """``weight`` (the paper's Table 7: 1 to 10,000), ``layer`` (a module name or ``block:K``; ``None``:
     EX-RAY's default, the second-to-last block), ``target_class`` (the attack's target), ``variant``."""
 
@@ -40,24 +40,10 @@ class AdaptiveConfig:
     variant: Variant = "moments"
 
     def __post_init__(self) -> None:
-        weight = self.weight
-        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 <= weight <= 1e6:
-            raise ConfigError(f"adaptive weight must be a number in [0, 1e6], got {weight!r}")
-        target = self.target_class
-        if isinstance(target, bool) or not isinstance(target, int) or target < 0:
-            raise ConfigError(f"target_class must be an int >= 0, got {target!r}")
-        if self.variant not in ("moments", "mse"):
-            raise ConfigError(f"variant must be 'moments' or 'mse', got {self.variant!r}")
-        if self.layer is not None and (not isinstance(self.layer, str) or not self.layer):
-            raise ConfigError(f"layer must be None or a module name, got {self.layer!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "target_class": self.target_class,
-            "weight": self.weight,
-            "layer": self.layer,
-            "variant": self.variant,
-        }
+        check_real("adaptive weight", self.weight, 0.0, 1e6)
+        check_int("target_class", self.target_class, 0)
+        check_choice("variant", self.variant, ("moments", "mse"))
+        check_layer("layer", self.layer)
 
     def loss_term(self, model: nn.Module, sample: torch.Tensor, name: str = "adaptive") -> LossTerm:
         """The loss term for ``model`` (the layer resolved with a probe pass on ``sample``)."""

@@ -25,7 +25,6 @@ the target label; :func:`hidden_trigger_test_set` stamped held-out source images
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,13 +34,14 @@ from exray.errors import ConfigError, InputError
 from exray.models.hooks import capture, capture_inputs, last_to_run
 from exray.models.layers import resolve_layer
 from exray.models.runtime import frozen, model_device
+from exray.options import Options, check_layer, check_real
 from exray.train.data import AttackSet, TrainSet
 from exray.triggers.base import Trigger
 from exray.utils import derive_seed
 
 
 @dataclass(frozen=True)
-class HiddenTriggerConfig:
+class HiddenTriggerConfig(Options):
     """Settings of the poison optimisation (module docstring). ``layer``: a module name or ``block:K`` whose
     output is the feature space; ``None`` (default): the input of the last ``nn.Linear`` (the penultimate
     features, as the paper's fc7). ``epsilon`` is the L∞ bound in [0, 1] pixel units (16/255 as the paper);
@@ -59,23 +59,12 @@ class HiddenTriggerConfig:
     layer: str | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.epsilon <= 1.0:
-            raise ConfigError(f"epsilon must be in (0, 1] (pixel units), got {self.epsilon!r}")
-        for name in ("steps", "decay_every", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
-        if not self.lr > 0.0:
-            raise ConfigError(f"lr must be > 0, got {self.lr!r}")
-        if not 0.0 < self.decay <= 1.0:
-            raise ConfigError(f"decay must be in (0, 1], got {self.decay!r}")
-        if not self.stop_loss >= 0.0:
-            raise ConfigError(f"stop_loss must be >= 0, got {self.stop_loss!r}")
-        if self.layer is not None and (not isinstance(self.layer, str) or not self.layer):
-            raise ConfigError(f"layer must be None or a module name, got {self.layer!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        check_real("epsilon", self.epsilon, 0.0, 1.0, low_open=True)  # pixel units
+        self._positive_int("steps", "decay_every", "batch_size")
+        self._positive("lr")
+        check_real("decay", self.decay, 0.0, 1.0, low_open=True)
+        check_real("stop_loss", self.stop_loss, 0.0)
+        check_layer("layer", self.layer)
 
 
 class FeatureExtractor:

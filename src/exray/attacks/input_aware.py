@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +31,7 @@ from torch import nn
 
 from exray.errors import ConfigError, InputError
 from exray.models.runtime import frozen, model_device
+from exray.options import Options, check_int, check_real
 from exray.train.data import EvalSet, TrainSet
 from exray.utils import derive_seed
 
@@ -75,7 +75,7 @@ class TriggerGenerator(nn.Sequential):
 
 
 @dataclass(frozen=True)
-class InputAwareConfig:
+class InputAwareConfig(Options):
     """The attack's settings (module docstring; the authors' names in brackets): ``target_class``
     [target_label], ``backdoor_ratio`` [p_attack] and ``cross_ratio`` [p_cross] per batch,
     ``diversity_weight`` [lambda_div], ``norm_weight`` [lambda_norm], ``mask_density``, ``mask_epochs``
@@ -107,14 +107,10 @@ class InputAwareConfig:
     generator_steps: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("target_class",):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{name} must be an int >= 0, got {value!r}")
-        for name in ("mask_epochs", "epochs", "batch_size", "generator_channels", "generator_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        check_int("target_class", self.target_class, 0)
+        self._positive_int("mask_epochs", "epochs", "batch_size", "generator_channels", "generator_steps")
+        check_real("backdoor_ratio", self.backdoor_ratio, 0.0, 1.0, low_open=True, high_open=True)
+        check_real("cross_ratio", self.cross_ratio, 0.0, 1.0, high_open=True)
         if not (
             self.backdoor_ratio > 0 and self.cross_ratio >= 0 and self.backdoor_ratio + self.cross_ratio < 1
         ):
@@ -132,20 +128,16 @@ class InputAwareConfig:
                 f"partner row of the second pass, got {self.backdoor_ratio}"
             )
         for name in ("diversity_weight", "norm_weight"):
-            if not getattr(self, name) >= 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if not 0 < self.mask_density < 1:
-            raise ConfigError(f"mask_density must be in (0, 1), got {self.mask_density!r}")
-        for name in ("lr_classifier", "lr_generator", "lr_mask"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            check_real(name, getattr(self, name), 0.0)
+        self._fraction("mask_density", closed=False)
+        self._positive("lr_classifier", "lr_generator", "lr_mask")
         for name in ("classifier_milestones", "generator_milestones", "mask_milestones"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-            if not all(0 < m < 1 for m in getattr(self, name)):
-                raise ConfigError(f"{name} must be fractions of the epochs in (0, 1)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items()}
+            value = getattr(self, name)
+            if isinstance(value, str) or not isinstance(value, list | tuple):
+                raise ConfigError(f"{name} must be a list of fractions of the epochs, got {value!r:.60}")
+            object.__setattr__(self, name, tuple(value))
+            for milestone in value:
+                check_real(f"{name}' entry", milestone, 0.0, 1.0, low_open=True, high_open=True)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Input validation and small statistics shared by the detectors."""
+"""Input validation and small statistics shared by the detectors (their settings are checked with
+:mod:`exray.options`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from exray.errors import ConfigError, InputError
+from exray.errors import InputError
 
 
 def as_features(features: Any, name: str = "features") -> np.ndarray:
@@ -41,22 +42,3 @@ def as_labels(labels: Any, n: int, name: str = "labels") -> np.ndarray:
     if not integral and not (np.isfinite(array).all() and np.all(array == np.round(array))):
         raise InputError(f"{name} must be integer class labels")
     return array.astype(np.int64)
-
-
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {choices}, got {value!r}")
-
-
-def check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_real(name: str, value: Any, low: float, high: float, *, low_open: bool = False) -> None:
-    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool) and np.isfinite(value)
-    if ok:
-        ok = (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        bracket = "(" if low_open else "["
-        raise ConfigError(f"{name} must be a number in {bracket}{low}, {high}], got {value!r}")

@@ -42,8 +42,9 @@ from sklearn.decomposition import PCA, FastICA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import silhouette_score
 
-from exray.detectors._common import as_features, as_labels, check_choice, check_int, check_real
+from exray.detectors._common import as_features, as_labels
 from exray.detectors.result import DetectionResult
+from exray.options import check_choice, check_int, check_real
 from exray.utils import derive_seed
 
 #: Smallest class that can be split into two clusters with a defined silhouette score.

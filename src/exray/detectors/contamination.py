@@ -52,16 +52,11 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from exray.detectors._common import (
-    as_features,
-    as_labels,
-    check_choice,
-    check_int,
-    check_real,
-)
+from exray.detectors._common import as_features, as_labels
 from exray.detectors.result import DetectionResult
 from exray.errors import InputError
 from exray.metrics.robust import anomaly_index, upper_anomaly_index
+from exray.options import check_choice, check_int, check_real
 from exray.utils import derive_seed
 
 

@@ -35,15 +35,11 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from exray.detectors._common import (
-    as_features,
-    as_labels,
-    check_choice,
-    check_real,
-)
+from exray.detectors._common import as_features, as_labels
 from exray.detectors.result import DetectionResult
 from exray.errors import InputError
 from exray.metrics.robust import upper_anomaly_index
+from exray.options import check_choice, check_real
 
 #: Tolerance when rounding the removal budget down, so that e.g. 1.5 · (1/15) · 200 removes 20.
 _BUDGET_TOLERANCE = 1e-9

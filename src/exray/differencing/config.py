@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from exray.errors import ConfigError
+from exray.options import Options, check_choice, check_int, check_real
 
 LossForm = Literal["official", "paper"]
 Engine = Literal["batched", "reference"]
@@ -21,7 +21,7 @@ Pairing = Literal["random", "index"]
 
 
 @dataclass(frozen=True)
-class MaskConfig:
+class MaskConfig(Options):
     """How a mask is optimised. Defaults are the official EX-RAY code's (spec §4.3).
 
     * ``loss="official"``: Σm plus a logit-difference barrier weighted ``barrier_weight`` (10) on each
@@ -58,52 +58,28 @@ class MaskConfig:
     m1_pairing: Pairing = "random"
 
     def __post_init__(self) -> None:
-        if self.loss not in ("official", "paper"):
-            raise ConfigError(f"loss must be 'official' or 'paper', got {self.loss!r}")
+        check_choice("loss", self.loss, ("official", "paper"))
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not _count(value):
-                raise ConfigError(f"{name} must be an integer in [1, {MAX_COUNT:,}], got {value!r}")
+            check_int(name, getattr(self, name), 1, MAX_COUNT)
         for name in ("lr", "barrier_weight", "alpha"):
-            value = getattr(self, name)
-            if not _finite_number(value) or not value > 0:
-                raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
-        for name in ("init_logit", "min_improvement"):
-            if not _finite_number(getattr(self, name)):
-                raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)!r}")
-        if self.patience is not None and not _count(self.patience):
-            raise ConfigError(
-                f"patience must be None or an integer in [1, {MAX_COUNT:,}], got {self.patience!r}"
-            )
-        if self.engine not in ("batched", "reference"):
-            raise ConfigError(f"engine must be 'batched' or 'reference', got {self.engine!r}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ConfigError(f"precision must be 'fp32', 'bf16' or 'fp16', got {self.precision!r}")
+            check_real(name, getattr(self, name), 0.0, low_open=True)
+        check_real("init_logit", self.init_logit)
+        check_real("min_improvement", self.min_improvement, 0.0)
+        if self.patience is not None:
+            check_int("patience", self.patience, 1, MAX_COUNT)
+        check_choice("engine", self.engine, ("batched", "reference"))
+        check_choice("precision", self.precision, ("fp32", "bf16", "fp16"))
+        check_choice("m1_pairing", self.m1_pairing, ("random", "index"))
         if self.engine == "reference" and (
             self.loss != "official" or self.patience is not None or self.precision != "fp32"
         ):
             raise ConfigError(
                 "the reference engine implements the official fp32 loop without early stopping only"
             )
-        if self.m1_pairing not in ("random", "index"):
-            raise ConfigError(f"m1_pairing must be 'random' or 'index', got {self.m1_pairing!r}")
-        if self.min_improvement < 0:
-            raise ConfigError(f"min_improvement must be >= 0, got {self.min_improvement!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 #: Largest epoch count, batch size or patience accepted (a million epochs is weeks of CPU; beyond, a typo).
 MAX_COUNT = 1_000_000
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_COUNT
-
-
-def _finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_sides(sides: str) -> None:

@@ -19,9 +19,10 @@ from torch import nn
 from exray.errors import ConfigError, InputError
 from exray.models.layers import LayerCut, resolve_layer
 from exray.models.runtime import frozen
+from exray.options import Options
 from exray.scanners.abs_inversion import ABSInversion, ABSLoss, FilterInversion, MaskInversion
 from exray.scanners.activations import ActivationTap
-from exray.scanners.base import ConfiguredScanner, Options, register_scanner
+from exray.scanners.base import ConfiguredScanner, register_scanner
 from exray.scanners.common import Examples, check_examples, subset
 from exray.scanners.inversion import InversionOutcome, InversionTask
 from exray.scanners.result import (

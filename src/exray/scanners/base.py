@@ -1,63 +1,25 @@
 """The scanner interface, validated options and the scanner registry (issue 4; ART-style parameters).
 
-``get_scanner(name, **options)`` builds a registered scanner; its options are a frozen dataclass whose
-``__post_init__`` raises :class:`~exray.errors.ConfigError` for anything invalid, so a bad option fails at
-construction, not in the middle of a scan.
+``get_scanner(name, **options)`` builds a registered scanner; its options are a frozen dataclass
+(:class:`exray.options.Options`, the settings toolkit) whose ``__post_init__`` raises
+:class:`~exray.errors.ConfigError` for anything invalid, so a bad option fails at construction, not in the
+middle of a scan.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, fields
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from exray.errors import ConfigError
+from exray.options import MAX_OPTION as MAX_OPTION  # re-exported: the scanners' options were born here
+from exray.options import Options as Options
+from exray.options import make_options as make_options
 from exray.scanners.result import ScannerResult
-
-#: Largest numeric scanner option accepted: counts, rates and weights beyond it are typos (or infinity),
-#: and would make an inversion run forever or turn its loss into NaN.
-MAX_OPTION = 10**9
-
-
-class Options:
-    """Mixin for frozen option dataclasses: validation helpers and a JSON-able ``to_dict``."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
-
-    def _positive_int(self, *names: str) -> None:
-        for name in names:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_OPTION:
-                raise ConfigError(f"{name} must be an integer in [1, {MAX_OPTION:.0e}], got {value!r}")
-
-    def _positive(self, *names: str) -> None:
-        for name in names:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_OPTION:
-                raise ConfigError(f"{name} must be a number in (0, {MAX_OPTION:.0e}], got {value!r}")
-
-    def _fraction(self, *names: str, closed: bool = True) -> None:
-        for name in names:
-            value = getattr(self, name)
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            ok = ok and (0.0 <= value <= 1.0 if closed else 0.0 < value < 1.0)
-            if not ok:
-                interval = "[0, 1]" if closed else "(0, 1)"
-                raise ConfigError(f"{name} must be a number in {interval}, got {value!r}")
-
-
-def make_options(cls: type, options: Mapping[str, Any]) -> Any:
-    """``cls(**options)`` with unknown option names reported as :class:`ConfigError`."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown}; valid options: {sorted(known)}")
-    return cls(**options)
 
 
 class Scanner(ABC):

@@ -24,7 +24,8 @@ from exray.errors import ConfigError, InputError
 from exray.metrics.robust import mad_anomaly
 from exray.models.layers import resolve_layer
 from exray.models.runtime import frozen
-from exray.scanners.base import ConfiguredScanner, Options, register_scanner
+from exray.options import Options
+from exray.scanners.base import ConfiguredScanner, register_scanner
 from exray.scanners.common import Examples, check_examples, subset
 from exray.scanners.inversion import InversionOutcome, InversionTask
 from exray.scanners.nc_inversion import NCInversion, PairInversion
