@@ -22,13 +22,14 @@ from exray.differencing import (
 )
 from exray.models import build_model, list_architectures
 from exray.models.io import load_model, save_model
-from exray.pipeline import ScanResult, scan
+from exray.pipeline import ScanResult, ScanSettings, scan
 from exray.version import __version__
 
 __all__ = [
     "MaskConfig",
     "MaskResult",
     "ScanResult",
+    "ScanSettings",
     "TriggerCase",
     "Verdict",
     "__version__",

@@ -8,6 +8,7 @@ import io
 import json
 import os
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -424,10 +425,10 @@ def test_trojai_fuzz_always_writes_a_probability_and_a_failure_is_0_5_with_exit_
     from exray.differencing import MaskConfig
     from exray.pipeline import scan
 
-    def cheap_scan(model, examples, **kwargs):  # the real pipeline at a test's budget
+    def cheap_scan(model, examples, settings, **kwargs):  # the real pipeline at a test's budget
         options = {"epochs": 2, "probe_epochs": 1}
-        budget = {"scanner_options": options, "mask_config": MaskConfig(epochs=5)}
-        return scan(model, examples, **{**kwargs, **budget})
+        budget = replace(settings, scanner_options=options, mask_config=MaskConfig(epochs=5))
+        return scan(model, examples, budget, **kwargs)
 
     monkeypatch.setattr(trojai, "scan", cheap_scan)
     rng, failures, scored = random.Random(SEED + 4), [], 0

@@ -13,7 +13,7 @@ from exray.errors import ConfigError, InputError
 from exray.files import check_writable
 from exray.harness import configure, learned_calibration, load_metaparameters
 from exray.models.io import example_crop_size, input_image_size, load_model
-from exray.pipeline import Calibration, ScanOptions, scan
+from exray.pipeline import Calibration, ScanOptions, ScanSettings, scan
 
 
 def _add_infer_flags(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     return infer(args)
 
 
-def _scan_settings(args: argparse.Namespace) -> dict:
+def _scan_settings(args: argparse.Namespace) -> ScanSettings:
     """scan()'s settings: the metaparameters' (infer) or the legacy flags' (rounds 1–4)."""
     if args.mode != "infer":
         calibration = Calibration.load(args.calibration) if args.calibration else Calibration()
@@ -159,7 +159,7 @@ def infer(args: argparse.Namespace) -> int:
         settings = _scan_settings(args)
         model = load_model(target, trust_pickle=args.trust_pickle, device=args.device)
         examples = load_examples(args.examples_dirpath, size=_crop_size(model, args.examples_dirpath))
-        result = scan(model, examples, name=str(path), **settings)
+        result = scan(model, examples, settings, name=str(path))
         record, probability = result.to_dict(), f"{result.probability:.6f}"
     except Exception as err:  # untrusted input can fail anywhere; the contract is a result file
         lines = str(err).strip().splitlines()

@@ -5,12 +5,14 @@ from exray.pipeline.budget import ModelBudget
 from exray.pipeline.calibration import Calibration, fit
 from exray.pipeline.options import ScanOptions
 from exray.pipeline.scan import ScanResult, TriggerReport, scan
+from exray.pipeline.settings import ScanSettings
 
 __all__ = [
     "Calibration",
     "ModelBudget",
     "ScanOptions",
     "ScanResult",
+    "ScanSettings",
     "TriggerReport",
     "fit",
     "read_results",

@@ -43,7 +43,7 @@ def scan_model_dir(path: str | Path, options: ScanOptions, *, progress: bool = F
     try:
         model = load_model(path, trust_pickle=options.trust_pickle, device=options.device)
         examples = load_examples(path, size=input_image_size(model))
-        result = scan(model, examples, **options.scan_settings(), name=str(path), progress=progress)
+        result = scan(model, examples, options.scan_settings(), name=str(path), progress=progress)
         if options.report_dir is not None:
             from exray.report import write_model_report
 

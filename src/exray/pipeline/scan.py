@@ -31,21 +31,24 @@ import torch
 from torch import nn
 
 from exray.data.images import check_images
-from exray.differencing import MaskConfig, Verdict
-from exray.differencing.policies import Policy
+from exray.differencing import Verdict
 from exray.errors import ConfigError, InputError
 from exray.models.runtime import model_device, predict_logits
-from exray.pipeline.calibration import Calibration
-from exray.refinement import Judgement, RefinementCase, RefinementMethod, get_method, select_cases
+from exray.options import make_options
+from exray.pipeline.settings import (  # re-exported: scan()'s settings were checked here before ScanSettings
+    REFINERS as REFINERS,
+)
+from exray.pipeline.settings import VICTIM_RULES as VICTIM_RULES
+from exray.pipeline.settings import ScanSettings
+from exray.pipeline.settings import check_min_asr as check_min_asr
+from exray.pipeline.settings import check_victim_rule as check_victim_rule
+from exray.pipeline.settings import judging_gate as judging_gate
+from exray.pipeline.settings import resolve_refiner as resolve_refiner
+from exray.refinement import Judgement, RefinementCase, select_cases
 from exray.refinement.base import ASR_TOLERANCE
-from exray.scanners import FoundTrigger, Scanner, get_scanner
+from exray.scanners import FoundTrigger
 from exray.scanners.result import attack_rates
-from exray.utils import check_seed, versions
-
-#: Refinement methods usable by name: EX-RAY and its one-sided variants decide by their own rule.
-REFINERS = ("exray", "exray_v2t", "exray_t2v")
-#: Which victim classes a trigger is judged with (see the module docstring).
-VICTIM_RULES = ("found", "flipped")
+from exray.utils import versions
 
 
 @dataclass
@@ -145,65 +148,53 @@ def check_scan_examples(examples: dict[int, torch.Tensor]) -> None:
 def scan(
     model: nn.Module,
     examples: dict[int, torch.Tensor],
+    settings: ScanSettings | None = None,
     *,
-    scanner: str | Scanner = "abs",
-    refine: str | RefinementMethod | None = "exray",
-    seed: int = 0,
-    layer: str | None = None,
-    scanner_layer: str | None = None,
-    policy: str | Policy = "official",
-    mask_config: MaskConfig | None = None,
-    calibration: Calibration | None = None,
-    refine_min_asr: float | None = None,
-    victims: str = "found",
     triggers: list[FoundTrigger] | None = None,
-    scanner_options: dict[str, Any] | None = None,
     name: str = "model",
     progress: bool = False,
+    **options: Any,
 ) -> ScanResult:
     """Scan ``model`` with its clean ``examples`` ({class: Tensor[N,3,H,W]} in [0, 1]).
 
-    ``scanner``: a registry name (``"abs"``, ``"nc"``) or a scanner object; ``triggers`` skips scanning and
-    judges the given triggers instead. ``refine="exray"`` prunes natural triggers, ``None`` reports the
-    scanner alone; another name of :data:`REFINERS` or a :class:`~exray.refinement.RefinementMethod` object
-    prunes with that method (``policy`` and ``mask_config`` configure the EX-RAY methods given by name).
-    ``layer`` is the refinement's layer (default: the second-to-last conv block, EXA Table 11),
-    ``scanner_layer`` the scanner's (default: its own), so that a layer ablation of the refinement judges
-    the same triggers, as in ``exray evaluate``. ``victims``: one of :data:`VICTIM_RULES` (module docstring).
-    Timings per stage are recorded in the result. Everything runs on the model's device (put it on a GPU
-    with ``load_model(..., device=...)``); the result's ``diagnostics["device"]`` says which.
+    ``settings``: a :class:`~exray.pipeline.settings.ScanSettings`, or its fields as keywords
+    (``scan(model, examples, scanner="nc", refine=None)``), not both. ``triggers`` skips scanning and
+    judges the given triggers instead. Timings per stage are recorded in the result. Everything runs on the
+    model's device (put it on a GPU with ``load_model(..., device=...)``); the result's
+    ``diagnostics["device"]`` says which.
     """
-    check_victim_rule(victims)
-    check_min_asr(refine_min_asr)
-    check_seed(seed)
-    for flag, value in (("layer", layer), ("scanner_layer", scanner_layer)):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise ConfigError(f"{flag} must be None or a layer name, got {value!r:.60}")
+    if settings is None:
+        settings = make_options(ScanSettings, options)
+    elif options:
+        raise ConfigError(f"pass scan settings as a ScanSettings or as keywords, not both: {sorted(options)}")
+    elif not isinstance(settings, ScanSettings):
+        raise ConfigError(f"settings must be a ScanSettings, got {type(settings).__name__}")
     if triggers is not None and (
         not isinstance(triggers, list | tuple) or not all(isinstance(t, FoundTrigger) for t in triggers)
     ):
         raise InputError("triggers must be None or a list of FoundTrigger (from a scanner)")
-    method = resolve_refiner(refine, policy, mask_config)
+    method = settings.refinement()
     check_scan_examples(examples)
-    calibration = calibration or Calibration()
-    gate = judging_gate(refine_min_asr, calibration)
+    calibration, seed = settings.calibration, settings.seed
     timings: dict[str, float] = {}
     diagnostics: dict[str, Any] = {"device": str(model_device(model))}  # where it ran (floats differ)
     if triggers is None:
-        chosen = get_scanner(scanner, **(scanner_options or {})) if isinstance(scanner, str) else scanner
+        chosen = settings.build_scanner()
         start = time.perf_counter()
-        found = chosen.scan(model, examples, layer=scanner_layer, seed=seed, progress=progress)
+        found = chosen.scan(model, examples, layer=settings.scanner_layer, seed=seed, progress=progress)
         timings.update({f"scanner.{k}": v for k, v in found.timings.items()})
         timings["scanner"] = time.perf_counter() - start
         diagnostics["scanner"] = found.diagnostics
-        scanner_name = scanner if isinstance(scanner, str) else type(scanner).__name__
+        scanner_name = settings.scanner_name
         triggers = found.triggers
     else:
         scanner_name = "user"
     reports = [TriggerReport(t) for t in triggers]
     if method is not None:
         start = time.perf_counter()
-        _refine(method, model, examples, reports, gate, victims, layer, seed, progress)
+        _refine(
+            method, model, examples, reports, settings.gate, settings.victims, settings.layer, seed, progress
+        )
         timings[method.name] = time.perf_counter() - start
         verdicts = [r.verdict for r in reports if r.verdict is not None]
         diagnostics["refinement"] = {
@@ -225,51 +216,6 @@ def scan(
         timings=timings,
         diagnostics=diagnostics,
     )
-
-
-def check_victim_rule(victims: str) -> None:
-    """Raise ConfigError unless ``victims`` is one of :data:`VICTIM_RULES`."""
-    if victims not in VICTIM_RULES:
-        raise ConfigError(f"victims must be one of {VICTIM_RULES}, got {victims!r}")
-
-
-def check_min_asr(min_asr: float | None) -> None:
-    """Raise ConfigError unless ``min_asr`` (the ASR gate before refinement) is None or in (0, 1]."""
-    if min_asr is None:
-        return
-    if isinstance(min_asr, bool) or not isinstance(min_asr, int | float) or not 0 < min_asr <= 1:
-        raise ConfigError(f"refine_min_asr must be None or a number in (0, 1], got {min_asr!r}")
-
-
-def judging_gate(min_asr: float | None, calibration: Calibration) -> float:
-    """The ASR from which a trigger is judged: ``min_asr``, or by default the calibration's flagging
-    threshold (clipped to (0, 1]) — then every trigger strong enough to flag its model is judged first, and
-    no weaker one could flag it (module docstring). An explicit ``min_asr`` above the threshold leaves the
-    triggers in between unjudged yet able to flag the model."""
-    if min_asr is not None:
-        return float(min_asr)
-    return float(min(max(calibration.threshold, 1e-6), 1.0))
-
-
-def resolve_refiner(
-    refine: str | RefinementMethod | None, policy: str | Policy, mask_config: MaskConfig | None
-) -> RefinementMethod | None:
-    """The refinement method ``refine`` names (configured with ``policy``/``mask_config``), or ``refine``."""
-    if isinstance(refine, RefinementMethod):
-        if policy != "official" or mask_config is not None:
-            raise ConfigError(
-                f"policy and mask_config configure a refinement given by name; the {refine.title} object "
-                "given carries its own settings (get_method(name, policy=..., config=...))"
-            )
-        return refine
-    if refine is None:
-        return refine
-    if refine not in REFINERS:
-        raise ConfigError(
-            f"refine must be None, a RefinementMethod or one of {REFINERS}, got {refine!r} (score baselines "
-            "need thresholds: pass get_method(name).with_thresholds(...))"
-        )
-    return get_method(refine, policy=policy, config=mask_config)
 
 
 def _refine(method, model, examples, reports, min_asr, victims, layer, seed, progress) -> None:
