@@ -26,6 +26,7 @@ from exray.differencing.reference import reference_masks
 from exray.errors import InputError
 from exray.models.layers import LayerCut
 from exray.models.runtime import frozen
+from exray.optim import StackedAdam
 from exray.utils import torch_generator
 
 _ADAM_BETAS = (0.9, 0.999)
@@ -91,9 +92,7 @@ class _Solver:
         self.side2 = torch.tensor([p.sides in ("both", "b_to_a") for p in problems], device=device)
         self.n_pairs = [p.pairs_per_epoch for p in problems]
         self.weights = torch.full((k, channels), config.init_logit, device=device, requires_grad=True)
-        self.adam_m = torch.zeros(k, channels, device=device)
-        self.adam_v = torch.zeros(k, channels, device=device)
-        self.adam_t = torch.zeros(k, 1, device=device)
+        self.adam = StackedAdam({"weights": self.weights}, config.lr, _ADAM_BETAS, _ADAM_EPS)
         self.base_acc = torch.ones(k, 2, device=device)
         self.best_size = torch.full((k,), math.inf, device=device)
         self.best_mask = torch.zeros(k, channels, device=device)
@@ -250,20 +249,8 @@ class _Solver:
             per_problem = masks.sum(1) + self.config.barrier_weight * (violated * barrier).sum(1)
             if update:
                 (grad,) = torch.autograd.grad((per_problem * step.present).sum(), self.weights)
-                self._adam(grad, step.present[:, None])
+                self.adam.step({"weights": grad}, step.present)
         return acc.detach(), masks.detach()
-
-    def _adam(self, grad: torch.Tensor, present: torch.Tensor) -> None:
-        """torch.optim.Adam's update, applied only to the problems that had a batch in this step."""
-        b1, b2 = _ADAM_BETAS
-        with torch.no_grad():
-            self.adam_t += present
-            self.adam_m = torch.where(present, b1 * self.adam_m + (1 - b1) * grad, self.adam_m)
-            self.adam_v = torch.where(present, b2 * self.adam_v + (1 - b2) * grad * grad, self.adam_v)
-            t = self.adam_t.clamp(min=1)
-            denom = self.adam_v.sqrt() / (1 - b2**t).sqrt() + _ADAM_EPS
-            step = (self.config.lr / (1 - b1**t)) * self.adam_m / denom
-            self.weights -= torch.where(present, step, torch.zeros_like(step))
 
     def _results(self) -> list[MaskResult]:
         final = self.masks().detach()

@@ -20,8 +20,9 @@ from exray.models.io import PICKLE_FILE, WEIGHTS_FILE
 
 #: Part of every refinement method's cache key: bump it when a change of code changes the scores that the
 #: same settings give (2: mask early stopping waits for a decided mask; 3: a degenerate mask never by itself
-#: makes a trigger natural), so that stale caches are redone.
-SCORES_REVISION = 3
+#: makes a trigger natural; 4: the mask optimiser's Adam takes its bias corrections in float64, as
+#: torch.optim.Adam — exray.optim.StackedAdam), so that stale caches are redone.
+SCORES_REVISION = 4
 
 
 def settings_key(settings: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from exray.data.images import check_images
 from exray.errors import ConfigError, InputError
 from exray.models.runtime import frozen, model_device
+from exray.optim import StackedAdam
 from exray.utils import torch_generator
 
 
@@ -199,8 +200,7 @@ class Inversion(ABC):
         k_tasks = len(tasks)
         generators = [torch_generator(task.seed) for task in tasks]
         params = {n: p.to(device) for n, p in self.init_params(tasks, generators).items()}
-        moments = {n: (torch.zeros_like(p), torch.zeros_like(p)) for n, p in params.items()}
-        adam_t = torch.zeros(k_tasks, dtype=torch.long, device=device)
+        adam = StackedAdam(params, self.lr, self.betas, self.eps)
         best = {n: p.clone() for n, p in params.items()}
         last = {n: p.clone() for n, p in params.items()}
         best_epoch = torch.full((k_tasks,), -1, dtype=torch.long)
@@ -224,9 +224,7 @@ class Inversion(ABC):
                     members = [
                         k for k in range(k_tasks) if active[k] and len(images[k]) > j * self.batch_size
                     ]
-                    per_row = self._step(
-                        model, params, moments, adam_t, images, generators, members, j, stepping
-                    )
+                    per_row = self._step(model, params, adam, images, generators, members, j, stepping)
                     for name, values in per_row.items():
                         slot = rows.setdefault(name, [[] for _ in range(k_tasks)])
                         for k, v in values.items():
@@ -267,8 +265,7 @@ class Inversion(ABC):
         self,
         model: nn.Module,
         params: dict[str, torch.Tensor],
-        moments: dict[str, tuple[torch.Tensor, torch.Tensor]],
-        adam_t: torch.Tensor,
+        adam: StackedAdam,
         images: list[torch.Tensor],
         generators: list[torch.Generator],
         members: list[int],
@@ -310,36 +307,10 @@ class Inversion(ABC):
                 grads = torch.autograd.grad(
                     (losses * present).sum(), list(leaves.values()), allow_unused=True
                 )
-                self._adam(params, moments, adam_t, dict(zip(leaves, grads)), present)
+                adam.step(dict(zip(leaves, grads)), present)
         per_row = {"pred": logits.argmax(1), **per_row}
         out: dict[str, dict[int, torch.Tensor]] = {}
         for name, values in per_row.items():
             values = values.detach()
             out[name] = {k: values[row_task == k].cpu() for k in members}
         return out
-
-    def _adam(
-        self,
-        params: dict[str, torch.Tensor],
-        moments: dict[str, tuple[torch.Tensor, torch.Tensor]],
-        adam_t: torch.Tensor,
-        grads: dict[str, torch.Tensor | None],
-        present: torch.Tensor,
-    ) -> None:
-        """torch.optim.Adam's update, applied per task and only to the tasks present in this step."""
-        b1, b2 = self.betas
-        adam_t += present.long()
-        t = adam_t.clamp(min=1).to(torch.float64)
-        for name, p in params.items():
-            grad = grads[name]
-            if grad is None:
-                grad = torch.zeros_like(p)
-            shape = (-1, *([1] * (p.ndim - 1)))
-            here = present.view(shape)
-            m, v = moments[name]
-            m.copy_(torch.where(here, b1 * m + (1 - b1) * grad, m))
-            v.copy_(torch.where(here, b2 * v + (1 - b2) * grad * grad, v))
-            bias1 = (1 - b1**t).to(p.dtype).view(shape)
-            bias2 = (1 - b2**t).to(p.dtype).view(shape)
-            step = (self.lr / bias1) * m / (v.sqrt() / bias2.sqrt() + self.eps)
-            p.sub_(torch.where(here, step, torch.zeros_like(step)))
