@@ -9,8 +9,6 @@ another value; see :class:`ABSConfig`.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -18,16 +16,14 @@ from torch import nn
 
 from exray.errors import ConfigError, InputError
 from exray.models.layers import LayerCut, resolve_layer
-from exray.models.runtime import frozen
 from exray.options import Options
 from exray.scanners.abs_inversion import ABSInversion, ABSLoss, FilterInversion, MaskInversion
 from exray.scanners.activations import ActivationTap
-from exray.scanners.base import ConfiguredScanner, register_scanner
-from exray.scanners.common import Examples, check_examples, subset
+from exray.scanners.base import StageClock, StagedScanner, Stages, register_scanner
+from exray.scanners.common import Examples, subset
 from exray.scanners.inversion import InversionOutcome, InversionTask
 from exray.scanners.result import (
     FoundTrigger,
-    ScannerResult,
     TriggerKind,
     attack_rates,
     best_source,
@@ -152,114 +148,109 @@ class ABSConfig(Options):
 
 
 @register_scanner("abs")
-class ABSScanner(ConfiguredScanner):
+class ABSScanner(StagedScanner):
     """Label-specific ABS: stimulation-selected (victim, neuron, target) tasks, patch or filter inversion."""
 
     name = "abs"
+    title = "ABS"
     config_class = ABSConfig
     config: ABSConfig
 
-    def scan(
-        self,
-        model: nn.Module,
-        examples: Mapping[int, torch.Tensor],
-        *,
-        layer: str | None = None,
-        seed: int = 0,
-        progress: bool = False,
-    ) -> ScannerResult:
-        cfg = self.config
-        timings: dict[str, float] = {}
-        clock = time.perf_counter()
-        data = check_examples(model, examples)
-        if data.num_classes < 2:
-            raise InputError("ABS needs a model with at least two classes")
+    def check_scan(self, data: Examples, layer: str | None) -> None:
         height, width = data.image_size
-        if "filter" in cfg.modes and min(height, width) < 16:
+        if "filter" in self.config.modes and min(height, width) < 16:
             raise InputError(
                 f"filter triggers are bounded by 5-scale MS-SSIM, which needs images of at least 16×16 "
                 f"pixels (got {height}×{width}); pass modes=('patch',)"
             )
+
+    def run_stages(
+        self,
+        model: nn.Module,
+        data: Examples,
+        *,
+        layer: str | None,
+        seed: int,
+        progress: bool,
+        clock: StageClock,
+    ) -> Stages:
+        """Profiling, stimulation, the patch/filter probe, inversion and validation (spec §2)."""
+        cfg = self.config
+        height, width = data.image_size
         bound, window = cfg.size_bound(height, width), cfg.window(height, width)
         sample = data.by_class[data.classes[0]]
-        with frozen(model):
-            layer = resolve_layer(model, layer, sample)
-            prof = profile(
-                model, data, layer, prior_labels=cfg.prior_labels, prior_threshold=cfg.prior_threshold
+        layer = resolve_layer(model, layer, sample)
+        prof = profile(model, data, layer, prior_labels=cfg.prior_labels, prior_threshold=cfg.prior_threshold)
+        clock.lap("profiling")
+
+        stim_images, stim_labels = [], []
+        for c in data.classes:
+            gen = torch_generator(derive_seed(seed, "abs-stimulation", c))
+            chosen = subset(data.by_class[c], cfg.stim_images_per_class, gen)
+            stim_images.append(chosen)
+            stim_labels.append(torch.full((len(chosen),), c, dtype=torch.long))
+        labels = torch.cat(stim_labels)
+        stimulated = stimulate(
+            LayerCut(model, layer),
+            torch.cat(stim_images),
+            labels,
+            prof.max_activation,
+            levels=cfg.stim_levels,
+            channels_per_pass=cfg.stim_channels_per_pass,
+            progress=progress,
+        )
+        candidates = select_candidates(
+            stimulated.cpu(),
+            labels,
+            prof.label_prior,
+            top_n_neurons=cfg.top_n_neurons,
+            max_neurons_per_target=cfg.max_neurons_per_target,
+        )
+        clock.lap("stimulation")
+
+        tasks, cands = [], []
+        for victim, ranked in candidates.items():
+            for cand in ranked:
+                gen = torch_generator(derive_seed(seed, "abs-images", victim))
+                images = subset(data.by_class[victim], cfg.images_per_task, gen)
+                key = derive_seed(seed, "abs-task", victim, cand.neuron, cand.target)
+                tasks.append(InversionTask(images, cand.target, victim, cand.neuron, key))
+                cands.append(cand)
+        tap = ActivationTap(model, layer, sample[:1])
+        clock.restart()
+        modes, probe = self._probe(model, tasks, tap, bound, window, progress)
+        clock.lap("probe")
+
+        outcomes: list[InversionOutcome] = [None] * len(tasks)  # type: ignore[list-item]
+        inverters: dict[str, ABSInversion] = {}
+        for mode in cfg.modes:
+            chosen = [i for i, m in enumerate(modes) if m == mode]
+            inverters[mode] = self._inverter(mode, tap, bound, window, cfg.epochs, 1)
+            ran = inverters[mode].run_in_chunks(
+                model, [tasks[i] for i in chosen], cfg.tasks_per_run, progress=progress
             )
-            timings["profiling"] = _lap(clock)
+            for i, outcome in zip(chosen, ran):
+                outcomes[i] = outcome
+        clock.lap("inversion")
 
-            clock = time.perf_counter()
-            stim_images, stim_labels = [], []
-            for c in data.classes:
-                gen = torch_generator(derive_seed(seed, "abs-stimulation", c))
-                chosen = subset(data.by_class[c], cfg.stim_images_per_class, gen)
-                stim_images.append(chosen)
-                stim_labels.append(torch.full((len(chosen),), c, dtype=torch.long))
-            labels = torch.cat(stim_labels)
-            stimulated = stimulate(
-                LayerCut(model, layer),
-                torch.cat(stim_images),
-                labels,
-                prof.max_activation,
-                levels=cfg.stim_levels,
-                channels_per_pass=cfg.stim_channels_per_pass,
-                progress=progress,
-            )
-            candidates = select_candidates(
-                stimulated.cpu(),
-                labels,
-                prof.label_prior,
-                top_n_neurons=cfg.top_n_neurons,
-                max_neurons_per_target=cfg.max_neurons_per_target,
-            )
-            timings["stimulation"] = _lap(clock)
-
-            tasks, cands = [], []
-            for victim, ranked in candidates.items():
-                for cand in ranked:
-                    gen = torch_generator(derive_seed(seed, "abs-images", victim))
-                    images = subset(data.by_class[victim], cfg.images_per_task, gen)
-                    key = derive_seed(seed, "abs-task", victim, cand.neuron, cand.target)
-                    tasks.append(InversionTask(images, cand.target, victim, cand.neuron, key))
-                    cands.append(cand)
-            tap = ActivationTap(model, layer, sample[:1])
-            clock = time.perf_counter()
-            modes, probe = self._probe(model, tasks, tap, bound, window, progress)
-            timings["probe"] = _lap(clock)
-
-            clock = time.perf_counter()
-            outcomes: list[InversionOutcome] = [None] * len(tasks)  # type: ignore[list-item]
-            inverters: dict[str, ABSInversion] = {}
-            for mode in cfg.modes:
-                chosen = [i for i, m in enumerate(modes) if m == mode]
-                inverters[mode] = self._inverter(mode, tap, bound, window, cfg.epochs, 1)
-                ran = inverters[mode].run_in_chunks(
-                    model, [tasks[i] for i in chosen], cfg.tasks_per_run, progress=progress
-                )
-                for i, outcome in zip(chosen, ran):
-                    outcomes[i] = outcome
-            timings["inversion"] = _lap(clock)
-
-            clock = time.perf_counter()
-            triggers, records = [], []
-            for i, (cand, outcome) in enumerate(zip(cands, outcomes)):
-                record = {
-                    **cand.to_dict(),
-                    "mode": modes[i],
-                    "probe_target_logit": probe[i],
-                    "re_accuracy": outcome.info["re_accuracy"],
-                    "re_target": outcome.info["target"],
-                    "in_bound": outcome.info["in_bound"],
-                    "best_epoch": outcome.best_epoch,
-                    "kept": outcome.info["re_accuracy"] >= cfg.min_re_accuracy,
-                }
-                records.append(record)
-                if record["kept"]:
-                    found = self._validate(model, data, inverters[modes[i]], outcome, record)
-                    record["asr"] = found.asr
-                    triggers.append(found)
-            timings["validation"] = _lap(clock)
+        triggers, records = [], []
+        for i, (cand, outcome) in enumerate(zip(cands, outcomes)):
+            record = {
+                **cand.to_dict(),
+                "mode": modes[i],
+                "probe_target_logit": probe[i],
+                "re_accuracy": outcome.info["re_accuracy"],
+                "re_target": outcome.info["target"],
+                "in_bound": outcome.info["in_bound"],
+                "best_epoch": outcome.best_epoch,
+                "kept": outcome.info["re_accuracy"] >= cfg.min_re_accuracy,
+            }
+            records.append(record)
+            if record["kept"]:
+                found = self._validate(model, data, inverters[modes[i]], outcome, record)
+                record["asr"] = found.asr
+                triggers.append(found)
+        clock.lap("validation")
 
         diagnostics = {
             "image_size": [height, width],
@@ -269,7 +260,7 @@ class ABSScanner(ConfiguredScanner):
             **prof.to_dict(),
             "candidates": records,
         }
-        return ScannerResult(self.name, triggers, timings, diagnostics, layer, seed, self.options())
+        return Stages(triggers, diagnostics, layer)
 
     def _inverter(
         self, mode: str, tap: ActivationTap, bound: int, window: int, epochs: int, step_from: int
@@ -346,7 +337,3 @@ class ABSScanner(ConfiguredScanner):
         details["sampled_target"] = details.pop("target")
         details["per_class_asr"] = {str(k): v for k, v in per_class.items()}
         return FoundTrigger(trigger, victim, target, kind, asr, size, universal, details)
-
-
-def _lap(start: float) -> float:
-    return time.perf_counter() - start

@@ -12,7 +12,6 @@ fewer images, so epochs are cheap and the same patience values apply per epoch.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,11 +24,11 @@ from exray.metrics.robust import mad_anomaly
 from exray.models.layers import resolve_layer
 from exray.models.runtime import frozen
 from exray.options import Options
-from exray.scanners.base import ConfiguredScanner, register_scanner
+from exray.scanners.base import StageClock, StagedScanner, Stages, register_scanner
 from exray.scanners.common import Examples, check_examples, subset
 from exray.scanners.inversion import InversionOutcome, InversionTask
 from exray.scanners.nc_inversion import NCInversion, PairInversion
-from exray.scanners.result import FoundTrigger, ScannerResult, attack_rates, best_source, stamped_predictions
+from exray.scanners.result import FoundTrigger, attack_rates, best_source, stamped_predictions
 from exray.scanners.stimulation import profile
 from exray.utils import derive_seed, torch_generator
 
@@ -124,10 +123,11 @@ class NCConfig(Options):
 
 
 @register_scanner("nc")
-class NeuralCleanseScanner(ConfiguredScanner):
+class NeuralCleanseScanner(StagedScanner):
     """Neural Cleanse, label-specific (default) or universal (``mode="universal"``)."""
 
     name = "nc"
+    title = "Neural Cleanse"
     config_class = NCConfig
     config: NCConfig
 
@@ -152,20 +152,13 @@ class NeuralCleanseScanner(ConfiguredScanner):
         inverter = self._inverter(epochs, "Neural Cleanse")
         return inverter.run_in_chunks(model, tasks, self.config.tasks_per_run, progress=progress)
 
-    def scan(
-        self,
-        model: nn.Module,
-        examples: Mapping[int, torch.Tensor],
-        *,
-        layer: str | None = None,
-        seed: int = 0,
-        progress: bool = False,
-    ) -> ScannerResult:
+    @property
+    def result_name(self) -> str:
+        return "nc_universal" if self.config.mode == "universal" else "nc"
+
+    def check_scan(self, data: Examples, layer: str | None) -> None:
         """``layer``: where the label prior of ``pairs="prior"`` is profiled (default: the second-to-last
         block); Neural Cleanse inverts at the input, so any other mode refuses a layer, never ignores it."""
-        data = check_examples(model, examples)
-        if data.num_classes < 2:
-            raise InputError("Neural Cleanse needs a model with at least two classes")
         prior = self.config.mode == "label_specific" and self.config.pairs == "prior"
         if layer is not None and not prior:
             raise ConfigError(
@@ -173,21 +166,28 @@ class NeuralCleanseScanner(ConfiguredScanner):
                 f"prior of label-specific pairs='prior', not with mode={self.config.mode!r}, "
                 f"pairs={self.config.pairs!r}"
             )
-        with frozen(model):
-            if self.config.mode == "universal":
-                triggers, timings, diagnostics = self._universal(model, data, seed, progress)
-            else:
-                triggers, timings, diagnostics = self._label_specific(model, data, seed, progress, layer)
-        name = "nc_universal" if self.config.mode == "universal" else "nc"
-        used = diagnostics.get("prior_layer")
-        return ScannerResult(name, triggers, timings, diagnostics, used, seed, self.options())
+
+    def run_stages(
+        self,
+        model: nn.Module,
+        data: Examples,
+        *,
+        layer: str | None,
+        seed: int,
+        progress: bool,
+        clock: StageClock,
+    ) -> Stages:
+        if self.config.mode == "universal":
+            triggers, diagnostics = self._universal(model, data, seed, progress, clock)
+        else:
+            triggers, diagnostics = self._label_specific(model, data, seed, progress, layer, clock)
+        return Stages(triggers, diagnostics, diagnostics.get("prior_layer"))
 
     def _universal(
-        self, model: nn.Module, data: Examples, seed: int, progress: bool
-    ) -> tuple[list[FoundTrigger], dict[str, float], dict[str, Any]]:
+        self, model: nn.Module, data: Examples, seed: int, progress: bool, clock: StageClock
+    ) -> tuple[list[FoundTrigger], dict[str, Any]]:
         """One trigger per label over the other classes' images; MAD over the norms (spec §3.1–3.2)."""
         cfg = self.config
-        clock = time.perf_counter()
         tasks = []
         for target in range(data.num_classes):
             sources = [c for c in data.classes if c != target]
@@ -202,9 +202,8 @@ class NeuralCleanseScanner(ConfiguredScanner):
             )
             tasks.append(InversionTask(images, target, -1, -1, derive_seed(seed, "nc-universal", target)))
         outcomes = self._run(model, tasks, cfg.epochs, progress)
-        timings = {"inversion": time.perf_counter() - clock}
+        clock.lap("inversion")
 
-        clock = time.perf_counter()
         norms = [o.info["norm"] for o in outcomes]
         mad = mad_anomaly(norms, cfg.mad_threshold)
         triggers = []
@@ -222,7 +221,7 @@ class NeuralCleanseScanner(ConfiguredScanner):
             triggers.append(
                 FoundTrigger(trigger, victim, target, "patch", asr, float(trigger.size), universal, details)
             )
-        timings["validation"] = time.perf_counter() - clock
+        clock.lap("validation")
         diagnostics = {
             "mode": "universal",
             "norms": norms,
@@ -230,7 +229,7 @@ class NeuralCleanseScanner(ConfiguredScanner):
             "epochs_run": [o.epochs_run for o in outcomes],
             **mad,
         }
-        return triggers, timings, diagnostics
+        return triggers, diagnostics
 
     def _pairs(
         self, model: nn.Module, data: Examples, seed: int, progress: bool, layer: str | None
@@ -323,20 +322,23 @@ class NeuralCleanseScanner(ConfiguredScanner):
         return inverted
 
     def _label_specific(
-        self, model: nn.Module, data: Examples, seed: int, progress: bool, layer: str | None = None
-    ) -> tuple[list[FoundTrigger], dict[str, float], dict[str, Any]]:
+        self,
+        model: nn.Module,
+        data: Examples,
+        seed: int,
+        progress: bool,
+        layer: str | None,
+        clock: StageClock,
+    ) -> tuple[list[FoundTrigger], dict[str, Any]]:
         """Per-pair inversion on the victim's images; pairs that flip ≥ ``success`` of the victim's examples
         with a mask norm within the bound (and, with ``detection="mad"``, an outlying norm among the pairs')
         are reported (spec §3.3 [CHOICE])."""
         cfg = self.config
-        clock = time.perf_counter()
         pairs, selection = self._pairs(model, data, seed, progress, layer)
-        timings = {"pair_selection": time.perf_counter() - clock}
-        clock = time.perf_counter()
+        clock.lap("pair_selection")
         inverted = self._invert(model, data, pairs, seed, progress)
-        timings["inversion"] = time.perf_counter() - clock
+        clock.lap("inversion")
 
-        clock = time.perf_counter()
         height, width = data.image_size
         bound = cfg.max_norm_fraction * height * width
         mad = mad_anomaly([p.norm for p in inverted], cfg.mad_threshold) if inverted else None
@@ -361,7 +363,7 @@ class NeuralCleanseScanner(ConfiguredScanner):
             )
             if passed:
                 triggers.append(pair.found(pair_anomaly_index=index))
-        timings["validation"] = time.perf_counter() - clock
+        clock.lap("validation")
         diagnostics = {
             "mode": "label_specific",
             "norm_bound": bound,
@@ -369,7 +371,7 @@ class NeuralCleanseScanner(ConfiguredScanner):
             "pairs": records,
             "mad": mad,
         }
-        return triggers, timings, diagnostics
+        return triggers, diagnostics
 
 
 @register_scanner("nc_universal")
