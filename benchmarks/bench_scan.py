@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 import exray
-from exray.cli.demo import DEMO_LAYER, DEMO_MASKS
 from exray.differencing import MaskConfig
+from exray.evaluation.demo import DEMO_LAYER, DEMO_MASKS
 from exray.scanners import get_scanner
 from exray.zoo import cached_build, read_metadata
 

@@ -14,8 +14,8 @@ import argparse
 from datetime import date
 from pathlib import Path
 
-from exray.cli.demo import DEMO_CALIBRATION, SHIPPED_ZOOS, demo_config
 from exray.evaluation import evaluate_zoo
+from exray.evaluation.demo import DEMO_CALIBRATION, SHIPPED_ZOOS, demo_config
 from exray.pipeline import fit
 from exray.utils import versions
 from exray.zoo import cached_build, default_workers, load_spec

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from exray.cli import main as exray_main
-from exray.cli.demo import SHIPPED_ZOOS
+from exray.evaluation.demo import SHIPPED_ZOOS
 from exray.utils import versions
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 import exray
-from exray.cli.demo import DEMO_MASKS
 from exray.differencing import MaskConfig
 from exray.differencing.compare import compare_triggers
 from exray.differencing.policies import resolve_policy
 from exray.differencing.verdict import decide
+from exray.evaluation.demo import DEMO_MASKS
 from exray.evaluation.known import known_triggers
 from exray.utils import versions
 from exray.zoo import ZOO_FILE, cached_build, designs, parse_spec

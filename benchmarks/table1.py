@@ -47,10 +47,10 @@ import torch
 
 import exray
 from exray.cli.common import add_scanner_flags, scanner_options
-from exray.cli.demo import DEMO_MASKS, DEMO_SCANNER
 from exray.differencing import MaskConfig
 from exray.differencing.policies import POLICY_NAMES
 from exray.evaluation import EvaluationConfig, EvaluationResult, evaluate_zoo
+from exray.evaluation.demo import DEMO_MASKS, DEMO_SCANNER
 from exray.evaluation.report import write_csv
 from exray.pipeline import Calibration, fit
 from exray.refinement import list_methods

@@ -8,7 +8,7 @@ import yaml
 from tests.zoo.conftest import micro_spec
 
 from exray.cli import main
-from exray.cli.demo import SHIPPED_ZOOS
+from exray.evaluation.demo import SHIPPED_ZOOS
 
 MICRO = micro_spec(
     name="micro-demo",

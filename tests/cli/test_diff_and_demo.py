@@ -97,7 +97,7 @@ def test_demo_tells_the_planted_trigger_from_the_natural_one(tmp_path, capsys):
 def test_demo_applies_the_shipped_calibration_to_the_shipped_spec_and_settings_only(tmp_path):
     """issue 16 §6: the calibration fitted on demo-calib.yaml belongs to the demo's design and settings;
     another spec, layer or rule gets the default constants, and a file given on the command line wins."""
-    from exray.cli.demo import SHIPPED_ZOOS, demo_calibration, demo_config
+    from exray.evaluation.demo import SHIPPED_ZOOS, demo_calibration, demo_config
     from exray.pipeline import Calibration
 
     config = demo_config()

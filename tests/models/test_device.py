@@ -88,7 +88,7 @@ def _capture(monkeypatch, target: str, seen: dict):
             "exray.cli.sdrm.run_study",
             ["sdrm", "study", str(ROOT / "studies" / "sdrm-tiny.yaml"), "--out", "o"],
         ),
-        ("exray.cli.demo.cached_build", ["demo"]),
+        ("exray.evaluation.demo.cached_build", ["demo"]),
         (
             "exray.cli.trojai.load_model",
             TROJAI_ARGV,

@@ -6,11 +6,8 @@ import argparse
 from pathlib import Path
 
 from exray.files import check_writable
-from exray.metrics import cross_entropy
 from exray.models.io import GROUND_TRUTH_FILE
-from exray.pipeline import Calibration, fit
-from exray.pipeline.labelled import labelled_scores
-from exray.utils import versions
+from exray.pipeline.labelled import calibrate_from
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,19 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_writable(args.out, "--out")
-    scores, labels, evaluation = labelled_scores(args.results, args.method)
-    fitted = fit(scores, labels)
-    before = cross_entropy([Calibration().probability(s) for s in scores], labels)
-    after = cross_entropy([fitted.probability(s) for s in scores], labels)
-    provenance = {
-        "fitted_on": str(args.results),
-        "method": args.method if evaluation else "scan",
-        "models": len(scores),
-        "trojaned": sum(labels),
-        "cross_entropy": {"default": before, "fitted": after},
-        "versions": versions(),
-    }
+    fitted, provenance = calibrate_from(args.results, args.method)
     fitted.save(args.out, provenance)
-    print(f"{len(scores)} models: cross-entropy {before:.4f} (default) -> {after:.4f} (fitted)")
+    before, after = provenance["cross_entropy"]["default"], provenance["cross_entropy"]["fitted"]
+    print(f"{provenance['models']} models: cross-entropy {before:.4f} (default) -> {after:.4f} (fitted)")
     print(f"wrote {args.out}")
     return 0

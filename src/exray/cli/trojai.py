@@ -8,12 +8,11 @@ import sys
 from pathlib import Path
 
 from exray.cli.common import TRUST_PICKLE_HELP, add_device_flag
-from exray.data.examples import load_examples
 from exray.errors import ConfigError, InputError
 from exray.files import check_writable
 from exray.harness import configure, learned_calibration, load_metaparameters
-from exray.models.io import example_crop_size, input_image_size, load_model
 from exray.pipeline import Calibration, ScanOptions, ScanSettings, scan
+from exray.pipeline.loading import load_scan_inputs
 
 
 def _add_infer_flags(parser: argparse.ArgumentParser, *, required: bool) -> None:
@@ -95,14 +94,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _crop_size(model, examples_dir: Path) -> tuple[int, int] | None:
-    """The rule is :func:`~exray.models.io.example_crop_size`; the examples are probed for their side only
-    when the model states no input size (a TrojAI model.pt)."""
-    stated = input_image_size(model) is not None
-    side = 0 if stated else next(iter(load_examples(examples_dir).values())).shape[-1]
-    return example_crop_size(model, side)
-
-
 def run(args: argparse.Namespace) -> int:
     if args.mode == "configure":
         meta = load_metaparameters(args.metaparameters_filepath, args.schema_filepath)
@@ -157,8 +148,9 @@ def infer(args: argparse.Namespace) -> int:
     target = path.parent if path.name == "model.safetensors" else path
     try:
         settings = _scan_settings(args)
-        model = load_model(target, trust_pickle=args.trust_pickle, device=args.device)
-        examples = load_examples(args.examples_dirpath, size=_crop_size(model, args.examples_dirpath))
+        model, examples = load_scan_inputs(
+            target, args.examples_dirpath, trust_pickle=args.trust_pickle, device=args.device
+        )
         result = scan(model, examples, settings, name=str(path))
         record, probability = result.to_dict(), f"{result.probability:.6f}"
     except Exception as err:  # untrusted input can fail anywhere; the contract is a result file

@@ -26,11 +26,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from exray.data.examples import load_examples
 from exray.errors import ConfigError, ExrayError
 from exray.files import check_writable, read_results
-from exray.models.io import input_image_size, load_model
 from exray.pipeline.budget import BudgetExceeded, ModelBudget, enforced
+from exray.pipeline.loading import load_scan_inputs
 from exray.pipeline.options import ScanOptions
 from exray.pipeline.ray_backend import RayBackend, import_ray, run_on_ray
 from exray.pipeline.scan import scan
@@ -41,8 +40,7 @@ def scan_model_dir(path: str | Path, options: ScanOptions, *, progress: bool = F
     """Scan one model directory; never raises for a problem with that model — it is in ``"error"``."""
     start = time.perf_counter()
     try:
-        model = load_model(path, trust_pickle=options.trust_pickle, device=options.device)
-        examples = load_examples(path, size=input_image_size(model))
+        model, examples = load_scan_inputs(path, trust_pickle=options.trust_pickle, device=options.device)
         result = scan(model, examples, options.scan_settings(), name=str(path), progress=progress)
         if options.report_dir is not None:
             from exray.report import write_model_report

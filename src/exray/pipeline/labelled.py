@@ -11,7 +11,10 @@ from typing import Any
 
 from exray.errors import InputError
 from exray.files import MAX_RESULTS_BYTES, read_results, read_text
+from exray.metrics import cross_entropy
 from exray.models.io import GROUND_TRUTH_FILE
+from exray.pipeline.calibration import Calibration, fit
+from exray.utils import versions
 
 
 def labelled_scores(path: Path, method: str = "exray") -> tuple[list[float], list[int], bool]:
@@ -86,3 +89,23 @@ def scanned_scores(path: Path) -> tuple[list[float], list[int]]:
     if not records:
         raise InputError(f"{path} holds no scanned models")
     return [_score(r["score"], path) for r in records], [ground_truth(r["model"]) for r in records]
+
+
+def calibrate_from(path: Path, method: str = "exray") -> tuple[Calibration, dict[str, Any]]:
+    """The calibration fitted (:func:`~exray.pipeline.calibration.fit`) on the labelled scores in ``path``
+    (:func:`labelled_scores`), with its provenance: the file, the method, the model counts and the TrojAI
+    cross-entropy of the default constants and of the fit."""
+    scores, labels, evaluation = labelled_scores(path, method)
+    fitted = fit(scores, labels)
+    provenance = {
+        "fitted_on": str(path),
+        "method": method if evaluation else "scan",
+        "models": len(scores),
+        "trojaned": sum(labels),
+        "cross_entropy": {
+            "default": cross_entropy([Calibration().probability(s) for s in scores], labels),
+            "fitted": cross_entropy([fitted.probability(s) for s in scores], labels),
+        },
+        "versions": versions(),
+    }
+    return fitted, provenance

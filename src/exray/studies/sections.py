@@ -11,11 +11,11 @@ from exray.differencing import MaskConfig
 from exray.differencing.policies import POLICY_NAMES
 from exray.errors import ConfigError
 from exray.specfile import Section, built, load_document
-from exray.zoo.spec import ZooSpec
+from exray.zoo.spec import SHIPPED_SPECS, ZooSpec
 from exray.zoo.spec import parse_spec as parse_zoo
 
 #: Where a zoo spec named by path is looked up when it is not next to the study spec.
-SHIPPED_ZOOS = Path(__file__).resolve().parents[1] / "zoo" / "specs"
+SHIPPED_ZOOS = SHIPPED_SPECS
 
 
 def load_zoo(value: Any, base: Path | None, kind: str) -> ZooSpec:

@@ -13,11 +13,12 @@ from exray.zoo.records import (
     ModelRecord,
     read_metadata,
 )
-from exray.zoo.spec import TRIGGER_TYPES, ZooSpec, load_spec, parse_spec
+from exray.zoo.spec import SHIPPED_SPECS, TRIGGER_TYPES, ZooSpec, load_spec, parse_spec
 
 __all__ = [
     "METADATA_COLUMNS",
     "METADATA_FILE",
+    "SHIPPED_SPECS",
     "TRIGGER_TYPES",
     "ZOO_FILE",
     "BuildSummary",

@@ -75,6 +75,8 @@ from exray.zoo.schema import (
 
 _MAX_CLASSES = len(SHAPES) * len(PALETTE)
 KIND = "zoo spec"  # how errors name the file
+#: The specs shipped with exray (package data; ``zoos/`` in a source checkout links to them).
+SHIPPED_SPECS = Path(__file__).resolve().parent / "specs"
 MAX_MODELS = 100_000  # per kind (clean, trojaned)
 
 __all__ = [
