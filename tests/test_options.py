@@ -82,3 +82,13 @@ def test_options_serialise_tuples_as_lists():
     assert record["classifier_milestones"] == [0.5, 0.75]
     assert HiddenTriggerConfig().to_dict()["epsilon"] == pytest.approx(16 / 255)
     assert MaskConfig().to_dict()["loss"] == "official"
+
+
+def test_numpy_values_are_accepted_and_recorded_as_python_numbers_and_huge_ints_refused():
+    import json
+
+    config = ABSConfig(epochs=np.int64(20), mask_lr=np.float32(0.1))
+    record = config.to_dict()
+    assert type(record["epochs"]) is int and json.dumps(record)
+    with pytest.raises(ConfigError, match="mask_lr"):
+        ABSConfig(mask_lr=10**400)

@@ -2,8 +2,8 @@
 the mixin of the frozen option dataclasses (scanners, detectors, attacks, EX-RAY's mask optimisation).
 
 Each check raises a one-line :class:`~exray.errors.ConfigError` that names the option, so a bad setting
-fails where it is made, before any model is touched. Spec files are read with
-:class:`exray.specfile.Section`, which uses the same rules.
+fails where it is made, before any model is touched. (Spec files are read with
+:class:`exray.specfile.Section`, which names the key's path in the file instead.)
 """
 
 from __future__ import annotations
@@ -27,7 +27,12 @@ def is_int(value: Any) -> bool:
 
 def is_real(value: Any) -> bool:
     """A finite real number (int or float, numpy's too), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 def check_int(name: str, value: Any, lo: int = 1, hi: int | None = None) -> None:
@@ -67,7 +72,9 @@ class Options:
     """Mixin for frozen option dataclasses: validation shortcuts and a JSON-able ``to_dict``."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}  # type: ignore[call-overload]
+        """The options as JSON-able values: tuples as lists, numpy scalars as Python numbers (the checks
+        accept both; records, cache keys and reports see one)."""
+        return {k: _plain(v) for k, v in asdict(self).items()}  # type: ignore[call-overload]
 
     def _positive_int(self, *names: str) -> None:
         for name in names:
@@ -80,6 +87,18 @@ class Options:
     def _fraction(self, *names: str, closed: bool = True) -> None:
         for name in names:
             check_real(name, getattr(self, name), 0.0, 1.0, low_open=not closed, high_open=not closed)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if (
+        isinstance(value, numbers.Number)
+        and not isinstance(value, bool | int | float)
+        and hasattr(value, "item")
+    ):
+        return value.item()
+    return value
 
 
 def make_options(cls: type, options: Mapping[str, Any]) -> Any:

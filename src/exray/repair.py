@@ -27,12 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from exray.data.examples import EXAMPLE_DIRS, list_examples, load_examples
+from exray.data.examples import EXAMPLE_DIRS, list_examples
 from exray.errors import InputError
 from exray.files import read_results
-from exray.models.io import input_image_size, load_model, model_info, save_model
+from exray.models.io import model_info, save_model
 from exray.models.runtime import model_device, predict_labels
 from exray.options import Options
+from exray.pipeline.loading import load_scan_inputs
 from exray.scanners.result import FoundTrigger
 from exray.utils import derive_seed, torch_generator, versions
 
@@ -237,13 +238,12 @@ def repair_directory(
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise InputError(f"{out} exists and is not empty: repair writes a new model directory")
-    model = load_model(model_dir, trust_pickle=trust_pickle, device=device)
+    model, examples = load_scan_inputs(model_dir, trust_pickle=trust_pickle, device=device)
     if getattr(model, "exray_arch", None) is None:
         raise InputError(
             f"{model_dir}: repair writes safetensors beside a config.json naming the architecture, and this "
             "model came from a whole pickle of no registry architecture"
         )
-    examples = load_examples(model_dir, size=input_image_size(model))
     found, natural = triggers_of(results, model_dir)
     result = repair_model(
         model, examples, found, natural=natural, include_natural=include_natural, config=config, seed=seed

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import platform
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,3 +82,29 @@ def versions(extra: Sequence[str] = ()) -> dict[str, str]:
         except ImportError:
             record[name] = "not installed"
     return record
+
+
+def run_pooled(
+    job: Callable[..., Any], tasks: Sequence[tuple[Any, ...]], workers: int, threads: int
+) -> Iterator[tuple[int, Any, str | None]]:
+    """``job(*task)`` for every task — in this process when ``workers`` is 1, else in ``workers`` spawned
+    processes, each with ``threads`` intra-op threads — yielding ``(index, result, None)`` as each finishes,
+    or ``(index, None, reason)`` when its worker process died. A job reports its own errors in its result."""
+    if workers == 1:
+        for index, task in enumerate(tasks):
+            yield index, job(*task), None
+        return
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=set_thread_budget, initargs=(threads,)
+    ) as pool:
+        futures = {pool.submit(job, *task): index for index, task in enumerate(tasks)}
+        try:
+            for future in as_completed(futures):
+                try:
+                    yield futures[future], future.result(), None
+                except BrokenProcessPool as err:
+                    yield futures[future], None, f"worker process died: {err}"
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise

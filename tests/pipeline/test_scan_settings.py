@@ -62,3 +62,8 @@ def test_a_batch_scans_options_are_scan_settings_by_name_with_its_own_extras():
         ScanOptions(scanner=get_scanner("abs"))
     with pytest.raises(ConfigError, match="refine"):
         ScanOptions(refine=None) and ScanOptions(refine="inner_l2")
+
+
+def test_none_still_means_the_default_calibration_and_no_scanner_options():
+    settings = ScanSettings(calibration=None, scanner_options=None)
+    assert settings.calibration == Calibration() and settings.scanner_options == {}

@@ -140,3 +140,36 @@ def test_a_trained_model_below_its_quality_bar_is_redrawn_then_kept_out_of_the_p
     assert not config["quality"]["passed"] and len(config["quality"]["attempts"]) == 2
     assert not (out / "population" / "composite-000").exists()
     assert "composite" not in {r["attack"] for r in results["rows"]}
+
+
+def test_the_hidden_trigger_victim_changes_only_its_last_layer():
+    """The paper's transfer-learning victim: the head learns, every other weight and BatchNorm's running
+    statistics stay the extractor's, although the training loop runs in train mode."""
+    import torch
+
+    from exray.models import build_model
+    from exray.models.hooks import last_to_run
+    from exray.train import TrainConfig, TrainSet
+    from exray.zoo.draw import draw_model
+
+    spec = parse_spec(_spec(attacks=MICRO_ATTACKS))
+    draw = draw_model(spec.zoo, trained.design(spec.zoo, spec.attacks[1], 0))
+    extractor = build_model("cnn", 3, width=0.25)
+    extractor(torch.rand(4, 3, 16, 16))
+    data = TrainSet(torch.rand(32, 3, 16, 16), torch.arange(32) % 3)
+    victim = trained._fine_tune_head(extractor, data, TrainConfig(epochs=2, batch_size=8, lr=0.05), draw)
+    before, after = extractor.state_dict(), victim.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k]) and "num_batches_tracked" not in k}
+    head = last_to_run(victim, data.images[:1], torch.nn.Linear)
+    assert changed == {f"{head}.weight", f"{head}.bias"}, changed  # BatchNorm's running statistics kept
+    assert all(p.requires_grad for p in victim.parameters())
+
+
+def test_attacks_the_population_cannot_carry_are_refused_before_training():
+    two_classes = study_zoo(2, 1, types=["warp"], source_modes=["all"]) | {"classes": [2, 2]}
+    with pytest.raises(ConfigError, match="composite needs models of at least 3 classes"):
+        parse_spec(_spec(zoo=two_classes, attacks={"composite": {"models": 1}}))
+    with pytest.raises(ConfigError, match="divisible by 2"):
+        parse_spec(_spec(attacks={"input_aware": {"models": 1, "generator_steps": 5, "batch_size": 10}}))
+    with pytest.raises(ConfigError, match="scanner_options"):  # checked over the study's ABS options
+        parse_spec(_spec(attacks={"composite": {"models": 1, "scanner_options": {"max_size_fraction": 2.0}}}))

@@ -46,7 +46,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from exray.data.examples import load_examples
 from exray.errors import ConfigError, ExrayError
 from exray.evaluation.cache import StageCache, model_digest, settings_key
 from exray.evaluation.config import EvaluationConfig
@@ -56,8 +55,8 @@ from exray.evaluation.report import write_outputs
 from exray.evaluation.result import EvaluationResult
 from exray.evaluation.table import build_rows
 from exray.evaluation.truth import ModelTruth, read_truth
-from exray.models.io import load_model, model_info
 from exray.pipeline import scan
+from exray.pipeline.loading import load_scan_inputs
 from exray.refinement import (
     ASR_TOLERANCE,
     RandomForestMethod,
@@ -94,10 +93,7 @@ def _failure(err: Exception) -> str:
 
 
 def _load(path: Path, trust_pickle: bool, device: str):
-    model = load_model(path, trust_pickle=trust_pickle, device=device)
-    info = model_info(model)
-    size = tuple(info.input_size[1:]) if info and info.input_size else None
-    return model, load_examples(path, size=size)
+    return load_scan_inputs(path, trust_pickle=trust_pickle, device=device)
 
 
 def _measure(method: RefinementMethod, model, cases, config: EvaluationConfig) -> list[TriggerScore]:

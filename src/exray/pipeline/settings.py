@@ -54,6 +54,10 @@ class ScanSettings:
     calibration: Calibration = field(default_factory=Calibration)
 
     def __post_init__(self) -> None:
+        if self.calibration is None:  # scan()'s keywords have always taken None for the defaults
+            object.__setattr__(self, "calibration", Calibration())
+        if self.scanner_options is None:
+            object.__setattr__(self, "scanner_options", {})
         check_victim_rule(self.victims)
         check_min_asr(self.refine_min_asr)
         check_seed(self.seed)
@@ -65,8 +69,7 @@ class ScanSettings:
             raise ConfigError(f"mask_config must be a MaskConfig, got {type(self.mask_config).__name__}")
         if not isinstance(self.calibration, Calibration):
             raise ConfigError(f"calibration must be a Calibration, got {type(self.calibration).__name__}")
-        if isinstance(self.policy, str):
-            resolve_policy(self.policy)
+        resolve_policy(self.policy)
         if isinstance(self.scanner, Scanner):
             if self.scanner_options:
                 raise ConfigError(

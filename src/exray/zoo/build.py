@@ -15,14 +15,11 @@ settings, unless ``rebuild=True`` (CLI ``--rebuild``), which retrains exactly th
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import shutil
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +30,7 @@ from tqdm.auto import tqdm
 from exray.errors import ConfigError, ModelLoadError
 from exray.models.io import WEIGHTS_FILE, read_config
 from exray.models.runtime import resolve_device
-from exray.utils import intra_op_threads, set_thread_budget
+from exray.utils import intra_op_threads, run_pooled
 from exray.zoo.draw import ModelDesign, designs, recipe, recipe_hash
 from exray.zoo.model import build_model_dir
 from exray.zoo.records import (
@@ -156,28 +153,9 @@ def _run(
 ) -> Iterator[tuple[ModelDesign, dict[str, Any] | None, str, str, float]]:
     """Build ``todo`` in this process (workers == 1) or in a pool of spawned processes; yield results as
     they finish."""
-    if workers == 1:
-        for design in todo:
-            yield design, *_job(spec, design, out, progress, threads, device)
-        return
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=set_thread_budget, initargs=(threads,)
-    ) as pool:
-        futures: dict[Future, ModelDesign] = {
-            pool.submit(_job, spec, d, out, False, threads, device): d for d in todo
-        }
-        try:
-            for future in as_completed(futures):
-                design = futures[future]
-                try:
-                    result = future.result()
-                except BrokenProcessPool as err:
-                    result = (None, f"worker process died: {err}", "", 0.0)
-                yield design, *result
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    tasks = [(spec, d, out, progress and workers == 1, threads, device) for d in todo]
+    for index, result, died in run_pooled(_job, tasks, workers, threads):
+        yield todo[index], *(result if died is None else (None, died, "", 0.0))
 
 
 def build_zoo(

@@ -30,7 +30,7 @@ from exray.version import __version__
 from exray.zoo import cached_build, read_metadata
 
 #: Bumped when a change makes cached scans stale.
-SCAN_REVISION = 1
+SCAN_REVISION = 2  # 2: EX-RAY's mask Adam with float64 bias corrections (exray.optim; SCORES_REVISION 4)
 
 
 def _read(path: Path) -> dict[str, Any] | None:

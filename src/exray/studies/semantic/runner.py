@@ -17,7 +17,8 @@ from exray.evaluation.truth import read_truth
 from exray.files import read_json
 from exray.studies.output import write_study_files
 from exray.studies.semantic.spec import SemanticStudySpec
-from exray.studies.semantic.trained import build_trained_model
+from exray.studies.semantic.trained import TRAIN_THREADS, trained_model_job
+from exray.utils import run_pooled
 from exray.zoo import cached_build, read_metadata
 
 STEM = "study-semantic"
@@ -32,25 +33,36 @@ PAPER = {
 }
 
 
-def build_population(spec: SemanticStudySpec, out: Path, *, workers: int, progress: bool, cache_root) -> Path:
+def build_population(
+    spec: SemanticStudySpec, out: Path, *, workers: int, progress: bool, cache_root: str | Path | None
+) -> tuple[Path, dict[str, str]]:
     """``out/population``: links to the zoo's models that passed their quality bar and to the trained attacks'
-    models that passed theirs (built into ``out/trained``, cached)."""
+    models that passed theirs (built into ``out/trained`` by ``workers`` processes, cached), and the trained
+    models that failed, with the reason (the study goes on without them)."""
     zoo = cached_build(spec.zoo, cache_root, workers=workers, progress=progress)
     members = {
         row["name"]: zoo / row["name"] for row in read_metadata(zoo) if row.get("status", "ok") == "ok"
     }
     jobs = [(attack, index) for attack in spec.attacks for index in range(attack.models)]
-    for attack, index in tqdm(jobs, desc="trained attacks", unit="model", disable=not progress or not jobs):
-        config = build_trained_model(spec.zoo, attack, index, out / "trained")
-        if config["quality"]["passed"]:
-            members[attack.name(index)] = out / "trained" / attack.name(index)
+    tasks = [(spec.zoo, attack, index, out / "trained") for attack, index in jobs]
+    failures: dict[str, str] = {}
+    pool = min(workers, max(len(jobs), 1))
+    with tqdm(total=len(jobs), desc="trained attacks", unit="model", disable=not progress or not jobs) as bar:
+        for i, config, died in run_pooled(trained_model_job, tasks, pool, TRAIN_THREADS):
+            attack, index = jobs[i]
+            error = died or (config or {}).get("error")
+            if error:
+                failures[attack.name(index)] = error
+            elif config["quality"]["passed"]:
+                members[attack.name(index)] = out / "trained" / attack.name(index)
+            bar.update()
     population = out / "population"
     if population.exists():
         shutil.rmtree(population)
     population.mkdir(parents=True)
     for name, path in members.items():
         os.symlink(path.resolve(), population / name, target_is_directory=True)
-    return population
+    return population, failures
 
 
 def _population_rows(spec: SemanticStudySpec, population: Path) -> list[dict[str, Any]]:
@@ -85,7 +97,9 @@ def run_semantic_study(
     """Build (or reuse) the population, evaluate ABS and ABS + EX-RAY per attack group (an attack with its own
     ABS options in its own evaluation, against the same clean models), write the study table."""
     out, start = Path(out), time.perf_counter()
-    population = build_population(spec, out, workers=workers, progress=progress, cache_root=cache_root)
+    population, failures = build_population(
+        spec, out, workers=workers, progress=progress, cache_root=cache_root
+    )
     models, _ = read_truth(population)
     present = sorted({m.group for m in models if m.group is not None})
     separate = [a for a in spec.attacks if a.scanner_options and a.attack in present]
@@ -107,9 +121,12 @@ def run_semantic_study(
     for result in results:
         abs_options = {**spec.scan.scanner_options, **result.config.scanner_options}
         for row in result.rows:
+            group = row.group
+            if group == "all" and separate:  # the shared evaluation's "all" leaves the separate groups out
+                group = f"all but {', '.join(a.attack for a in separate)}"
             rows.append(
                 {
-                    "attack": row.group,
+                    "attack": group,
                     "method": row.title,
                     "trojaned": row.trojaned,
                     "clean": row.clean,
@@ -122,17 +139,23 @@ def run_semantic_study(
                 }
             )
     trojans = _population_rows(spec, population)
-    written = write_study_files(out, STEM, _markdown(spec, rows, trojans), rows, list(rows[0]))
+    written = write_study_files(out, STEM, _markdown(spec, rows, trojans, failures), rows, list(rows[0]))
     return {
         "rows": rows,
         "trojans": trojans,
         "population": str(population),
+        "failed": failures,
         "files": {**written, **files},
         "seconds": time.perf_counter() - start,
     }
 
 
-def _markdown(spec: SemanticStudySpec, rows: list[dict[str, Any]], trojans: list[dict[str, Any]]) -> str:
+def _markdown(
+    spec: SemanticStudySpec,
+    rows: list[dict[str, Any]],
+    trojans: list[dict[str, Any]],
+    failures: dict[str, str],
+) -> str:
     header = "| attack | method | trojaned | clean | TP | FP | accuracy | ABS size bound | paper |"
     lines = [f"# Semantic-backdoor study `{spec.name}`", "", header, "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -150,4 +173,7 @@ def _markdown(spec: SemanticStudySpec, rows: list[dict[str, Any]], trojans: list
             f"| {t['attack']} | {t['models']}{of} | {t['clean_accuracy']:.3f} | "
             f"{t['attack_success_rate']:.3f} |"
         )
+    if failures:
+        lines += ["", "Trained models that failed (left out):", ""]
+        lines += [f"- {name}: {reason}" for name, reason in sorted(failures.items())]
     return "\n".join(lines) + "\n"

@@ -26,7 +26,7 @@ from exray.errors import ConfigError
 from exray.evaluation import EvaluationConfig
 from exray.specfile import MAX_SEED, Section, built, check_name, load_document
 from exray.studies.sections import ScanSpec, check_abs, load_zoo, parse_scan
-from exray.studies.semantic.trained import TrainedAttack, parse_attacks
+from exray.studies.semantic.trained import TrainedAttack, check_against, parse_attacks
 from exray.zoo.schema import ZooSpec
 
 KIND = "semantic study spec"
@@ -62,10 +62,18 @@ def parse_spec(data: Any, *, default_name: str = "semantic", base: Path | None =
     zoo = load_zoo(top.get("zoo"), base, KIND)
     if zoo.models.clean < 1:
         raise top.fail("zoo", "needs clean models")
-    attacks = parse_attacks(top, lambda options, path: built(KIND, path, check_abs, options))
+    attacks = parse_attacks(top)
     if zoo.models.trojaned < 1 and not attacks:
         raise top.fail("zoo", "needs trojaned models, or give the study trained 'attacks'")
-    return SemanticStudySpec(name, zoo, top.int("seed", 0, 0, MAX_SEED), parse_scan(top, KIND), attacks)
+    scan = parse_scan(top, KIND)
+    for attack in attacks:
+        path = f"attacks.{attack.attack}"
+        built(KIND, path, check_against, attack, zoo)
+        if attack.scanner_options:  # checked as the evaluation uses them: over the study's ABS options
+            built(
+                KIND, f"{path}.scanner_options", check_abs, {**scan.scanner_options, **attack.scanner_options}
+            )
+    return SemanticStudySpec(name, zoo, top.int("seed", 0, 0, MAX_SEED), scan, attacks)
 
 
 def load_spec(path: str | Path) -> SemanticStudySpec:

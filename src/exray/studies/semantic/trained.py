@@ -28,6 +28,7 @@ import copy
 import hashlib
 import json
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,12 +48,16 @@ from exray.models.io import read_config
 from exray.specfile import Section, built
 from exray.train import EvalSet, TrainConfig, TrainSet, seeded_model, train_model
 from exray.train.loop import attack_success_rate, clean_accuracy
-from exray.utils import derive_seed, versions
+from exray.utils import derive_seed, intra_op_threads, versions
 from exray.version import __version__
 from exray.zoo.draw import ModelDesign, ModelDraw, draw_model, draw_trigger
 from exray.zoo.model import exray_layer, write_model_dir
 from exray.zoo.schema import ZooSpec
 
+#: Intra-op threads every model trains on, whoever trains it (a CPU's multi-threaded reductions sum in an
+#: order that depends on the count: a fixed count makes the models reproducible on one machine; parallelism
+#: comes from the study's workers, as in :func:`exray.zoo.build_zoo`).
+TRAIN_THREADS = 1
 #: The attacks trained here, in table order.
 TRAINED_ATTACKS = ("composite", "hidden", "input_aware")
 
@@ -98,9 +103,9 @@ class TrainedAttack:
         return f"{self.attack}-{index:03d}"
 
 
-def parse_attacks(top: Section, check_scanner: Any) -> tuple[TrainedAttack, ...]:
-    """The study spec's optional ``attacks`` section (module docstring); ``check_scanner(options)`` validates
-    an override of ABS's options."""
+def parse_attacks(top: Section) -> tuple[TrainedAttack, ...]:
+    """The study spec's optional ``attacks`` section (module docstring); each attack's settings are checked
+    here, against the population by :func:`check_against`."""
     section = top.section("attacks", TRAINED_ATTACKS)
     attacks = []
     for attack in TRAINED_ATTACKS:
@@ -112,8 +117,6 @@ def parse_attacks(top: Section, check_scanner: Any) -> tuple[TrainedAttack, ...]
         options = entry.get("scanner_options", {})
         if not isinstance(options, dict):
             raise entry.fail("scanner_options", f"must be a mapping of ABS options, got {options!r}")
-        if options:
-            check_scanner(dict(options), entry.key("scanner_options"))
         settings = {k: entry.get(k) for k in entry.data if k not in _COMMON}
         settings = {**defaults, **settings}
         if attack == "input_aware" and "target_class" in settings:
@@ -128,6 +131,23 @@ def parse_attacks(top: Section, check_scanner: Any) -> tuple[TrainedAttack, ...]
         built(section.kind, entry.path, _check_settings, spec)
         attacks.append(spec)
     return tuple(attacks)
+
+
+def check_against(attack: TrainedAttack, zoo: ZooSpec) -> None:
+    """Refuse, before anything trains, an attack the population cannot carry: composite mixes two source
+    classes besides the target; input-aware generators halve the image ``generator_steps`` times and need
+    two batches of training images."""
+    if attack.attack == "composite" and zoo.classes[0] < 3:
+        raise ValueError(f"composite needs models of at least 3 classes, the zoo draws {zoo.classes[0]}")
+    if attack.attack == "input_aware":
+        config = InputAwareConfig(**attack.settings)
+        if zoo.image_size % 2**config.generator_steps:
+            raise ValueError(
+                f"the image side {zoo.image_size} must be divisible by 2^generator_steps = "
+                f"{2**config.generator_steps}"
+            )
+        if zoo.classes[0] * zoo.data.train_per_class < 2 * config.batch_size:
+            raise ValueError(f"needs at least two batches ({2 * config.batch_size}) of training images")
 
 
 def _check_settings(attack: TrainedAttack) -> None:
@@ -157,9 +177,11 @@ def design(zoo: ZooSpec, attack: TrainedAttack, index: int) -> ModelDesign:
 
 
 def recipe_hash(zoo: ZooSpec, attack: TrainedAttack, index: int) -> str:
-    """What determines the model: the zoo's model-shaping sections, the attack and the index."""
+    """What determines the model: the zoo's model-shaping sections, the attack's settings (not its count or
+    its ABS options, which only the evaluation uses), the index and the training threads."""
     sections = {k: v for k, v in zoo.to_dict().items() if k not in ("name", "models")}
-    recipe = {"zoo": sections, "attack": attack.to_dict() | {"models": None}, "index": index}
+    shaping = {k: v for k, v in attack.to_dict().items() if k not in ("models", "scanner_options")}
+    recipe = {"zoo": sections, "attack": shaping, "index": index, "threads": TRAIN_THREADS}
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=repr).encode()).hexdigest()
 
 
@@ -268,12 +290,21 @@ PROCEDURES = {"composite": _composite, "hidden": _hidden, "input_aware": _input_
 def _fine_tune_head(
     extractor: torch.nn.Module, data: TrainSet, config: TrainConfig, draw: ModelDraw
 ) -> torch.nn.Module:
-    """The paper's victim: only the last ``nn.Linear`` is trained, from the extractor's weights."""
+    """The paper's victim (transfer learning): only the last ``nn.Linear`` is trained, from the extractor's
+    weights; every other weight and the BatchNorm running statistics stay the extractor's (momentum 0 while
+    the head trains: the training loop runs in train mode, whose batch statistics would otherwise move
+    them)."""
     victim = copy.deepcopy(extractor)
     head = last_to_run(victim, data.images[:1], torch.nn.Linear)
     for name, parameter in victim.named_parameters():
         parameter.requires_grad_(name.startswith(f"{head}."))
+    norms = [m for m in victim.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.momentum = 0.0
     train_model(victim, data, config=config, seed=derive_seed(draw.train_seed, "victim"), progress=False)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
     for parameter in victim.parameters():
         parameter.requires_grad_(True)
     return victim
@@ -291,7 +322,8 @@ def build_trained_model(zoo: ZooSpec, attack: TrainedAttack, index: int, out: Pa
     attempts: list[tuple[float, ModelDraw, _Trained]] = []
     for a in range(zoo.quality.attempts):
         draw = draw_model(zoo, the_design, a)
-        trained = PROCEDURES[attack.attack](_task(zoo, attack, draw))
+        with intra_op_threads(TRAIN_THREADS):
+            trained = PROCEDURES[attack.attack](_task(zoo, attack, draw))
         margin = min(
             trained.clean_accuracy - zoo.quality.min_clean_accuracy,
             trained.attack_success_rate - attack.min_attack_success_rate,
@@ -323,7 +355,7 @@ def build_trained_model(zoo: ZooSpec, attack: TrainedAttack, index: int, out: Pa
         "exray_layer": exray_layer(best.model, zoo.image_size),
         "sign_classes": classes_to_config(draw.classes),
         "image_size": zoo.image_size,
-        "training": {**draw.training.to_dict(), "seed": draw.train_seed, "threads": torch.get_num_threads()},
+        "training": {**draw.training.to_dict(), "seed": draw.train_seed, "threads": TRAIN_THREADS},
         "study_attack": {**attack.to_dict(), "index": index, "recipe_hash": recipe, **best.details},
         "exray_version": __version__,
         "versions": versions(),
@@ -331,3 +363,11 @@ def build_trained_model(zoo: ZooSpec, attack: TrainedAttack, index: int, out: Pa
     }
     out.mkdir(parents=True, exist_ok=True)
     return write_model_dir(final, best.model, config, draw, zoo)
+
+
+def trained_model_job(zoo: ZooSpec, attack: TrainedAttack, index: int, out: Path) -> dict[str, Any]:
+    """:func:`build_trained_model` for a worker process: never raises; ``{"error": ...}`` on a failure."""
+    try:
+        return build_trained_model(zoo, attack, index, out)
+    except Exception as err:  # one model's failure is recorded; the study goes on
+        return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc(limit=5)}
