@@ -16,7 +16,7 @@ from torch import nn
 
 from exray.errors import ConfigError, InputError
 from exray.models.layers import LayerCut, resolve_layer
-from exray.options import Options
+from exray.options import MAX_OPTION, Options, check_choice, check_int, check_real
 from exray.scanners.abs_inversion import ABSInversion, ABSLoss, FilterInversion, MaskInversion
 from exray.scanners.activations import ActivationTap
 from exray.scanners.base import StageClock, StagedScanner, Stages, register_scanner
@@ -107,34 +107,21 @@ class ABSConfig(Options):
             "batch_size",
             "tasks_per_run",
         )
-        if (
-            isinstance(self.stim_levels, bool)
-            or not isinstance(self.stim_levels, int)
-            or self.stim_levels < 2
-        ):
-            raise ConfigError(f"stim_levels must be an integer >= 2, got {self.stim_levels!r}")
-        if (
-            not self.modes
-            or any(m not in MODES for m in self.modes)
-            or len(set(self.modes)) != len(self.modes)
-        ):
+        check_int("stim_levels", self.stim_levels, 2, MAX_OPTION)
+        if not self.modes or len(set(self.modes)) != len(self.modes):
             raise ConfigError(f"modes must be a non-empty subset of {MODES}, got {self.modes!r}")
+        for mode in self.modes:
+            check_choice("modes' entry", mode, MODES)
         self._positive("mask_lr", "filter_lr", "size_weight", "mask_epsilon", "logit_weight")
         self._fraction("prior_threshold", "ssim_bound", "min_re_accuracy")
         self._fraction("max_size_fraction", closed=False)
-        if not 0.0 <= self.jitter < 1.0:
-            raise ConfigError(f"jitter must be in [0, 1), got {self.jitter!r}")
+        check_real("jitter", self.jitter, 0.0, 1.0, high_open=True)
         if self.max_size is not None:
             self._positive_int("max_size")
-        if self.filter_window is not None and (
-            isinstance(self.filter_window, bool)
-            or not isinstance(self.filter_window, int)
-            or self.filter_window < 1
-            or self.filter_window % 2 == 0
-        ):
-            raise ConfigError(
-                f"filter_window must be None or a positive odd integer, got {self.filter_window!r}"
-            )
+        if self.filter_window is not None:
+            check_int("filter_window", self.filter_window, 1, MAX_OPTION)
+            if self.filter_window % 2 == 0:
+                raise ConfigError(f"filter_window must be odd, got {self.filter_window!r}")
 
     def size_bound(self, height: int, width: int) -> int:
         """B in pixels for an H×W input."""

@@ -29,9 +29,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from exray.data.images import check_images
-from exray.errors import ConfigError, InputError
+from exray.errors import InputError
 from exray.models.runtime import frozen, model_device
 from exray.optim import StackedAdam
+from exray.options import check_int, check_real
 from exray.utils import torch_generator
 
 
@@ -126,14 +127,13 @@ class Inversion(ABC):
         step_from: int = 0,
         progress_label: str = "inversion",
     ):
-        if not isinstance(epochs, int) or epochs < 1:
-            raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if not lr > 0 or not 0 <= betas[0] < 1 or not 0 <= betas[1] < 1 or not eps > 0:
-            raise ConfigError(f"bad Adam settings: lr={lr}, betas={betas}, eps={eps}")
-        if not 0 <= jitter < 1:
-            raise ConfigError(f"jitter must be in [0, 1), got {jitter}")
+        check_int("epochs", epochs)
+        check_int("batch_size", batch_size)
+        check_real("lr", lr, 0.0, low_open=True)
+        check_real("eps", eps, 0.0, low_open=True)
+        for beta in betas:
+            check_real("Adam's betas", beta, 0.0, 1.0, high_open=True)
+        check_real("jitter", jitter, 0.0, 1.0, high_open=True)
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr

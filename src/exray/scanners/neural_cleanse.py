@@ -23,7 +23,7 @@ from exray.errors import ConfigError, InputError
 from exray.metrics.robust import mad_anomaly
 from exray.models.layers import resolve_layer
 from exray.models.runtime import frozen
-from exray.options import Options
+from exray.options import MAX_OPTION, Options, check_choice, check_real
 from exray.scanners.base import StageClock, StagedScanner, Stages, register_scanner
 from exray.scanners.common import Examples, check_examples, subset
 from exray.scanners.inversion import InversionOutcome, InversionTask
@@ -91,12 +91,9 @@ class NCConfig(Options):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "betas", tuple(self.betas))
-        if self.mode not in ("label_specific", "universal"):
-            raise ConfigError(f"mode must be 'label_specific' or 'universal', got {self.mode!r}")
-        if self.pairs not in ("prior", "short_run"):
-            raise ConfigError(f"pairs must be 'prior' or 'short_run', got {self.pairs!r}")
-        if self.detection not in ("bound", "mad"):
-            raise ConfigError(f"detection must be 'bound' or 'mad', got {self.detection!r}")
+        check_choice("mode", self.mode, ("label_specific", "universal"))
+        check_choice("pairs", self.pairs, ("prior", "short_run"))
+        check_choice("detection", self.detection, ("bound", "mad"))
         if self.mode == "universal" and self.detection != "bound":
             raise ConfigError(
                 "detection applies to label-specific pairs; universal NC always uses its MAD test"
@@ -114,10 +111,11 @@ class NCConfig(Options):
             "prior_labels",
         )
         self._positive("lr", "init_cost", "mad_threshold")
-        if not self.cost_multiplier > 1:
-            raise ConfigError(f"cost_multiplier must be > 1, got {self.cost_multiplier!r}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+        check_real("cost_multiplier", self.cost_multiplier, 1.0, MAX_OPTION, low_open=True)
+        if len(self.betas) != 2:
             raise ConfigError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
+        for beta in self.betas:
+            check_real("betas' entry", beta, 0.0, 1.0, high_open=True)
         self._fraction("success", "prior_threshold")
         self._fraction("max_norm_fraction", closed=False)
 
