@@ -9,10 +9,18 @@ import torch
 
 import exray
 from exray.cli import main
-from exray.errors import ConfigError
+from exray.errors import ConfigError, ExrayError
 from exray.models import capture
 from exray.utils import intra_op_threads
-from exray.zoo import METADATA_COLUMNS, build_zoo, cache_dir, load_spec, parse_spec, read_metadata
+from exray.zoo import (
+    METADATA_COLUMNS,
+    build_zoo,
+    cache_dir,
+    cached_build,
+    load_spec,
+    parse_spec,
+    read_metadata,
+)
 
 from .conftest import micro_spec, write_spec
 
@@ -174,6 +182,24 @@ def test_models_below_the_quality_bar_are_retried_then_reported(tmp_path, capsys
     config = json.loads((out / "id-00000000" / "config.json").read_text())
     assert config["quality"]["passed"] is False and len(config["quality"]["attempts"]) == 2
     assert len({a["seed"] for a in config["quality"]["attempts"]}) == 2  # each attempt redraws its seed
+
+
+def test_a_cached_zoo_with_models_below_the_bar_is_refused_unless_a_study_allows_them(tmp_path) -> None:
+    """A cached zoo is a fixture others rely on (refused when a model misses the bar); a study measures a
+    population as it came out (allow_failed: returned, METADATA marks the failures)."""
+    spec = parse_spec(
+        micro_spec(
+            models={"clean": 1, "trojaned": 0},
+            data={"train_per_class": 10, "test_per_class": 30, "attack_per_class": 10,
+                  "examples_per_class": [1, 1]},
+            quality={"min_clean_accuracy": 1.0, "attempts": 1},
+        )
+    )  # fmt: skip
+    with pytest.raises(ExrayError, match="below the quality bar"):
+        cached_build(spec, tmp_path / "cache")
+    out = cached_build(spec, tmp_path / "cache", allow_failed=True)
+    (row,) = read_metadata(out)
+    assert row["status"] == "failed_quality"
 
 
 @pytest.mark.slow

@@ -61,12 +61,15 @@ def cached_build(
     progress: bool = False,
     train_threads: int = 1,
     device: str = "cpu",
+    allow_failed: bool = False,
 ) -> Path:
     """The directory of the zoo ``spec_path`` built in the cache (see :func:`cache_dir`), building or
     resuming it under a file lock when needed.
 
     Raises :class:`~exray.errors.ExrayError` when the zoo is not fully good (a model errored or misses
-    the quality bar): a cached zoo is a fixture others rely on. Errored models are retried on the next
+    the quality bar): a cached zoo is a fixture others rely on. ``allow_failed``: a population measured as
+    it came out (the studies) is returned with its models below the quality bar, which ``METADATA.csv``
+    marks (``status`` ``failed_quality``); errored models still raise. Errored models are retried on the next
     call; quality failures are deterministic and reported again without retraining. ``train_threads``
     and ``device`` are :func:`~exray.zoo.build_zoo`'s (a build on another thread count or device is
     another zoo, cached apart).
@@ -83,9 +86,11 @@ def cached_build(
                     spec, out, workers=workers, progress=progress, train_threads=train_threads, device=device
                 )
                 state = _finished(out, spec)
+    summary = (state or {}).get("summary") or {}
+    problems = summary.get("errors") or {}
+    if state is not None and allow_failed and not problems:
+        return out
     if state is None or not state.get("ok"):
-        summary = (state or {}).get("summary") or {}
-        problems = summary.get("errors") or {}
         failed = summary.get("failed_quality") or []
         raise ExrayError(
             f"the cached zoo {spec.name!r} in {out} is not usable: "

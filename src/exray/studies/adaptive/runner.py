@@ -120,11 +120,15 @@ def run_adaptive_study(
     """Build (or reuse) the clean zoo and one trojaned zoo per weight, scan every model, and return the
     records and Table 7."""
     out, start = Path(out), time.perf_counter()
-    clean_zoo = cached_build(spec.clean_zoo(), cache_root, workers=workers, progress=progress)
+    clean_zoo = cached_build(
+        spec.clean_zoo(), cache_root, workers=workers, progress=progress, allow_failed=True
+    )
     clean = scan_zoo(spec, clean_zoo, out, progress=progress)
     by_weight = {}
     for weight in spec.weights:
-        zoo = cached_build(spec.weighted_zoo(weight), cache_root, workers=workers, progress=progress)
+        zoo = cached_build(
+            spec.weighted_zoo(weight), cache_root, workers=workers, progress=progress, allow_failed=True
+        )
         by_weight[weight] = scan_zoo(spec, zoo, out, progress=progress)
     calibration = Calibration()
     return {

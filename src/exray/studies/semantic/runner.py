@@ -39,13 +39,19 @@ def build_population(
     """``out/population``: links to the zoo's models that passed their quality bar and to the trained attacks'
     models that passed theirs (built into ``out/trained`` by ``workers`` processes, cached), and the trained
     models that failed, with the reason (the study goes on without them)."""
-    zoo = cached_build(spec.zoo, cache_root, workers=workers, progress=progress)
+    failures: dict[str, str] = {}
+    zoo = cached_build(spec.zoo, cache_root, workers=workers, progress=progress, allow_failed=True)
+    for row in read_metadata(zoo):
+        if row.get("status", "ok") != "ok":
+            failures[row["name"]] = (
+                f"{row.get('trigger_type') or 'clean'} model below the quality bar ({row.get('status')}: "
+                f"clean accuracy {row.get('clean_accuracy')}, ASR {row.get('attack_success_rate') or '–'})"
+            )
     members = {
         row["name"]: zoo / row["name"] for row in read_metadata(zoo) if row.get("status", "ok") == "ok"
     }
     jobs = [(attack, index) for attack in spec.attacks for index in range(attack.models)]
     tasks = [(spec.zoo, attack, index, out / "trained") for attack, index in jobs]
-    failures: dict[str, str] = {}
     pool = min(workers, max(len(jobs), 1))
     with tqdm(total=len(jobs), desc="trained attacks", unit="model", disable=not progress or not jobs) as bar:
         for i, config, died in run_pooled(trained_model_job, tasks, pool, TRAIN_THREADS):
@@ -174,6 +180,6 @@ def _markdown(
             f"{t['attack_success_rate']:.3f} |"
         )
     if failures:
-        lines += ["", "Trained models that failed (left out):", ""]
+        lines += ["", "Models left out (below their quality bar, or failed):", ""]
         lines += [f"- {name}: {reason}" for name, reason in sorted(failures.items())]
     return "\n".join(lines) + "\n"
