@@ -90,10 +90,10 @@ def _capture(monkeypatch, target: str, seen: dict):
         ),
         ("exray.evaluation.demo.cached_build", ["demo"]),
         (
-            "exray.cli.trojai.load_model",
+            "exray.pipeline.loading.load_model",
             TROJAI_ARGV,
         ),
-        ("exray.pipeline.batch.load_model", ["scan", "m", "--quiet"]),
+        ("exray.pipeline.loading.load_model", ["scan", "m", "--quiet"]),
     ],
 )
 def test_every_command_that_runs_models_hands_on_its_device(monkeypatch, tmp_path, target, argv):
