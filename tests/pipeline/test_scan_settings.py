@@ -67,3 +67,16 @@ def test_a_batch_scans_options_are_scan_settings_by_name_with_its_own_extras():
 def test_none_still_means_the_default_calibration_and_no_scanner_options():
     settings = ScanSettings(calibration=None, scanner_options=None)
     assert settings.calibration == Calibration() and settings.scanner_options == {}
+
+
+def test_an_evaluation_checks_its_scan_settings_as_scan_does_and_hands_a_row_s_settings_to_scan():
+    from exray.evaluation import EvaluationConfig
+
+    config = EvaluationConfig(methods=("exray", "inner_l2"), seed=4, layer="block:0", policy="r2")
+    row = config.settings_for("exray")
+    assert (row.scanner, row.seed, row.layer, row.refine.name) == ("abs", 4, "block:0", "exray")
+    assert row.refine.options()["policy"] == "r2"  # the method object carries the evaluation's policy
+    assert config.settings_for(None).refine is None
+    for bad, match in (({"seed": -1}, "seed"), ({"scanner_options": {"bogus": 1}}, "bogus")):
+        with pytest.raises(ConfigError, match=match):
+            EvaluationConfig(methods=("exray",), **bad)

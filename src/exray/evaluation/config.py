@@ -10,7 +10,7 @@ from exray.errors import ConfigError
 from exray.evaluation.cache import SCORES_REVISION
 from exray.models.runtime import resolve_device
 from exray.pipeline import Calibration
-from exray.pipeline.scan import check_min_asr, judging_gate
+from exray.pipeline.settings import ScanSettings, check_min_asr, judging_gate
 from exray.refinement import METHODS, ExrayMethod, RefinementMethod, get_method, list_methods
 from exray.scanners import list_scanners
 
@@ -91,10 +91,9 @@ class EvaluationConfig:
             check_min_asr(self.min_asr)
         except ConfigError:
             raise ConfigError(f"min_asr must be None or in (0, 1], got {self.min_asr!r}") from None
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ConfigError(f"seed must be an integer, got {self.seed!r}")
         if not isinstance(self.calibration, Calibration):
             raise ConfigError(f"calibration must be a Calibration, got {type(self.calibration).__name__}")
+        self.settings_for(None)  # the scan settings every row shares, checked as scan() checks them
         for name in {*self.methods, *self.method_options}:
             self.method(name)  # validates every method's options
 
@@ -115,6 +114,22 @@ class EvaluationConfig:
             options.setdefault("policy", self.policy)
             options.setdefault("config", self.mask_config)
         return get_method(name, **options)
+
+    def settings_for(self, method: str | None) -> ScanSettings:
+        """The :class:`~exray.pipeline.ScanSettings` of one row as :func:`exray.pipeline.scan` would run it
+        on one model: the scanner with its options, ``method`` as the refinement (``None``: the scanner's
+        row; the score baselines need thresholds, so only :data:`~exray.pipeline.settings.REFINERS` and
+        configured objects), and the shared layer, policy, masks, gate and calibration."""
+        refine = None if method is None else self.method(method)
+        return ScanSettings(
+            scanner=self.scanner,
+            scanner_options=dict(self.scanner_options),
+            refine=refine,
+            seed=self.seed,
+            layer=self.layer,
+            refine_min_asr=self.min_asr,
+            calibration=self.calibration,
+        )
 
     def device_settings(self) -> dict[str, str]:
         """``{"device": ...}`` for a device other than the CPU (part of the cache keys), else nothing, so
