@@ -5,7 +5,7 @@ key (issue 20: hostile inputs; issue 21: one settings toolkit)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,15 @@ def load_document(path: str | Path, what: str) -> Any:
         return read_document(path, what)
     except InputError as err:
         raise ConfigError(str(err)) from None
+
+
+def load_spec_file(path: str | Path, kind: str, parse: Callable[..., Any], *, relative: bool = False) -> Any:
+    """The one ``load_spec``: ``parse(document, default_name=<file stem>)`` of the spec file at ``path`` (JSON
+    or YAML, :func:`load_document`), with ``base=<its folder>`` when the spec names other files relative to
+    itself (``relative``, the study specs). A missing or unreadable file is a ConfigError naming ``kind``."""
+    path = Path(path)
+    extra = {"base": path.parent} if relative else {}
+    return parse(load_document(path, kind), default_name=path.stem, **extra)
 
 
 class Section:

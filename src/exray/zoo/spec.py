@@ -50,7 +50,7 @@ from exray.data.synth import AugmentOptions
 from exray.errors import ConfigError
 from exray.models import get_architecture, list_architectures
 from exray.models.registry import check_buildable
-from exray.specfile import MAX_SEED, Section, check_name, load_document
+from exray.specfile import MAX_SEED, Section, check_name, load_spec_file
 from exray.triggers import INSTAGRAM_FILTERS
 from exray.zoo.schema import (
     TRIGGER_TYPES,
@@ -156,8 +156,7 @@ def parse_spec(data: Any, *, default_name: str = "zoo") -> ZooSpec:
 
 def load_spec(path: str | Path) -> ZooSpec:
     """Read and validate a JSON (``.json``) or YAML (``.yaml``/``.yml``) spec file."""
-    path = Path(path)
-    return parse_spec(load_document(path, KIND), default_name=path.stem)
+    return load_spec_file(path, KIND, parse_spec)
 
 
 def _architectures(top: Section) -> tuple[ArchitectureChoice, ...]:

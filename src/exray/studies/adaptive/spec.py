@@ -22,8 +22,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from exray.errors import ConfigError
-from exray.specfile import MAX_SEED, Section, check_name, load_document
+from exray.specfile import MAX_SEED, Section, check_name, load_spec_file
 from exray.studies.sections import ScanSpec, load_zoo, parse_scan
 from exray.zoo.schema import AdaptiveSpec, ModelCounts, QualitySpec, ZooSpec
 
@@ -93,7 +92,4 @@ def parse_spec(data: Any, *, default_name: str = "adaptive", base: Path | None =
 
 def load_spec(path: str | Path) -> AdaptiveStudySpec:
     """Read and validate a ``.yaml``/``.json`` adaptive study spec (its name defaults to the file stem)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{KIND}: {path} not found")
-    return parse_spec(load_document(path, KIND), default_name=path.stem, base=path.parent)
+    return load_spec_file(path, KIND, parse_spec, relative=True)

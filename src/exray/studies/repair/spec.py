@@ -21,7 +21,7 @@ from typing import Any
 
 from exray.repair import RepairConfig
 from exray.scanners.neural_cleanse import NCConfig
-from exray.specfile import MAX_SEED, Section, built, check_name, load_document
+from exray.specfile import MAX_SEED, Section, built, check_name, load_spec_file
 from exray.studies.sections import load_zoo
 from exray.zoo.spec import ZooSpec
 
@@ -66,5 +66,4 @@ def parse_spec(data: Any, *, default_name: str = "repair", base: Path | None = N
 
 def load_spec(path: str | Path) -> RepairStudySpec:
     """Read and validate a ``.yaml``/``.json`` repair study spec (its name defaults to the file stem)."""
-    path = Path(path)
-    return parse_spec(load_document(path, KIND), default_name=path.stem, base=path.parent)
+    return load_spec_file(path, KIND, parse_spec, relative=True)

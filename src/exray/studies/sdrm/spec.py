@@ -51,7 +51,7 @@ from exray.detectors import ActivationClustering, SCAn, SpectralSignatures
 from exray.errors import ConfigError
 from exray.models import build_model
 from exray.models.registry import check_buildable
-from exray.specfile import MAX_SEED, Section, built, check_name, load_document, named_mapping
+from exray.specfile import MAX_SEED, Section, built, check_name, load_spec_file, named_mapping
 from exray.train import TrainConfig
 
 SOURCES: tuple[str, ...] = ("signs", "digits")
@@ -389,6 +389,4 @@ def parse_spec(data: Any, *, default_name: str = "sdrm-study") -> StudySpec:
 
 def load_spec(path: str | Path) -> StudySpec:
     """Read and validate a ``.yaml``/``.yml``/``.json`` study spec (its name defaults to the file stem)."""
-    path = Path(path)
-    data = load_document(path, "study spec")
-    return parse_spec(data, default_name=path.stem)
+    return load_spec_file(path, "study spec", parse_spec)

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exray.errors import ConfigError
 from exray.evaluation import EvaluationConfig
-from exray.specfile import MAX_SEED, Section, built, check_name, load_document
+from exray.specfile import MAX_SEED, Section, built, check_name, load_spec_file
 from exray.studies.sections import ScanSpec, check_abs, load_zoo, parse_scan
 from exray.studies.semantic.trained import TrainedAttack, check_against, parse_attacks
 from exray.zoo.schema import ZooSpec
@@ -77,7 +76,5 @@ def parse_spec(data: Any, *, default_name: str = "semantic", base: Path | None =
 
 
 def load_spec(path: str | Path) -> SemanticStudySpec:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{KIND}: {path} not found")
-    return parse_spec(load_document(path, KIND), default_name=path.stem, base=path.parent)
+    """Read and validate a ``.yaml``/``.json`` semantic study spec (its name defaults to the file stem)."""
+    return load_spec_file(path, KIND, parse_spec, relative=True)
