@@ -45,6 +45,32 @@ class PaperPolicy:
         return bool(fired), fired
 
 
+def overlap_rules(
+    i1: float,
+    i2: float,
+    acc: dict[str, float],
+    overlaps: tuple[float, float],
+    flips: tuple[float, float],
+    *,
+    both_ways: bool,
+) -> list[str]:
+    """The four rules the official script and the round-3 submission share, those that fired: I1 > t1; I1 > I2
+    and M1 flips V/V+t (its cross-check accuracies, the better one — or, ``both_ways``, both — ≥ a1); I2 > t2;
+    I2 > I1 and M2 flips V/T (≥ a2). ``overlaps`` = (t1, t2), ``flips`` = (a1, a2)."""
+    side = min if both_ways else max
+    ways = " both ways" if both_ways else ""
+    fired = []
+    if i1 > overlaps[0]:
+        fired.append(f"I1 > {overlaps[0]}")
+    if i1 > i2 and side(acc["acc2_1"], acc["acc2_2"]) >= flips[0]:
+        fired.append(f"I1 > I2 and M1 flips V/V+t{ways} (acc >= {flips[0]})")
+    if i2 > overlaps[1]:
+        fired.append(f"I2 > {overlaps[1]}")
+    if i2 > i1 and side(acc["acc1_1"], acc["acc1_2"]) >= flips[1]:
+        fired.append(f"I2 > I1 and M2 flips V/T{ways} (acc >= {flips[1]})")
+    return fired
+
+
 @dataclass(frozen=True)
 class OfficialPolicy:
     """The official script's rules (EXF ``mask_prune_by_neuron_mask`` / ``filter_prune_by_neuron_mask``).
@@ -65,15 +91,9 @@ class OfficialPolicy:
     joint_overlap: float | None = None
 
     def decide(self, i1: float, i2: float, acc: dict[str, float]) -> tuple[bool, list[str]]:
-        fired = []
-        if i1 > self.i1:
-            fired.append(f"I1 > {self.i1}")
-        if i1 > i2 and max(acc["acc2_1"], acc["acc2_2"]) >= self.side_acc:
-            fired.append(f"I1 > I2 and M1 flips V/V+t (acc >= {self.side_acc})")
-        if i2 > self.i2:
-            fired.append(f"I2 > {self.i2}")
-        if i2 > i1 and max(acc["acc1_1"], acc["acc1_2"]) >= self.side_acc:
-            fired.append(f"I2 > I1 and M2 flips V/T (acc >= {self.side_acc})")
+        fired = overlap_rules(
+            i1, i2, acc, (self.i1, self.i2), (self.side_acc, self.side_acc), both_ways=False
+        )
         majority = sum(acc[k] >= self.majority_acc for k in ACCURACY_KEYS) >= 3
         if majority and (self.majority_min_i2 is None or i2 > self.majority_min_i2):
             fired.append(f"3 of 4 cross-check accuracies >= {self.majority_acc}")
@@ -95,15 +115,9 @@ class R3Policy:
     name: str = "r3"
 
     def decide(self, i1: float, i2: float, acc: dict[str, float]) -> tuple[bool, list[str]]:
-        fired = []
-        if i1 > self.overlap:
-            fired.append(f"I1 > {self.overlap}")
-        if i1 > i2 and min(acc["acc2_1"], acc["acc2_2"]) >= self.m1_acc:
-            fired.append(f"I1 > I2 and M1 flips V/V+t both ways (acc >= {self.m1_acc})")
-        if i2 > self.overlap:
-            fired.append(f"I2 > {self.overlap}")
-        if i2 > i1 and min(acc["acc1_1"], acc["acc1_2"]) >= self.m2_acc:
-            fired.append(f"I2 > I1 and M2 flips V/T both ways (acc >= {self.m2_acc})")
+        fired = overlap_rules(
+            i1, i2, acc, (self.overlap, self.overlap), (self.m1_acc, self.m2_acc), both_ways=True
+        )
         return bool(fired), fired
 
 
