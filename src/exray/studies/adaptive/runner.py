@@ -21,9 +21,8 @@ from typing import Any
 
 import torch
 
-from exray.data.examples import load_examples
-from exray.models.io import load_model
 from exray.pipeline import Calibration, scan
+from exray.pipeline.loading import load_scan_inputs
 from exray.studies.adaptive.spec import AdaptiveStudySpec
 from exray.utils import versions
 from exray.version import __version__
@@ -53,7 +52,7 @@ def scan_zoo(
         path = folder / f"{row['name']}.json"
         record = _read(path)
         if record is None or record.get("settings") != settings:
-            model, examples = load_model(zoo / row["name"], device="cpu"), load_examples(zoo / row["name"])
+            model, examples = load_scan_inputs(zoo / row["name"], device="cpu")
             with torch.random.fork_rng(devices=[]):
                 result = scan(
                     model,

@@ -31,10 +31,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from exray.data.examples import load_examples
 from exray.errors import InputError
 from exray.evaluation.truth import ModelTruth, read_model_truth
-from exray.models.io import load_model, model_info
+from exray.models.io import model_info
+from exray.pipeline.loading import load_scan_inputs
 from exray.repair import repair_model
 from exray.scanners.neural_cleanse import NeuralCleanseScanner
 from exray.studies.repair.spec import RepairStudySpec
@@ -71,8 +71,7 @@ def chosen_pair(truth: ModelTruth, inverted: list[Any]) -> tuple[tuple[int, int]
 def repair_one(spec: RepairStudySpec, directory: Path, *, progress: bool = False) -> dict[str, Any]:
     """Steps 1-4 of the module docstring for one model directory; returns its record."""
     start = time.perf_counter()
-    model = load_model(directory, device="cpu")
-    examples = load_examples(directory)
+    model, examples = load_scan_inputs(directory, device="cpu")
     truth = read_model_truth(directory)
     num_classes = model_info(model).num_classes or max(examples) + 1
     seed = derive_seed(spec.seed, "repair-study", directory.name)
