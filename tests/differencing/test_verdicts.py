@@ -214,3 +214,27 @@ def test_bad_configuration():
         MaskConfig(epochs=0)
     with pytest.raises(ConfigError, match="sides"):
         symmetric_mask(None, a=None, b=None, label_a=0, label_b=1, sides="left")
+
+
+@pytest.mark.parametrize("stamped", ["injected", "natural"])
+def test_a_stored_verdict_redecided_under_another_policy_is_that_policys_verdict(planted, stamped):
+    """The masks and cross-checks do not depend on the policy: re-deciding a stored verdict (JSON round
+    trip included) gives what a run under the other policy computes, without optimising a mask."""
+    from exray.differencing.policies import PaperPolicy, R3Policy, resolve_policy
+
+    policies = {
+        "r2": resolve_policy("r2"),
+        "paper": resolve_policy("paper"),
+        "always": PaperPolicy(beta=-1.0, cross_check=False, name="always"),  # every trigger natural
+        "never": R3Policy(overlap=2.0, m1_acc=2.0, m2_acc=2.0, name="never"),  # none
+    }
+    config = MaskConfig(epochs=100)
+    computed = {n: _compare(planted, stamped, policy=p, config=config) for n, p in policies.items()}
+    assert computed["always"].natural and computed["never"].injected
+    for source, verdict in computed.items():
+        stored = Verdict.from_dict(json.loads(verdict.to_json()))
+        for name, direct in computed.items():
+            again = stored.under(policies[name])
+            assert (again.natural, again.reasons, again.policy) == (direct.natural, direct.reasons, name)
+            assert again.overlap == pytest.approx(direct.overlap, abs=1e-5)
+            assert torch.equal(again.m1, stored.m1) and again.notes == direct.notes, (source, name)

@@ -388,3 +388,56 @@ def test_a_record_cached_under_the_gate_keyed_scheme_is_still_reused(colour_zoo,
         path.write_text(json.dumps({**record, "key": legacy}))
     again = evaluate_zoo(colour_zoo, tmp_path, config=config, progress=False, write=False)
     assert again.computed == {}
+
+
+def test_another_policy_redecides_the_stored_masks_without_recomputing_them(
+    colour_zoo, tmp_path, monkeypatch
+):
+    """EX-RAY's masks do not depend on its policy: an evaluation under another policy (or from records
+    whose key still held the policy) re-decides the stored verdicts, and gives what a fresh run gives."""
+    from exray.differencing.policies import PaperPolicy
+    from exray.evaluation.cache import settings_key
+
+    always = PaperPolicy(beta=-1.0, cross_check=False, name="always")  # every trigger natural
+    base = dataclasses.replace(FAST, methods=("exray",))
+    first = evaluate_zoo(colour_zoo, tmp_path / "a", config=base, progress=False, write=False)
+    assert first.row("all", "exray").counts.tp == 2
+    fresh = evaluate_zoo(
+        colour_zoo,
+        tmp_path / "b",
+        config=dataclasses.replace(base, method_options={"exray": {"policy": always}}),
+        progress=False,
+        write=False,
+    )
+
+    def no_masks(*args, **kwargs):
+        raise AssertionError("the stored masks were not reused")
+
+    monkeypatch.setattr(evaluate_module, "_measure", no_masks)
+    for policy, config in (
+        ("always", dataclasses.replace(base, method_options={"exray": {"policy": always}})),
+        ("paper", dataclasses.replace(base, policy="paper")),
+    ):
+        again = evaluate_zoo(colour_zoo, tmp_path / "a", config=config, progress=False, write=False)
+        assert again.computed == {}
+        for model in again.models:
+            assert {s.verdict.policy for s in model.scores["exray"].values()} <= {policy}
+    assert again.row("all", "exray").counts is not None
+    redecided = evaluate_zoo(
+        colour_zoo,
+        tmp_path / "a",
+        config=dataclasses.replace(base, method_options={"exray": {"policy": always}}),
+        progress=False,
+        write=False,
+    )
+    assert [r.to_dict() for r in redecided.rows] == [r.to_dict() for r in fresh.rows]
+    assert redecided.row("all", "exray").counts.tp == 0  # every trigger pruned: the verdicts changed
+    # records written while the key still held the policy are re-decided too
+    scan_key = settings_key(base.scan_settings())
+    old = settings_key(
+        base.method_settings("exray", scan_key, options={**base.method("exray").options(), "policy": "r3"})
+    )
+    for path in (tmp_path / "a" / "cache" / "exray").glob("*.json"):
+        path.write_text(json.dumps({**read_json(path), "key": old}))
+    back = evaluate_zoo(colour_zoo, tmp_path / "a", config=base, progress=False, write=False)
+    assert back.computed == {} and [r.to_dict() for r in back.rows] == [r.to_dict() for r in first.rows]

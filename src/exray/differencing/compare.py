@@ -26,7 +26,7 @@ from exray.differencing.masks import check_label, extract, make_cut
 from exray.differencing.optimizer import optimize_masks
 from exray.differencing.policies import ACCURACY_KEYS, Policy, resolve_policy
 from exray.differencing.problem import MaskProblem, MaskResult, mix
-from exray.differencing.verdict import Verdict, decide, overlaps
+from exray.differencing.verdict import Verdict
 from exray.errors import InputError
 from exray.models.layers import Backend, LayerCut, conv_blocks
 from exray.models.runtime import derive_target, model_device
@@ -156,11 +156,6 @@ def compare_triggers(
         m1 = solved_m1[prep.m1_key] if prep.m1_key in solved_m1 else masks[m1_index[prep.m1_key]]
         m2 = masks[m2_at]
         accuracy = _cross_accuracies(cut, prep, m1, m2, device)
-        chosen = resolve_policy(policy, prep.case.kind)
-        i1, i2 = overlaps(m1.values, m2.values, getattr(chosen, "binarize", None))
-        natural, reasons, set_aside = decide(
-            chosen, m1.values, m2.values, accuracy, (m1.degenerate, m2.degenerate)
-        )
         notes = list(prep.notes) + layer_notes
         for mask, name in ((m1, "M1"), (m2, "M2")):
             if not mask.feasible:
@@ -169,36 +164,33 @@ def compare_triggers(
                 notes.append(
                     f"{name} is degenerate: no mask smaller than the initial all-ones one kept both flips"
                 )
-        if set_aside:
-            notes.append(f"kept: the natural-trigger rules fired only through a degenerate mask: {set_aside}")
-        verdicts.append(
-            Verdict(
-                natural=natural,
-                victim_label=prep.case.victim_label,
-                target_label=prep.target,
-                derived_target=prep.derived,
-                kind=prep.case.kind,
-                m1=m1.values,
-                m2=m2.values,
-                overlap=(i1, i2),
-                cross_accuracy=accuracy,
-                policy=chosen.name,
-                reasons=reasons,
-                sides=sides,
-                trigger_success=prep.success,
-                m1_flip_accuracy=m1.flip_accuracy,
-                m2_flip_accuracy=m2.flip_accuracy,
-                m1_feasible=m1.feasible,
-                m2_feasible=m2.feasible,
-                epochs_run=(m1.epochs_run, m2.epochs_run),
-                coverage=(m1.coverage, m2.coverage),
-                degenerate=(m1.degenerate, m2.degenerate),
-                layer=cut.layer,
-                seed=seed,
-                notes=notes,
-                seconds=elapsed,
-            )
+        undecided = Verdict(
+            natural=False,
+            victim_label=prep.case.victim_label,
+            target_label=prep.target,
+            derived_target=prep.derived,
+            kind=prep.case.kind,
+            m1=m1.values,
+            m2=m2.values,
+            overlap=(0.0, 0.0),
+            cross_accuracy=accuracy,
+            policy="",
+            reasons=[],
+            sides=sides,
+            trigger_success=prep.success,
+            m1_flip_accuracy=m1.flip_accuracy,
+            m2_flip_accuracy=m2.flip_accuracy,
+            m1_feasible=m1.feasible,
+            m2_feasible=m2.feasible,
+            epochs_run=(m1.epochs_run, m2.epochs_run),
+            coverage=(m1.coverage, m2.coverage),
+            degenerate=(m1.degenerate, m2.degenerate),
+            layer=cut.layer,
+            seed=seed,
+            notes=notes,
+            seconds=elapsed,
         )
+        verdicts.append(undecided.under(resolve_policy(policy, prep.case.kind)))
     return verdicts
 
 

@@ -15,7 +15,7 @@ computed by :mod:`exray.differencing.compare`.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -81,6 +81,18 @@ class Verdict:
     def m2_size(self) -> float:
         return float(self.m2.sum())
 
+    def under(self, policy: Policy) -> Verdict:
+        """This verdict as ``policy`` decides it from the same masks and cross-check accuracies (they do not
+        depend on the policy): the decision of :func:`compare_triggers`, re-applied."""
+        i1, i2 = overlaps(self.m1, self.m2, getattr(policy, "binarize", None))
+        natural, reasons, set_aside = decide(policy, self.m1, self.m2, self.cross_accuracy, self.degenerate)
+        notes = [n for n in self.notes if not n.startswith(SET_ASIDE_NOTE)]
+        if set_aside:
+            notes.append(f"{SET_ASIDE_NOTE}: {set_aside}")
+        return replace(
+            self, natural=natural, reasons=reasons, overlap=(i1, i2), policy=policy.name, notes=notes
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (masks as lists of floats)."""
         data = asdict(self)
@@ -139,6 +151,9 @@ def coverage_text(verdict: Verdict) -> str:
         text += " — the layer is too entangled for EX-RAY to judge (M1 covers most of it)"
     return text
 
+
+#: The note of a verdict kept injected because its natural-trigger rules fired only through a degenerate mask.
+SET_ASIDE_NOTE = "kept: the natural-trigger rules fired only through a degenerate mask"
 
 #: M1 covering more than this share of the layer's channels: the layer is too entangled for EX-RAY's
 #: premise (M1 then contains any trigger's M2), so a *natural* verdict there says little.

@@ -6,6 +6,7 @@ per-trigger scores (:class:`~exray.refinement.TriggerScore`) for the triggers it
 the key of the settings it was computed with (a hash of everything its numbers depend on, including the
 key of the scan it judged); a file with another key, or one that recorded an error, is computed again.
 Files are written through a temporary file and renamed, so an interrupted run leaves no torn file.
+Records written under an older key scheme that are still valid are read too (``legacy_keys``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +51,12 @@ def model_digest(path: Path) -> str:
 class StageCache:
     """Records of one stage (a scan, or a refinement method), one file per model."""
 
-    def __init__(self, root: Path, stage: str, key: str, legacy_key: str | None = None):
+    def __init__(self, root: Path, stage: str, key: str, legacy_keys: Mapping[str, bool] | None = None):
         self.directory = Path(root) / stage
         self.key = key
-        self.legacy_key = legacy_key  # records written under an older key scheme that are still valid
+        # keys of records written under an older scheme that are still valid -> whether the key held the
+        # gate (such a record is marked ``"legacy": True``: it was judged from the gate of its run)
+        self.legacy_keys = dict(legacy_keys or {})
 
     def path(self, model: str) -> Path:
         return self.directory / f"{model}.json"
@@ -67,8 +71,8 @@ class StageCache:
             return None
         if record.get("key") == self.key:
             return record
-        if self.legacy_key is not None and record.get("key") == self.legacy_key:
-            return {**record, "legacy": True}
+        if record.get("key") in self.legacy_keys:
+            return {**record, "legacy": True} if self.legacy_keys[record["key"]] else record
         return None
 
     def save(self, model: str, record: dict[str, Any]) -> dict[str, Any]:

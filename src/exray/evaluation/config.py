@@ -6,8 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exray.differencing import MaskConfig
+from exray.differencing.policies import POLICY_NAMES
 from exray.errors import ConfigError
-from exray.evaluation.cache import SCORES_REVISION
+from exray.evaluation.cache import SCORES_REVISION, settings_key
 from exray.models.runtime import resolve_device
 from exray.pipeline import Calibration
 from exray.pipeline.settings import ScanSettings, check_min_asr, judging_gate
@@ -145,13 +146,17 @@ class EvaluationConfig:
             **self.device_settings(),
         }
 
-    def method_settings(self, name: str, scan_key: str, *, legacy: bool = False) -> dict[str, Any]:
-        """What a method's per-trigger scores depend on (its cache key). Not the gate: a record says down
-        to which ASR it judged the triggers, and a lower gate only adds the triggers it lacks. ``legacy``:
-        the settings of the key before that (with the gate), so that such records are still reused."""
+    def method_settings(
+        self, name: str, scan_key: str, *, legacy: bool = False, options: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """What a method's per-trigger measurements depend on (its cache key): its
+        :meth:`~exray.refinement.RefinementMethod.measurement_options` — not EX-RAY's policy, which is
+        re-applied to stored masks — and not the gate: a record says down to which ASR it judged the
+        triggers, and a lower gate only adds the triggers it lacks. ``legacy``: the settings of the key
+        before that (with the gate); ``options``: other options in the key (an older scheme's)."""
         settings = {
             "method": name,
-            "options": self.method(name).options(),
+            "options": self.method(name).measurement_options() if options is None else options,
             "seed": self.seed,
             "layer": self.layer,
             "scan": scan_key,
@@ -163,6 +168,22 @@ class EvaluationConfig:
         else:
             settings["gate"] = "per record"
         return settings
+
+    def legacy_method_keys(self, name: str, scan_key: str) -> dict[str, bool]:
+        """Keys of a method's records written under older key schemes that are still valid, each with
+        whether it held the gate: keyed by the gate, and — for EX-RAY's family — with the policy in the
+        options, under any named policy (the masks are the same; the verdict is re-decided)."""
+        method = self.method(name)
+        schemes = [method.measurement_options()]
+        if isinstance(method, ExrayMethod):
+            schemes += [{**method.options(), "policy": policy} for policy in POLICY_NAMES]
+        keys: dict[str, bool] = {}
+        for options in schemes:
+            for legacy in (False, True):
+                key = settings_key(self.method_settings(name, scan_key, legacy=legacy, options=options))
+                keys.setdefault(key, legacy)
+        keys.pop(settings_key(self.method_settings(name, scan_key)), None)
+        return keys
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -157,6 +157,8 @@ def _evaluate_model(truth: ModelTruth, run: _Run) -> tuple[ModelEvaluation, dict
         cached = run.method_caches[name].load(truth.name)
         if cached is not None and cached.get("scan_digest") != digest:
             cached = None
+        if cached is not None:  # decided by this run's options (EX-RAY: its policy) from what it measured
+            cached = _redecided(method, cached)
         if cached is not None and cached.pop("legacy", False):  # keyed by its gate: judged from this one
             cached["min_asr"] = gate
         if cached is not None and cached["min_asr"] <= gate + 1e-12:
@@ -203,6 +205,15 @@ def _evaluate_model(truth: ModelTruth, run: _Run) -> tuple[ModelEvaluation, dict
         run.add_time(name, seconds)
         run.computed[name] = run.computed.get(name, 0) + 1
     return evaluation, records
+
+
+def _redecided(method: RefinementMethod, record: dict[str, Any]) -> dict[str, Any]:
+    """A stored record with its scores as ``method`` decides them now (:meth:`RefinementMethod.redecide`)."""
+    stored = [TriggerScore.from_dict(s) for s in record["scores"]]
+    decided = method.redecide(stored)
+    if all(a is b for a, b in zip(stored, decided)):
+        return record
+    return {**record, "scores": [s.to_dict() for s in decided]}
 
 
 def _at_gate(record: dict[str, Any], triggers: Sequence[FoundTrigger], gate: float) -> dict[str, Any]:
@@ -272,7 +283,7 @@ def evaluate_zoo(
                 cache_root,
                 name,
                 settings_key(config.method_settings(name, scan_key)),
-                legacy_key=settings_key(config.method_settings(name, scan_key, legacy=True)),
+                legacy_keys=config.legacy_method_keys(name, scan_key),
             )
             for name in config.methods
         },

@@ -128,6 +128,16 @@ class RefinementMethod(ABC):
         """The method's JSON-able options (what its scores depend on), for caches and reports."""
         return {}
 
+    def measurement_options(self) -> dict[str, Any]:
+        """The options its stored measurements depend on (a cache key): :meth:`options`, less those that
+        only decide from the measurements, which :meth:`redecide` re-applies to stored scores."""
+        return self.options()
+
+    def redecide(self, scores: Sequence[TriggerScore]) -> list[TriggerScore]:
+        """Stored ``scores`` (measured under the same :meth:`measurement_options`) as this method's current
+        options decide them. Default: unchanged."""
+        return list(scores)
+
     def score(
         self,
         model: nn.Module,

@@ -11,6 +11,8 @@ and keep its verdict: the score is 1.0 for an injected trigger and 0.0 for a nat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from torch import nn
@@ -39,6 +41,25 @@ class ExrayMethod(RefinementMethod):
     def options(self) -> dict[str, Any]:
         policy = self.policy if isinstance(self.policy, str) else repr(self.policy)
         return {"policy": policy, "sides": self.sides, "config": self.config.to_dict()}
+
+    def measurement_options(self) -> dict[str, Any]:
+        """The masks and cross-check accuracies do not depend on the policy: stored verdicts are re-decided
+        (:meth:`redecide`), not recomputed, when only the policy changes."""
+        return {k: v for k, v in self.options().items() if k != "policy"}
+
+    def redecide(self, scores: Sequence[TriggerScore]) -> list[TriggerScore]:
+        """Each stored verdict decided by this method's policy from its masks (a verdict already decided by
+        the same named policy is kept as it was computed)."""
+        decided = []
+        for score in scores:
+            verdict = score.verdict
+            if verdict is not None:
+                policy = resolve_policy(self.policy, verdict.kind)
+                if not (isinstance(self.policy, str) and policy.name == verdict.policy):
+                    verdict = verdict.under(policy)
+                    score = replace(score, value=0.0 if verdict.natural else 1.0, verdict=verdict)
+            decided.append(score)
+        return decided
 
     def _score(
         self, model: nn.Module, cases: list[TriggerCase], *, layer: str | None, seed: int, progress: bool
