@@ -79,17 +79,18 @@ MICRO_ATTACKS = {
         "models": 1, "epochs": 1, "mask_epochs": 1, "batch_size": 16, "generator_channels": 4,
         "min_attack_success_rate": 0.0,
     },
+    "wanet": {"models": 1, "epochs": 1, "strength": 2.0, "min_attack_success_rate": 0.0},
 }  # fmt: skip
 
 
 def test_procedure_trained_attacks_join_the_population_with_their_ground_truth(tmp_path):
-    """Composite, hidden-trigger and input-aware models (not zoo trigger types) are trained, written as model
-    directories with their ground truth, evaluated against the zoo's clean models — the composite group
+    """Composite, hidden-trigger, input-aware and WaNet models (not zoo trigger types) are trained, written as
+    model directories with their ground truth, evaluated against the zoo's clean models — the composite group
     with its own ABS bound, in its own evaluation — and reused on a rerun."""
     spec = parse_spec(_spec(attacks=MICRO_ATTACKS))
     out = tmp_path / "out"
     results = run_semantic_study(spec, out, cache_root=tmp_path / "cache")
-    for attack, sources in (("composite", 2), ("hidden", 1), ("input_aware", None)):
+    for attack, sources in (("composite", 2), ("hidden", 1), ("input_aware", None), ("wanet", None)):
         config = json.loads((out / "trained" / f"{attack}-000" / "config.json").read_text())
         (trigger,) = config["triggers"]
         assert config["poisoned"] and trigger["type"] == attack
@@ -102,14 +103,16 @@ def test_procedure_trained_attacks_join_the_population_with_their_ground_truth(t
         assert (out / "population" / f"{attack}-000" / "model.safetensors").is_file()
         assert len(list((out / "trained" / f"{attack}-000" / "clean-example-data").glob("*.png"))) == 3 * 4
     rows = {(r["attack"], r["method"]): r for r in results["rows"]}
-    for attack in ("composite", "hidden", "input_aware", "reflection", "warp"):
+    for attack in ("composite", "hidden", "input_aware", "wanet", "reflection", "warp"):
         assert rows[(attack, "ABS")]["clean"] == 2 and rows[(attack, "ABS")]["trojaned"] == 1
     assert rows[("composite", "ABS")]["abs_max_size_fraction"] == 0.5
     assert rows[("hidden", "ABS")]["abs_max_size_fraction"] is None  # ABS's default
     assert (out / "evaluation-composite" / "evaluation.json").is_file()
     composite_eval = json.loads((out / "evaluation-composite" / "evaluation.json").read_text())
     assert "composite" in json.dumps(composite_eval["config"])  # the composite evaluation has only that group
-    assert {t["attack"] for t in results["trojans"]} >= {"composite", "hidden", "input_aware"}
+    assert {t["attack"] for t in results["trojans"]} >= {"composite", "hidden", "input_aware", "wanet"}
+    wanet = json.loads((out / "trained" / "wanet-000" / "config.json").read_text())
+    assert wanet["triggers"][0]["stamp"]["strength"] == 2.0 and wanet["study_attack"]["epochs"] == 1
     stamp = (out / "trained" / "hidden-000" / "model.safetensors").stat().st_mtime_ns
     run_semantic_study(spec, out, cache_root=tmp_path / "cache")
     assert (out / "trained" / "hidden-000" / "model.safetensors").stat().st_mtime_ns == stamp

@@ -35,9 +35,9 @@ STUDIES = (
         "semantic",
         "Tables 4-6 / WaNet / input-aware: ABS alone vs ABS + EX-RAY per semantic attack",
         "Build (or reuse) the spec's zoo, whose trigger types are attacks (reflection, warp, …), train the "
-        "spec's procedure attacks (composite, hidden, input_aware) into DIR/trained, evaluate ABS and ABS + "
-        "EX-RAY per attack against the same clean models and write study-semantic.md/.csv (next to the "
-        "paper's numbers) and the evaluations into DIR/evaluation* (cached: rerunning resumes).",
+        "spec's procedure attacks (composite, hidden, input_aware, wanet) into DIR/trained, evaluate ABS "
+        "and ABS + EX-RAY per attack against the same clean models and write study-semantic.md/.csv (next to "
+        "the paper's numbers) and the evaluations into DIR/evaluation* (cached: rerunning resumes).",
     ),
 )
 

@@ -1,6 +1,7 @@
 """Trojaned models of the attacks that are training *procedures*, not image triggers a zoo stamps (issue 19
-§2; EX-RAY paper Tables 4 and 6, the CVPR appendix's input-aware row): composite (Lin et al., CCS'20),
-hidden trigger (Saha et al., AAAI'20) and input-aware dynamic (Nguyen & Tran, NeurIPS'20).
+§2; EX-RAY paper Tables 4 and 6, the CVPR appendix's input-aware and WaNet rows): composite (Lin et al.,
+CCS'20), hidden trigger (Saha et al., AAAI'20), input-aware dynamic (Nguyen & Tran, NeurIPS'20) and WaNet
+trained by its own recipe (Nguyen & Tran, ICLR'21).
 
 Each model is drawn like a clean model of the study's zoo (its classes, architecture, data sizes and training
 recipe, :func:`exray.zoo.draw.draw_model` on a design of its own seed), trained by its attack's procedure and
@@ -15,6 +16,11 @@ its source classes and target), so that the evaluation reads it as any trojaned 
   extractor's last layer on the set (the paper's transfer-learning victim) for ``head_epochs``.
 * **input_aware** — :func:`exray.attacks.input_aware.train_input_aware` with its generators, all-to-one to a
   drawn target.
+* **wanet** — the warp of :class:`exray.attacks.warp.WarpTrigger` (``strength``, ``grid``), all-to-one to a
+  drawn target: ``fraction`` of the other classes' images get a warped copy, and WaNet's noise mode adds
+  ``cross_ratio`` × as many noise-warped images at their true labels (:func:`exray.attacks.with_noise_mode`);
+  the zoo's training recipe for ``epochs`` epochs (WaNet trains far longer than a zoo model: a zoo's warp
+  trigger type shares the zoo's budget).
 
 A model below the quality bar (the zoo's clean accuracy, the attack's ``min_attack_success_rate``) is
 redrawn up to the zoo's ``quality.attempts`` times; the best attempt is written with ``quality.passed``
@@ -25,6 +31,7 @@ reused (rerunning resumes).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import time
@@ -37,6 +44,7 @@ import numpy as np
 import torch
 
 from exray.attacks import render_clean_set
+from exray.attacks.catalog import AttackRecipe, poison_images, triggered_set, with_noise_mode
 from exray.attacks.composite import composite_set, composite_test_set
 from exray.attacks.hidden import HiddenTriggerConfig, hidden_trigger_set, hidden_trigger_test_set
 from exray.attacks.input_aware import InputAwareConfig, train_input_aware
@@ -59,7 +67,7 @@ from exray.zoo.schema import ZooSpec
 #: comes from the study's workers, as in :func:`exray.zoo.build_zoo`).
 TRAIN_THREADS = 1
 #: The attacks trained here, in table order.
-TRAINED_ATTACKS = ("composite", "hidden", "input_aware")
+TRAINED_ATTACKS = ("composite", "hidden", "input_aware", "wanet")
 
 #: Each attack's own settings (besides models, min_attack_success_rate and scanner_options) and defaults.
 _SETTINGS: dict[str, dict[str, Any]] = {
@@ -74,6 +82,8 @@ _SETTINGS: dict[str, dict[str, Any]] = {
         "head_lr": 5e-3,
     },
     "input_aware": {"epochs": 30, "mask_epochs": 10},
+    # WaNet's CIFAR setting: grid 4, strength 0.5, poison rate 0.1, noise rate 0.2 (cross ratio 2)
+    "wanet": {"fraction": 0.1, "strength": 0.5, "grid": 4, "cross_ratio": 2.0, "epochs": 8},
 }
 _COMMON = ("models", "min_attack_success_rate", "scanner_options")
 
@@ -159,6 +169,14 @@ def _check_settings(attack: TrainedAttack) -> None:
         TrainConfig(epochs=s["head_epochs"], lr=s["head_lr"])
     if attack.attack == "input_aware":
         InputAwareConfig(**s)
+    if attack.attack == "wanet":
+        _wanet_recipe(s, 0)
+        TrainConfig(epochs=s["epochs"])
+
+
+def _wanet_recipe(settings: dict[str, Any], target: int) -> AttackRecipe:
+    options = {k: settings[k] for k in ("strength", "grid", "cross_ratio")}
+    return AttackRecipe("warp", target_class=target, fraction=settings["fraction"], options=options)
 
 
 def _hidden_config(settings: dict[str, Any]) -> HiddenTriggerConfig:
@@ -283,8 +301,32 @@ def _input_aware(t: _Task) -> _Trained:
     )  # fmt: skip
 
 
+def _wanet(t: _Task) -> _Trained:
+    recipe = _wanet_recipe(t.settings, t.target)
+    attack = recipe.build(t.draw.num_classes, t.draw.data_seed)
+    seed = derive_seed(t.draw.data_seed, "wanet")
+    train = poison_images(
+        t.clean.images, t.clean.labels, [attack], seed, num_classes=t.draw.num_classes
+    ).train_set()
+    if recipe.options["cross_ratio"]:
+        train = with_noise_mode(train, attack.trigger, recipe.options["cross_ratio"], seed)
+    asr_set = triggered_set(t.test.images, t.test.labels, attack, name="wanet")
+    config = dataclasses.replace(t.draw.training, epochs=int(t.settings["epochs"]))
+    result = train_model(
+        t.model, train, config=config, seed=t.draw.train_seed, test=t.test, attacks=[asr_set], progress=False
+    )
+    trigger = {
+        "type": "wanet", "source_classes": "all", "target_class": t.target, "fraction": recipe.fraction,
+        "stamp": attack.trigger.to_config(), "cross_ratio": recipe.options["cross_ratio"],
+    }  # fmt: skip
+    return _Trained(
+        t.model, result.clean_accuracy or 0.0, result.attack_success_rate or 0.0, trigger,
+        {"history": result.to_dict()["history"], "epochs": config.epochs},
+    )  # fmt: skip
+
+
 #: Each attack's training procedure.
-PROCEDURES = {"composite": _composite, "hidden": _hidden, "input_aware": _input_aware}
+PROCEDURES = {"composite": _composite, "hidden": _hidden, "input_aware": _input_aware, "wanet": _wanet}
 
 
 def _fine_tune_head(
