@@ -11,7 +11,7 @@ from tests.zoo.conftest import micro_spec
 
 from exray.cli import main
 from exray.errors import ConfigError
-from exray.studies.semantic import load_spec, parse_spec, run_semantic_study, trained
+from exray.studies.semantic import load_spec, parse_spec, procedures, run_semantic_study, trained
 
 
 def _spec(**overrides):
@@ -160,7 +160,7 @@ def test_the_hidden_trigger_victim_changes_only_its_last_layer():
     extractor = build_model("cnn", 3, width=0.25)
     extractor(torch.rand(4, 3, 16, 16))
     data = TrainSet(torch.rand(32, 3, 16, 16), torch.arange(32) % 3)
-    victim = trained._fine_tune_head(extractor, data, TrainConfig(epochs=2, batch_size=8, lr=0.05), draw)
+    victim = procedures._fine_tune_head(extractor, data, TrainConfig(epochs=2, batch_size=8, lr=0.05), draw)
     before, after = extractor.state_dict(), victim.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k]) and "num_batches_tracked" not in k}
     head = last_to_run(victim, data.images[:1], torch.nn.Linear)
