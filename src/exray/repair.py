@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import copy
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,51 @@ def _asr(model: nn.Module, found: FoundTrigger, images: Mapping[int, torch.Tenso
     return float((predict_labels(model, found.stamp(x)) == found.target).float().mean())
 
 
+def split_examples(
+    examples: Mapping[int, torch.Tensor], config: RepairConfig, seed: int
+) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """Each class's examples split (seeded) into the tuning and the held-out part, as :func:`repair_model`
+    splits them."""
+    return _split(examples, config.holdout, seed)
+
+
+def held_out_accuracy(model: nn.Module, held: Mapping[int, torch.Tensor]) -> float:
+    """Clean accuracy on held-out examples ``{label: images}``."""
+    return _accuracy(model, held)
+
+
+@contextmanager
+def tuning(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode (BatchNorm statistics and dropout stay as trained: module docstring) with every
+    weight trainable; its mode and flags are restored afterwards."""
+    was_training, flags = model.training, [p.requires_grad for p in model.parameters()]
+    model.eval()
+    model.requires_grad_(True)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+def tuning_epochs(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: RepairConfig, seed: int
+) -> Iterator[int]:
+    """The repair's fine-tuning (Adam at ``config.lr``, mini-batches of ``config.batch_size`` in a seeded
+    order) of ``model`` on ``(x, y)``, yielding after each of at most ``config.epochs`` epochs (1, 2, …): the
+    caller measures, and stops by leaving the loop. Run it inside :func:`tuning`."""
+    device = model_device(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    generator = torch_generator(derive_seed(seed, "repair"))
+    for epoch in range(config.epochs):
+        for rows in torch.randperm(len(x), generator=generator).split(config.batch_size):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x[rows.to(device)]), y[rows.to(device)]).backward()
+            optimizer.step()
+        yield epoch + 1
+
+
 def repair_model(
     model: nn.Module,
     examples: Mapping[int, torch.Tensor],
@@ -157,32 +203,21 @@ def repair_model(
 
     before = _accuracy(model, held)
     asr_before = [_asr(model, t, held) for t in chosen]
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    generator = torch_generator(derive_seed(seed, "repair"))
     history, kept, stopped = [], copy.deepcopy(model.state_dict()), "epochs"
-    was_training, flags = model.training, [p.requires_grad for p in model.parameters()]
-    model.eval()  # BatchNorm statistics and dropout stay as trained (module docstring)
-    model.requires_grad_(True)
     epochs = 0
-    for epoch in range(config.epochs):
-        for rows in torch.randperm(len(x), generator=generator).split(config.batch_size):
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x[rows.to(device)]), y[rows.to(device)]).backward()
-            optimizer.step()
-        accuracy = _accuracy(model, held)
-        asrs = [_asr(model, t, held) for t in chosen]
-        history.append({"epoch": epoch + 1, "accuracy": accuracy, "asr": asrs})
-        if before - accuracy > config.max_accuracy_drop:
-            model.load_state_dict(kept)
-            stopped = "accuracy budget"
-            break
-        kept, epochs = copy.deepcopy(model.state_dict()), epoch + 1
-        if max(asrs) <= config.target_asr:
-            stopped = "unlearned"
-            break
-    model.train(was_training)
-    for p, flag in zip(model.parameters(), flags, strict=True):
-        p.requires_grad_(flag)
+    with tuning(model):
+        for epoch in tuning_epochs(model, x, y, config, seed):
+            accuracy = _accuracy(model, held)
+            asrs = [_asr(model, t, held) for t in chosen]
+            history.append({"epoch": epoch, "accuracy": accuracy, "asr": asrs})
+            if before - accuracy > config.max_accuracy_drop:
+                model.load_state_dict(kept)
+                stopped = "accuracy budget"
+                break
+            kept, epochs = copy.deepcopy(model.state_dict()), epoch
+            if max(asrs) <= config.target_asr:
+                stopped = "unlearned"
+                break
     asr_after = [_asr(model, t, held) for t in chosen]
     unlearned = [
         {
