@@ -400,36 +400,22 @@ def test_another_policy_redecides_the_stored_masks_without_recomputing_them(
 
     always = PaperPolicy(beta=-1.0, cross_check=False, name="always")  # every trigger natural
     base = dataclasses.replace(FAST, methods=("exray",))
+    pruning = dataclasses.replace(base, method_options={"exray": {"policy": always}})
     first = evaluate_zoo(colour_zoo, tmp_path / "a", config=base, progress=False, write=False)
     assert first.row("all", "exray").counts.tp == 2
-    fresh = evaluate_zoo(
-        colour_zoo,
-        tmp_path / "b",
-        config=dataclasses.replace(base, method_options={"exray": {"policy": always}}),
-        progress=False,
-        write=False,
-    )
+    fresh = evaluate_zoo(colour_zoo, tmp_path / "b", config=pruning, progress=False, write=False)
 
     def no_masks(*args, **kwargs):
         raise AssertionError("the stored masks were not reused")
 
     monkeypatch.setattr(evaluate_module, "_measure", no_masks)
-    for policy, config in (
-        ("always", dataclasses.replace(base, method_options={"exray": {"policy": always}})),
-        ("paper", dataclasses.replace(base, policy="paper")),
-    ):
+    for policy, config in (("always", pruning), ("paper", dataclasses.replace(base, policy="paper"))):
         again = evaluate_zoo(colour_zoo, tmp_path / "a", config=config, progress=False, write=False)
         assert again.computed == {}
         for model in again.models:
             assert {s.verdict.policy for s in model.scores["exray"].values()} <= {policy}
     assert again.row("all", "exray").counts is not None
-    redecided = evaluate_zoo(
-        colour_zoo,
-        tmp_path / "a",
-        config=dataclasses.replace(base, method_options={"exray": {"policy": always}}),
-        progress=False,
-        write=False,
-    )
+    redecided = evaluate_zoo(colour_zoo, tmp_path / "a", config=pruning, progress=False, write=False)
     assert [r.to_dict() for r in redecided.rows] == [r.to_dict() for r in fresh.rows]
     assert redecided.row("all", "exray").counts.tp == 0  # every trigger pruned: the verdicts changed
     # records written while the key still held the policy are re-decided too
