@@ -32,12 +32,20 @@ def outcomes(directory: Path, policy: str) -> list[tuple[bool, bool]]:
     method = ExrayMethod(policy=policy)
     result = []
     for model in evaluation["models"]:
-        if model["triggers"] is None:
+        if model["triggers"] is None or model["errors"]:
+            print(f"{directory}: {model['model']} left out ({model['errors'] or 'not scanned'})")
             continue
         record = json.loads((directory / "cache" / "exray" / f"{model['model']}.json").read_text())
+        judged = {i for i, t in enumerate(model["triggers"]) if "exray" in t["scores"]}
+        if record.get("error") or not judged <= set(record["indices"]):
+            raise SystemExit(
+                f"{directory}: the cached verdicts of {model['model']} are not those of its evaluation.json "
+                "(rerun exray evaluate into it)"
+            )
         scores = method.redecide([TriggerScore.from_dict(s) for s in record["scores"]])
-        judged = zip(record["indices"], scores)
-        natural = {i for i, s in judged if s.verdict is not None and s.verdict.natural}
+        verdicts = zip(record["indices"], scores)
+        natural = {i for i, s in verdicts if i in judged and s.verdict is not None and s.verdict.natural}
+        # flagged as `exray evaluate` flags: a kept trigger reaches the gate
         asrs = [t["asr"] for i, t in enumerate(model["triggers"]) if i not in natural]
         result.append((bool(model["poisoned"]), max(asrs, default=0.0) >= gate - ASR_TOLERANCE))
     return result

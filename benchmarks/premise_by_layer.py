@@ -31,7 +31,6 @@ import exray
 from exray.differencing import MaskConfig
 from exray.differencing.compare import compare_triggers
 from exray.differencing.policies import resolve_policy
-from exray.differencing.verdict import decide
 from exray.evaluation.demo import DEMO_MASKS
 from exray.evaluation.known import known_triggers
 from exray.utils import versions
@@ -44,10 +43,8 @@ POLICIES = ("official", "paper", "r3", "r2")
 
 
 def natural_under(verdict, policy: str) -> bool:
-    """The verdict ``policy`` gives on the masks and cross-checks of ``verdict`` (the library's rule,
-    degenerate masks set aside as in ``compare_triggers``)."""
-    chosen = resolve_policy(policy, verdict.kind)
-    return decide(chosen, verdict.m1, verdict.m2, verdict.cross_accuracy, verdict.degenerate)[0]
+    """The verdict ``policy`` gives on the masks and cross-checks of ``verdict`` (``Verdict.under``)."""
+    return verdict.under(resolve_policy(policy, verdict.kind)).natural
 
 
 def main() -> None:

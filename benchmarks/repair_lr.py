@@ -33,7 +33,7 @@ from exray.repair import RepairConfig, held_out_accuracy, split_examples, tuning
 
 def drops(model, examples, config: RepairConfig, seed: int) -> list[float]:
     """The held-out accuracy drop after each epoch of clean fine-tuning at ``config.lr``."""
-    tune, held = split_examples(examples, config, seed)
+    tune, held = split_examples(examples, config.holdout, seed)
     x = torch.cat(list(tune.values()))
     y = torch.cat([torch.full((len(v),), k) for k, v in tune.items()])
     before = held_out_accuracy(model, held)

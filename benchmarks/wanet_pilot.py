@@ -2,7 +2,7 @@
 
 The semantic study's zoo trains every model 8 epochs; at that budget its warp trigger type never reached the
 0.9 ASR bar (docs/results.md, the semantic study: 0 of 5 warp models). This pilot trains WaNet models by the
-study's ``wanet`` procedure (:mod:`exray.studies.semantic.trained`: noise mode, the zoo's recipe, its own
+study's ``wanet`` procedure (:mod:`exray.studies.semantic.procedures`: noise mode, the zoo's recipe, its own
 epochs) over a grid of strengths and epochs, on the study's design but **another zoo seed** — so that the
 recipe the study ships is chosen on models the study never evaluates. Rule fixed before running: the
 smallest strength, then the fewest epochs, whose models all reach the study's bars (clean accuracy and ASR).

@@ -92,7 +92,11 @@ class RepairResult:
         }
 
 
-def _split(examples: Mapping[int, torch.Tensor], holdout: float, seed: int):
+def split_examples(
+    examples: Mapping[int, torch.Tensor], holdout: float, seed: int
+) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """(tuning, held-out) examples per class: ``holdout`` of each class's examples (seeded; at least one on
+    each side) are held out for the measurements."""
     tune, held = {}, {}
     for label, images in examples.items():
         if len(images) < 2:
@@ -107,7 +111,8 @@ def _victims(found: FoundTrigger, images: Mapping[int, torch.Tensor]) -> list[in
     return [found.victim] if found.victim in images else [c for c in images if c != found.target]
 
 
-def _accuracy(model: nn.Module, images: Mapping[int, torch.Tensor]) -> float:
+def held_out_accuracy(model: nn.Module, images: Mapping[int, torch.Tensor]) -> float:
+    """Clean accuracy on examples ``{label: images}``."""
     x = torch.cat(list(images.values()))
     y = torch.cat([torch.full((len(v),), k, device=x.device) for k, v in images.items()])
     return float((predict_labels(model, x) == y).float().mean())
@@ -116,19 +121,6 @@ def _accuracy(model: nn.Module, images: Mapping[int, torch.Tensor]) -> float:
 def _asr(model: nn.Module, found: FoundTrigger, images: Mapping[int, torch.Tensor]) -> float:
     x = torch.cat([images[c] for c in _victims(found, images)])
     return float((predict_labels(model, found.stamp(x)) == found.target).float().mean())
-
-
-def split_examples(
-    examples: Mapping[int, torch.Tensor], config: RepairConfig, seed: int
-) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
-    """Each class's examples split (seeded) into the tuning and the held-out part, as :func:`repair_model`
-    splits them."""
-    return _split(examples, config.holdout, seed)
-
-
-def held_out_accuracy(model: nn.Module, held: Mapping[int, torch.Tensor]) -> float:
-    """Clean accuracy on held-out examples ``{label: images}``."""
-    return _accuracy(model, held)
 
 
 @contextmanager
@@ -191,7 +183,7 @@ def repair_model(
     if not chosen:
         raise InputError("every trigger was judged natural: nothing to unlearn (include_natural to force)")
     device = model_device(model)
-    tune, held = _split({k: v.to(device) for k, v in examples.items()}, config.holdout, seed)
+    tune, held = split_examples({k: v.to(device) for k, v in examples.items()}, config.holdout, seed)
     images = [torch.cat(list(tune.values()))]
     labels = [torch.cat([torch.full((len(v),), k, device=device) for k, v in tune.items()])]
     for found in chosen:
@@ -201,13 +193,13 @@ def repair_model(
             labels.append(torch.full((len(stamped),), victim, device=device))
     x, y = torch.cat(images).detach(), torch.cat(labels)
 
-    before = _accuracy(model, held)
+    before = held_out_accuracy(model, held)
     asr_before = [_asr(model, t, held) for t in chosen]
     history, kept, stopped = [], copy.deepcopy(model.state_dict()), "epochs"
     epochs = 0
     with tuning(model):
         for epoch in tuning_epochs(model, x, y, config, seed):
-            accuracy = _accuracy(model, held)
+            accuracy = held_out_accuracy(model, held)
             asrs = [_asr(model, t, held) for t in chosen]
             history.append({"epoch": epoch, "accuracy": accuracy, "asr": asrs})
             if before - accuracy > config.max_accuracy_drop:
@@ -232,7 +224,7 @@ def repair_model(
         for t, a, b, n in zip(chosen, asr_before, asr_after, [natural[i] for i in unlearn], strict=True)
     ]
     return RepairResult(
-        unlearned, refused, before, _accuracy(model, held), epochs, stopped, seed, config, history
+        unlearned, refused, before, held_out_accuracy(model, held), epochs, stopped, seed, config, history
     )
 
 

@@ -238,3 +238,27 @@ def test_a_stored_verdict_redecided_under_another_policy_is_that_policys_verdict
             assert (again.natural, again.reasons, again.policy) == (direct.natural, direct.reasons, name)
             assert again.overlap == pytest.approx(direct.overlap, abs=1e-5)
             assert torch.equal(again.m1, stored.m1) and again.notes == direct.notes, (source, name)
+
+
+def test_redeciding_a_verdict_with_a_degenerate_mask_keeps_or_drops_the_set_aside_note():
+    """An all-ones M1 contains any M2: a rule that fires only through it is set aside (the trigger stays
+    injected, with a note); re-decided under a policy where no rule fires, the note goes."""
+    from exray.differencing.policies import PaperPolicy, R3Policy
+    from exray.differencing.verdict import SET_ASIDE_NOTE
+
+    m2 = torch.zeros(8)
+    m2[:2] = 1.0
+    accuracy = {"acc1_1": 0.0, "acc1_2": 0.0, "acc2_1": 1.0, "acc2_2": 1.0}
+    base = dict(victim_label=0, target_label=1, derived_target=1, kind="patch", m1=torch.ones(8), m2=m2)
+    undecided = Verdict(
+        natural=False, **base, overlap=(0.0, 0.0), cross_accuracy=accuracy, policy="", reasons=[],
+        sides="both", trigger_success=1.0, m1_flip_accuracy=(1.0, 1.0), m2_flip_accuracy=(1.0, 1.0),
+        m1_feasible=True, m2_feasible=True, epochs_run=(1, 1), layer="x", seed=0,
+        notes=["M1 is degenerate"], degenerate=(True, False),
+    )  # fmt: skip
+    kept = undecided.under(PaperPolicy())  # I2 = 1 only because M1 is all ones
+    assert kept.injected and kept.overlap == pytest.approx((0.25, 1.0))
+    assert [n for n in kept.notes if n.startswith(SET_ASIDE_NOTE)] and "M1 is degenerate" in kept.notes
+    again = Verdict.from_dict(json.loads(kept.to_json())).under(R3Policy(overlap=2.0, m1_acc=2.0, m2_acc=2.0))
+    assert again.injected and not [n for n in again.notes if n.startswith(SET_ASIDE_NOTE)]
+    assert "M1 is degenerate" in again.notes and again.under(PaperPolicy()).notes == kept.notes

@@ -393,37 +393,46 @@ def test_a_record_cached_under_the_gate_keyed_scheme_is_still_reused(colour_zoo,
 def test_another_policy_redecides_the_stored_masks_without_recomputing_them(
     colour_zoo, tmp_path, monkeypatch
 ):
-    """EX-RAY's masks do not depend on its policy: an evaluation under another policy (or from records
-    whose key still held the policy) re-decides the stored verdicts, and gives what a fresh run gives."""
+    """EX-RAY's masks do not depend on its policy: an evaluation under another policy — a named one, or a
+    policy object that shares a shipped policy's name — or from records whose key still held the policy,
+    re-decides the stored verdicts and gives what a fresh run under that policy gives."""
     from exray.differencing.policies import PaperPolicy
     from exray.evaluation.cache import settings_key
 
-    always = PaperPolicy(beta=-1.0, cross_check=False, name="always")  # every trigger natural
+    always = PaperPolicy(beta=-1.0, cross_check=False)  # every trigger natural; named "paper" all the same
     base = dataclasses.replace(FAST, methods=("exray",))
     pruning = dataclasses.replace(base, method_options={"exray": {"policy": always}})
-    first = evaluate_zoo(colour_zoo, tmp_path / "a", config=base, progress=False, write=False)
-    assert first.row("all", "exray").counts.tp == 2
-    fresh = evaluate_zoo(colour_zoo, tmp_path / "b", config=pruning, progress=False, write=False)
+    named = dataclasses.replace(base, policy="paper")
+    configs = {"base": base, "pruning": pruning, "named": named}
+    fresh = {
+        name: evaluate_zoo(colour_zoo, tmp_path / name, config=config, progress=False, write=False)
+        for name, config in configs.items()
+    }
+    assert fresh["base"].row("all", "exray").counts.tp == 2
+    assert fresh["pruning"].row("all", "exray").counts.tp == 0  # every trigger pruned
 
     def no_masks(*args, **kwargs):
         raise AssertionError("the stored masks were not reused")
 
     monkeypatch.setattr(evaluate_module, "_measure", no_masks)
-    for policy, config in (("always", pruning), ("paper", dataclasses.replace(base, policy="paper"))):
-        again = evaluate_zoo(colour_zoo, tmp_path / "a", config=config, progress=False, write=False)
-        assert again.computed == {}
-        for model in again.models:
-            assert {s.verdict.policy for s in model.scores["exray"].values()} <= {policy}
-    assert again.row("all", "exray").counts is not None
-    redecided = evaluate_zoo(colour_zoo, tmp_path / "a", config=pruning, progress=False, write=False)
-    assert [r.to_dict() for r in redecided.rows] == [r.to_dict() for r in fresh.rows]
-    assert redecided.row("all", "exray").counts.tp == 0  # every trigger pruned: the verdicts changed
-    # records written while the key still held the policy are re-decided too
+    for name in ("pruning", "named", "base", "pruning"):
+        again = evaluate_zoo(colour_zoo, tmp_path / "base", config=configs[name], progress=False, write=False)
+        assert again.computed == {}, name
+        assert [r.to_dict() for r in again.rows] == [r.to_dict() for r in fresh[name].rows], name
+    # records written while the key still held the policy (per-record gate, or keyed by the gate) are read
+    # and re-decided: the pruning run's verdicts, stored under the old keys, judged by the base policy
     scan_key = settings_key(base.scan_settings())
-    old = settings_key(
-        base.method_settings("exray", scan_key, options={**base.method("exray").options(), "policy": "r3"})
-    )
-    for path in (tmp_path / "a" / "cache" / "exray").glob("*.json"):
-        path.write_text(json.dumps({**read_json(path), "key": old}))
-    back = evaluate_zoo(colour_zoo, tmp_path / "a", config=base, progress=False, write=False)
-    assert back.computed == {} and [r.to_dict() for r in back.rows] == [r.to_dict() for r in first.rows]
+    for legacy in (False, True):
+        old = settings_key(
+            base.method_settings(
+                "exray", scan_key, legacy=legacy, options={**base.method("exray").options(), "policy": "r3"}
+            )
+        )
+        for path in (tmp_path / "pruning" / "cache" / "exray").glob("*.json"):
+            record = {**read_json(path), "key": old}
+            if legacy:  # as written before the gate left the key: no min_asr field
+                del record["min_asr"]
+            (tmp_path / "base" / "cache" / "exray" / path.name).write_text(json.dumps(record))
+        back = evaluate_zoo(colour_zoo, tmp_path / "base", config=base, progress=False, write=False)
+        assert back.computed == {}
+        assert [r.to_dict() for r in back.rows] == [r.to_dict() for r in fresh["base"].rows]

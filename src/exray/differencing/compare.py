@@ -164,7 +164,7 @@ def compare_triggers(
                 notes.append(
                     f"{name} is degenerate: no mask smaller than the initial all-ones one kept both flips"
                 )
-        undecided = Verdict(
+        undecided = Verdict(  # the measurements; natural, overlap, policy and reasons: set by .under
             natural=False,
             victim_label=prep.case.victim_label,
             target_label=prep.target,

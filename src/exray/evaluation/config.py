@@ -181,7 +181,7 @@ class EvaluationConfig:
         for options in schemes:
             for legacy in (False, True):
                 key = settings_key(self.method_settings(name, scan_key, legacy=legacy, options=options))
-                keys.setdefault(key, legacy)
+                keys[key] = keys.get(key, False) or legacy  # held the gate under either scheme
         keys.pop(settings_key(self.method_settings(name, scan_key)), None)
         return keys
 

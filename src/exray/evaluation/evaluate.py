@@ -211,7 +211,7 @@ def _redecided(method: RefinementMethod, record: dict[str, Any]) -> dict[str, An
     """A stored record with its scores as ``method`` decides them now (:meth:`RefinementMethod.redecide`)."""
     stored = [TriggerScore.from_dict(s) for s in record["scores"]]
     decided = method.redecide(stored)
-    if all(a is b for a, b in zip(stored, decided)):
+    if all(a is b for a, b in zip(stored, decided, strict=True)):  # nothing to re-decide: as stored
         return record
     return {**record, "scores": [s.to_dict() for s in decided]}
 

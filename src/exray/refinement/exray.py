@@ -48,16 +48,12 @@ class ExrayMethod(RefinementMethod):
         return {k: v for k, v in self.options().items() if k != "policy"}
 
     def redecide(self, scores: Sequence[TriggerScore]) -> list[TriggerScore]:
-        """Each stored verdict decided by this method's policy from its masks (a verdict already decided by
-        the same named policy is kept as it was computed)."""
+        """Each stored verdict decided by this method's policy from its stored masks (``Verdict.under``)."""
         decided = []
         for score in scores:
-            verdict = score.verdict
-            if verdict is not None:
-                policy = resolve_policy(self.policy, verdict.kind)
-                if not (isinstance(self.policy, str) and policy.name == verdict.policy):
-                    verdict = verdict.under(policy)
-                    score = replace(score, value=0.0 if verdict.natural else 1.0, verdict=verdict)
+            if score.verdict is not None:
+                verdict = score.verdict.under(resolve_policy(self.policy, score.verdict.kind))
+                score = replace(score, value=0.0 if verdict.natural else 1.0, verdict=verdict)
             decided.append(score)
         return decided
 

@@ -1,6 +1,20 @@
 """The training procedures of the semantic study's trained attacks (:mod:`exray.studies.semantic.trained`):
 each takes a :class:`Task` — a model drawn like a clean model of the study's zoo, its clean data, a drawn
-target — and returns the trained model with its clean accuracy, ASR and ground truth.
+target — and returns a :class:`Trained`: the model with its clean accuracy, ASR and ground truth.
+
+* **composite** — :func:`exray.attacks.composite.composite_set`: mixes of two drawn source classes
+  relabelled to a drawn target, same-class mixes kept at their label; the zoo's training recipe.
+* **hidden** — the attacker's clean model of the design is the feature extractor; ``fraction`` of the
+  target class's images are perturbed (L∞ ``epsilon``) to collide with source images stamped with a polygon
+  drawn as the zoo draws one (:func:`exray.attacks.hidden.hidden_trigger_set`); the victim fine-tunes the
+  extractor's last layer on the set (the paper's transfer-learning victim) for ``head_epochs``.
+* **input_aware** — :func:`exray.attacks.input_aware.train_input_aware` with its generators, all-to-one to a
+  drawn target.
+* **wanet** — the warp of :class:`exray.attacks.warp.WarpTrigger` (``strength``, ``grid``), all-to-one to a
+  drawn target: ``fraction`` of the other classes' images get a warped copy, and WaNet's noise mode adds
+  ``cross_ratio`` × as many noise-warped images at their true labels (:func:`exray.attacks.with_noise_mode`);
+  the zoo's training recipe for ``epochs`` epochs (WaNet trains far longer than a zoo model: a zoo's warp
+  trigger type shares the zoo's budget).
 """
 
 from __future__ import annotations
@@ -41,6 +55,9 @@ def hidden_config(settings: dict[str, Any]) -> HiddenTriggerConfig:
 
 @dataclass
 class Trained:
+    """A procedure's result: the trained model, its clean accuracy and ASR, the ground-truth trigger record
+    and details for the model's ``config.json``."""
+
     model: torch.nn.Module
     clean_accuracy: float
     attack_success_rate: float

@@ -6,21 +6,8 @@ trained by its own recipe (Nguyen & Tran, ICLR'21).
 Each model is drawn like a clean model of the study's zoo (its classes, architecture, data sizes and training
 recipe, :func:`exray.zoo.draw.draw_model` on a design of its own seed), trained by its attack's procedure and
 written as a zoo model directory whose ``config.json`` holds the ground truth (trigger ``type`` = the attack,
-its source classes and target), so that the evaluation reads it as any trojaned zoo model:
-
-* **composite** — :func:`exray.attacks.composite.composite_set`: mixes of two drawn source classes
-  relabelled to a drawn target, same-class mixes kept at their label; the zoo's training recipe.
-* **hidden** — the attacker's clean model of the design is the feature extractor; ``fraction`` of the
-  target class's images are perturbed (L∞ ``epsilon``) to collide with source images stamped with a polygon
-  drawn as the zoo draws one (:func:`exray.attacks.hidden.hidden_trigger_set`); the victim fine-tunes the
-  extractor's last layer on the set (the paper's transfer-learning victim) for ``head_epochs``.
-* **input_aware** — :func:`exray.attacks.input_aware.train_input_aware` with its generators, all-to-one to a
-  drawn target.
-* **wanet** — the warp of :class:`exray.attacks.warp.WarpTrigger` (``strength``, ``grid``), all-to-one to a
-  drawn target: ``fraction`` of the other classes' images get a warped copy, and WaNet's noise mode adds
-  ``cross_ratio`` × as many noise-warped images at their true labels (:func:`exray.attacks.with_noise_mode`);
-  the zoo's training recipe for ``epochs`` epochs (WaNet trains far longer than a zoo model: a zoo's warp
-  trigger type shares the zoo's budget).
+its source classes and target), so that the evaluation reads it as any trojaned zoo model. The procedures
+(composite, hidden, input_aware, wanet) are in :mod:`exray.studies.semantic.procedures`.
 
 A model below the quality bar (the zoo's clean accuracy, the attack's ``min_attack_success_rate``) is
 redrawn up to the zoo's ``quality.attempts`` times; the best attempt is written with ``quality.passed``
