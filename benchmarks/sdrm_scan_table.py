@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from exray.pipeline import Calibration
+from exray.refinement import ASR_TOLERANCE
 
 FIELDS = (
     "run",
@@ -51,7 +52,7 @@ def rows(results: Path, threshold: float) -> list[dict]:
             continue
         target = planted_target(model)
         triggers = record["triggers"]
-        strong = [t for t in triggers if t["asr"] >= threshold - 1e-6]
+        strong = [t for t in triggers if t["asr"] >= threshold - ASR_TOLERANCE]
         found = [t for t in strong if t["target"] == target]
         table.append(
             {

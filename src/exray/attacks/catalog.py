@@ -246,6 +246,25 @@ def with_noise_mode(train: TrainSet, trigger: WarpTrigger, cross_ratio: float, s
     )
 
 
+def static_set(
+    recipe: AttackRecipe,
+    attack: Attack,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    seed: int,
+    *,
+    masks: torch.Tensor | None = None,
+    num_classes: int | None = None,
+) -> TrainSet:
+    """The statically poisoned training set of ``recipe``'s ``attack`` (built from the recipe): the poisoned
+    copies of :func:`poison_images` and, for a warp with ``cross_ratio``, WaNet's noise-mode rows
+    (:func:`with_noise_mode`), both drawn from ``seed``."""
+    train = poison_images(images, labels, [attack], seed, masks=masks, num_classes=num_classes).train_set()
+    if recipe.kind == "warp" and recipe.options["cross_ratio"]:
+        train = with_noise_mode(train, attack.trigger, recipe.options["cross_ratio"], seed)
+    return train
+
+
 def redrawn_set(
     images: torch.Tensor,
     labels: torch.Tensor,

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from exray.attacks.catalog import poison_images, redrawn_set, triggered_set, with_noise_mode
+from exray.attacks.catalog import redrawn_set, static_set, triggered_set
 from exray.attacks.poisoning import Attack
 from exray.attacks.sdrm import SDRMConfig, default_levels
 from exray.data.datasets import render_train_test
@@ -133,16 +133,15 @@ def prepare_run(spec: StudySpec, run: Run, data: DataSplit) -> PreparedRun:
         draw = train.epoch(train.images, torch_generator(derive_seed(seeds["poison"], "inspected")))
         poisoned = TrainSet(draw.images, draw.labels, poisoned=draw.poisoned, true_labels=draw.true_labels)
     else:
-        train = poison_images(
+        train = static_set(
+            recipe,
+            attack,
             data.train_images,
             data.train_labels,
-            [attack],
             seeds["poison"],
             masks=data.train_masks,
             num_classes=data.num_classes,
-        ).train_set()
-        if recipe.kind == "warp" and recipe.options["cross_ratio"]:  # WaNet's noise mode
-            train = with_noise_mode(train, attack.trigger, recipe.options["cross_ratio"], seeds["poison"])
+        )
         poisoned = train
     test = EvalSet(data.test_images, data.test_labels)
     attack_set = triggered_set(

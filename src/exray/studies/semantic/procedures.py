@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from exray.attacks import render_clean_set
-from exray.attacks.catalog import AttackRecipe, poison_images, triggered_set, with_noise_mode
+from exray.attacks.catalog import AttackRecipe, static_set, triggered_set
 from exray.attacks.composite import composite_set, composite_test_set
 from exray.attacks.hidden import HiddenTriggerConfig, hidden_trigger_set, hidden_trigger_test_set
 from exray.attacks.input_aware import InputAwareConfig, train_input_aware
@@ -159,11 +159,7 @@ def _wanet(t: Task) -> Trained:
     recipe = wanet_recipe(t.settings, t.target)
     attack = recipe.build(t.draw.num_classes, t.draw.data_seed)
     seed = derive_seed(t.draw.data_seed, "wanet")
-    train = poison_images(
-        t.clean.images, t.clean.labels, [attack], seed, num_classes=t.draw.num_classes
-    ).train_set()
-    if recipe.options["cross_ratio"]:
-        train = with_noise_mode(train, attack.trigger, recipe.options["cross_ratio"], seed)
+    train = static_set(recipe, attack, t.clean.images, t.clean.labels, seed, num_classes=t.draw.num_classes)
     asr_set = triggered_set(t.test.images, t.test.labels, attack, name="wanet")
     config = dataclasses.replace(t.draw.training, epochs=int(t.settings["epochs"]))
     result = train_model(
