@@ -51,7 +51,10 @@ def test_specs_are_checked_and_the_shipped_one_is_valid():
     spec = load_spec(Path(__file__).resolve().parents[2] / "studies" / "semantic.yaml")
     assert spec.zoo.triggers.types == ("reflection", "warp")
     assert spec.evaluation().scanner_options["max_size_fraction"] == 0.25
-    assert [a.attack for a in spec.attacks] == ["composite", "hidden", "input_aware"]
+    assert [a.attack for a in spec.attacks] == ["composite", "hidden", "input_aware", "wanet"]
+    wanet = spec.attacks[3]
+    assert wanet.settings["cross_ratio"] > 0  # the noise mode, with the pilot's recipe
+    assert wanet.min_attack_success_rate == spec.zoo.quality.min_attack_success_rate
     composite = spec.attacks[0]
     assert (
         spec.evaluation(("composite",), **composite.scanner_options).scanner_options["max_size_fraction"]
