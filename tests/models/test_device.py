@@ -10,7 +10,7 @@ import torch
 from exray.cli import main
 from exray.errors import ConfigError
 from exray.evaluation import EvaluationConfig
-from exray.models.runtime import predict_logits, resolve_device
+from exray.models.runtime import native_bf16, predict_logits, resolve_bf16, resolve_device
 from exray.pipeline import ScanOptions
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="asserts the refusal on a machine without GPU")
@@ -147,3 +147,19 @@ def test_trojai_infer_keeps_flags_given_before_the_mode():
     assert (before.device, before.trust_pickle, str(before.calibration)) == ("cpu", True, "k.json")
     after = build_parser().parse_args(["trojai", "infer", "--device", "cpu", *files, *harness])
     assert (after.device, after.trust_pickle, after.calibration) == ("cpu", False, None)
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").is_file(), reason="reads the CPU's flags from /proc/cpuinfo")
+def test_native_bf16_matches_the_cpus_flags() -> None:
+    """bf16 is native on a CPU with AMX tiles or AVX-512 BF16 (the kernel's flag names), on no other."""
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[1].split())
+    expected = bool({"amx_tile", "avx512_bf16"} & flags)
+    assert native_bf16(torch.device("cpu")) is expected
+    assert resolve_bf16("auto", torch.device("cpu")) is expected
+    assert native_bf16(torch.device("meta")) is False
+    assert resolve_bf16(True, torch.device("cpu")) is True and resolve_bf16(False, torch.device("cpu")) is False
+    with pytest.raises(ConfigError, match="true, false or 'auto'"):
+        resolve_bf16("yes", torch.device("cpu"))

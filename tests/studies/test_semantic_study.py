@@ -49,7 +49,9 @@ def test_specs_are_checked_and_the_shipped_one_is_valid():
     with pytest.raises(ConfigError, match="scanner_options"):
         parse_spec(_spec(scan={"scanner_options": {"bogus": 1}}))
     spec = load_spec(Path(__file__).resolve().parents[2] / "studies" / "semantic.yaml")
-    assert spec.zoo.triggers.types == ("reflection", "warp")
+    assert spec.zoo.triggers.types == ("reflection",)  # WaNet is trained by its own recipe, not the zoo's
+    assert spec.zoo.training.bf16 == "auto"
+    assert sorted(trained.TRAINING_ORDER) == sorted(trained.TRAINED_ATTACKS)  # every attack gets trained
     assert spec.evaluation().scanner_options["max_size_fraction"] == 0.25
     assert [a.attack for a in spec.attacks] == ["composite", "hidden", "input_aware", "wanet"]
     wanet = spec.attacks[3]

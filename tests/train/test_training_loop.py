@@ -5,7 +5,7 @@ import torch
 from tests.conftest import fixture_seed
 
 from exray.errors import ConfigError, InputError
-from exray.models import build_model, capture
+from exray.models import build_model, capture, runtime
 from exray.train import Batch, LossTerm, TrainConfig, TrainSet, seeded_model, train_model
 
 
@@ -108,6 +108,26 @@ def test_fast_path_leaves_a_contiguous_fp32_model(sign_task) -> None:
     assert not model.training and 0.0 <= result.clean_accuracy <= 1.0
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_bf16_follows_the_devices_native_support(sign_task, monkeypatch, native) -> None:
+    """``bf16="auto"`` runs bf16 autocast exactly where the device computes bf16 natively, and the result
+    says which ran (a CPU without AMX / AVX-512 BF16 emulates bf16, slower than fp32)."""
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: native)
+    seen = []
+    real_autocast = torch.autocast
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("dtype"))
+        return real_autocast(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    config = TrainConfig(epochs=1, bf16="auto")
+    result = train_model(_cnn(), sign_task.clean.train_set(), config=config, progress=False)
+    assert result.bf16 is native and result.to_dict()["bf16"] is native
+    assert (torch.bfloat16 in seen) is native
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
 def test_config_validation_and_round_trip() -> None:
     config = TrainConfig(epochs=3, optimizer="sgd", schedule="cosine", bf16=True)
     assert TrainConfig.from_dict(config.to_dict()) == config
@@ -117,6 +137,8 @@ def test_config_validation_and_round_trip() -> None:
         {"optimizer": "lbfgs"},
         {"schedule": "step"},
         {"batch_size": 2.5},
+        {"bf16": "fast"},
+        {"bf16": 1},
     ):
         with pytest.raises(ConfigError):
             TrainConfig(**bad)

@@ -45,7 +45,7 @@ def test_unknown_keys_are_named_with_the_allowed_ones() -> None:
         ({"triggers": {"per_model": [2]}}, "'classes' must start at >= 4"),
         ({"triggers": {"instagram": {"filters": ["sepia"]}}}, "'triggers.instagram.filters' has 'sepia'"),
         ({"training": {"epochs": 0}}, "'training.epochs' must be in [1, 1000]"),
-        ({"training": {"bf16": "yes"}}, "'training.bf16' must be true or false"),
+        ({"training": {"bf16": "yes"}}, "'training.bf16' must be true, false or auto"),
         ({"training": {"optimizer": "lbfgs"}}, "'training.optimizer' must be one of"),
         ({"training": {"adversarial": {"eps": [-4]}}}, "'training.adversarial.eps' must be in (0.0, 255.0]"),
         ({"quality": {"min_clean_accuracy": 1.5}}, "'quality.min_clean_accuracy' must be in [0.0, 1.0]"),

@@ -54,9 +54,31 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def bf16_autocast(device: torch.device, enabled: bool = True) -> AbstractContextManager[object]:
-    """bfloat16 autocast on ``device``'s type (CPU or CUDA alike) when ``enabled``, else nothing."""
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU with AMX tiles
+    or AVX-512 BF16. Elsewhere bf16 autocast is emulated and slower than fp32 (docs/results.md: the Xeon
+    without either trains the wide-late CNN 1.7× slower in bf16; with AMX 1.7× faster)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private in torch 2.x: probe them
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def resolve_bf16(bf16: bool | str, device: torch.device) -> bool:
+    """A ``bf16`` setting as run on ``device``: ``"auto"`` is :func:`native_bf16`, a bool itself."""
+    if bf16 == "auto":
+        return native_bf16(device)
+    if not isinstance(bf16, bool):
+        raise ConfigError(f"bf16 must be true, false or 'auto', got {bf16!r}")
+    return bf16
+
+
+def bf16_autocast(device: torch.device, enabled: bool | str = True) -> AbstractContextManager[object]:
+    """bfloat16 autocast on ``device``'s type (CPU or CUDA alike) when ``enabled`` (``"auto"``:
+    :func:`resolve_bf16`), else nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if resolve_bf16(enabled, device) else nullcontext()
 
 
 @contextmanager

@@ -77,7 +77,7 @@ def perturb(
     config: AdversarialConfig,
     generator: torch.Generator,
     *,
-    bf16: bool = False,
+    bf16: bool | str = False,
 ) -> torch.Tensor:
     """Adversarial versions of ``images`` within the L∞ ball of radius ``config.eps``, clipped to [0, 1].
 

@@ -40,7 +40,8 @@ class TrainConfig:
     as fractions of the epochs: the SDRM reference's 80 epochs decayed at 40 and 60 are (0.5, 0.75));
     ``augment`` "crop" (a random crop of the image zero-padded by ``crop_padding`` pixels) or "crop_flip"
     (and a random horizontal flip), drawn per sample and epoch, applied after poisoning as the reference
-    code does; ``channels_last``/``bf16`` select the fast CPU path; ``adversarial`` enables round-3
+    code does; ``channels_last``/``bf16`` select the fast CPU path (``bf16="auto"``: bf16 autocast where
+    the device computes bf16 natively, :func:`exray.models.runtime.native_bf16`); ``adversarial`` enables round-3
     adversarial training; ``eval_every_epoch`` measures held-out metrics after every epoch (otherwise only
     at the end).
     """
@@ -53,7 +54,7 @@ class TrainConfig:
     schedule: Schedule = "onecycle"
     label_smoothing: float = 0.0
     channels_last: bool = False
-    bf16: bool = False
+    bf16: bool | Literal["auto"] = False
     adversarial: AdversarialConfig | None = None
     eval_every_epoch: bool = False
     eval_batch_size: int = 256
@@ -74,9 +75,11 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if not self.lr > 0.0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
-        for name in ("channels_last", "bf16", "eval_every_epoch", "nesterov"):
+        for name in ("channels_last", "eval_every_epoch", "nesterov"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not isinstance(self.bf16, bool) and self.bf16 != "auto":
+            raise ConfigError(f"bf16 must be true, false or 'auto', got {self.bf16!r}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ConfigError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.schedule not in ("onecycle", "cosine", "constant", "multistep"):

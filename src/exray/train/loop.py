@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from exray.errors import ConfigError, InputError
 from exray.models.layers import capture
-from exray.models.runtime import bf16_autocast, model_device, predict_labels
+from exray.models.runtime import bf16_autocast, model_device, predict_labels, resolve_bf16
 from exray.train.adversarial import perturb
 from exray.train.config import TrainConfig, augment_batch, build_optimizer, build_scheduler
 from exray.train.data import AttackSet, EpochData, EvalSet, TrainSet
@@ -95,7 +95,8 @@ class TrainResult:
     """What a training run produced.
 
     ``attack_success_rate`` is the *lowest* ASR over the attack sets (None without any), ``asr`` has each
-    set's; ``seconds`` is the wall time of the whole run including evaluation.
+    set's; ``seconds`` is the wall time of the whole run including evaluation; ``bf16`` whether it ran under
+    bf16 autocast (``config.bf16`` resolved on the model's device).
     """
 
     history: tuple[EpochRecord, ...]
@@ -105,9 +106,11 @@ class TrainResult:
     seconds: float
     seed: int
     config: TrainConfig
+    bf16: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "bf16": self.bf16,
             "history": [asdict(r) for r in self.history],
             "clean_accuracy": self.clean_accuracy,
             "attack_success_rate": self.attack_success_rate,
@@ -229,6 +232,7 @@ def train_model(
         seconds=time.perf_counter() - start,
         seed=seed,
         config=config,
+        bf16=resolve_bf16(config.bf16, model_device(model)),
     )
 
 

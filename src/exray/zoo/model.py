@@ -164,6 +164,7 @@ def build_model_dir(
         },
         "training": {
             **draw.training.to_dict(),
+            **({"bf16_resolved": result.bf16} if draw.training.bf16 == "auto" else {}),
             "seed": draw.train_seed,
             "threads": torch.get_num_threads(),  # the weights depend on it (zoo.build._job)
             # and on the device; a CPU build records none, as every build did before devices were chosen

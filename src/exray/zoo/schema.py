@@ -149,7 +149,7 @@ class TrainingSpec:
     schedule: str = "onecycle"
     label_smoothing: float = 0.0
     channels_last: bool = True
-    bf16: bool = True
+    bf16: bool | str = True  # or "auto": where the device computes bf16 natively
     adversarial: AdversarialSpec = field(default_factory=AdversarialSpec)
     adaptive: AdaptiveSpec = field(default_factory=AdaptiveSpec)
 

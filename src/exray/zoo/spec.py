@@ -30,7 +30,8 @@ with the key's dotted path and the allowed keys; values are type- and range-chec
       reflection: {modes: [ghost, blur, focus], weight: [0.2, 0.4]}   # Refool (types: reflection)
       warp: {strength: [0.5, 1.0], grid: 4}                          # WaNet (types: warp)
     training: {epochs: 12, batch_size: 64, lr: 0.003, optimizer: adamw, weight_decay: 0.0005,
-               schedule: onecycle, label_smoothing: 0.0, channels_last: true, bf16: true,
+               schedule: onecycle, label_smoothing: 0.0, channels_last: true,
+               bf16: true,                      # true, false or auto: where the CPU/GPU computes bf16
                adversarial: {probability: 0.0, methods: [pgd, fbf], eps: [4, 8, 16],   # eps in 1/255
                              ratio: [0.1, 0.3], pgd_iterations: [1, 3, 7]},
                adaptive: {weight: 0, variant: moments, layer: null}}   # EX-RAY §4.5's adaptive loss on
@@ -302,6 +303,14 @@ _TRAINING_KEYS = (
 )
 
 
+def _bf16(section: Section) -> bool | str:
+    """``bf16``: true, false or ``auto`` (bf16 autocast where the device computes it natively)."""
+    value = section.data.get("bf16", True)
+    if value != "auto" and not isinstance(value, bool):
+        raise section.fail("bf16", f"must be true, false or auto, got {value!r}")
+    return value
+
+
 def _training(section: Section) -> TrainingSpec:
     adv = section.section("adversarial", ("probability", "methods", "eps", "ratio", "pgd_iterations"))
     adaptive = section.section("adaptive", ("weight", "variant", "layer"))
@@ -317,7 +326,7 @@ def _training(section: Section) -> TrainingSpec:
         schedule=section.choice("schedule", "onecycle", ("onecycle", "cosine", "constant")),
         label_smoothing=section.float("label_smoothing", 0.0, 0.0, 0.99),
         channels_last=section.bool("channels_last", True),
-        bf16=section.bool("bf16", True),
+        bf16=_bf16(section),
         adversarial=AdversarialSpec(
             probability=adv.float("probability", 0.0, 0.0, 1.0),
             methods=adv.choices("methods", ("pgd", "fbf"), ("pgd", "fbf")),

@@ -131,7 +131,10 @@ def _hidden(t: Task) -> Trained:
         extractor, t.clean.images, t.clean.labels, polygon, source, t.target, fraction,
         hidden_config(t.settings), seed=t.draw.data_seed,
     )  # fmt: skip
-    head = TrainConfig(epochs=t.settings["head_epochs"], lr=t.settings["head_lr"])
+    head = TrainConfig(
+        epochs=t.settings["head_epochs"], lr=t.settings["head_lr"], bf16=t.draw.training.bf16,
+        channels_last=t.draw.training.channels_last,
+    )  # fmt: skip
     victim = _fine_tune_head(extractor, data, head, t.draw)
     asr_set = hidden_trigger_test_set(
         t.test.images, t.test.labels, polygon, source, t.target, t.draw.data_seed

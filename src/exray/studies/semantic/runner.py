@@ -17,7 +17,7 @@ from exray.evaluation.truth import read_truth
 from exray.files import read_json
 from exray.studies.output import write_study_files
 from exray.studies.semantic.spec import SemanticStudySpec
-from exray.studies.semantic.trained import TRAIN_THREADS, trained_model_job
+from exray.studies.semantic.trained import TRAIN_THREADS, TRAINING_ORDER, trained_model_job
 from exray.utils import run_pooled
 from exray.zoo import cached_build, read_metadata
 
@@ -51,7 +51,8 @@ def build_population(
     members = {
         row["name"]: zoo / row["name"] for row in read_metadata(zoo) if row.get("status", "ok") == "ok"
     }
-    jobs = [(attack, index) for attack in spec.attacks for index in range(attack.models)]
+    costliest_first = sorted(spec.attacks, key=lambda a: TRAINING_ORDER.index(a.attack))
+    jobs = [(attack, index) for attack in costliest_first for index in range(attack.models)]
     tasks = [(spec.zoo, attack, index, out / "trained") for attack, index in jobs]
     pool = min(workers, max(len(jobs), 1))
     with tqdm(total=len(jobs), desc="trained attacks", unit="model", disable=not progress or not jobs) as bar:
