@@ -160,6 +160,7 @@ def test_native_bf16_matches_the_cpus_flags() -> None:
     assert native_bf16(torch.device("cpu")) is expected
     assert resolve_bf16("auto", torch.device("cpu")) is expected
     assert native_bf16(torch.device("meta")) is False
-    assert resolve_bf16(True, torch.device("cpu")) is True and resolve_bf16(False, torch.device("cpu")) is False
+    assert resolve_bf16(True, torch.device("cpu")) is True
+    assert resolve_bf16(False, torch.device("cpu")) is False
     with pytest.raises(ConfigError, match="true, false or 'auto'"):
         resolve_bf16("yes", torch.device("cpu"))

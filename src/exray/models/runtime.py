@@ -78,7 +78,9 @@ def resolve_bf16(bf16: bool | str, device: torch.device) -> bool:
 def bf16_autocast(device: torch.device, enabled: bool | str = True) -> AbstractContextManager[object]:
     """bfloat16 autocast on ``device``'s type (CPU or CUDA alike) when ``enabled`` (``"auto"``:
     :func:`resolve_bf16`), else nothing."""
-    return torch.autocast(device.type, dtype=torch.bfloat16) if resolve_bf16(enabled, device) else nullcontext()
+    if not resolve_bf16(enabled, device):
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 @contextmanager

@@ -41,9 +41,9 @@ class TrainConfig:
     ``augment`` "crop" (a random crop of the image zero-padded by ``crop_padding`` pixels) or "crop_flip"
     (and a random horizontal flip), drawn per sample and epoch, applied after poisoning as the reference
     code does; ``channels_last``/``bf16`` select the fast CPU path (``bf16="auto"``: bf16 autocast where
-    the device computes bf16 natively, :func:`exray.models.runtime.native_bf16`); ``adversarial`` enables round-3
-    adversarial training; ``eval_every_epoch`` measures held-out metrics after every epoch (otherwise only
-    at the end).
+    the device computes bf16 natively, :func:`exray.models.runtime.native_bf16`); ``adversarial`` enables
+    round-3 adversarial training; ``eval_every_epoch`` measures held-out metrics after every epoch
+    (otherwise only at the end).
     """
 
     epochs: int = 10
