@@ -1,6 +1,8 @@
 """The input-aware dynamic attack's parts (Nguyen & Tran NeurIPS'20; issue 19 §1): the generators' shapes and
 ranges, the mask threshold, stamping, the cross-trigger test's pairing, and the settings' checks."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -12,6 +14,7 @@ from exray.attacks.input_aware import (
     train_input_aware,
 )
 from exray.errors import ConfigError, InputError
+from exray.models import runtime
 from exray.train import EvalSet, TrainSet
 
 
@@ -84,7 +87,7 @@ def test_the_cross_trigger_test_never_pairs_an_image_with_itself():
     "options",
     [{"backdoor_ratio": 0.0}, {"backdoor_ratio": 0.6, "cross_ratio": 0.5}, {"cross_ratio": -0.1},
      {"backdoor_ratio": 0.01, "batch_size": 32}, {"mask_density": 1.0}, {"epochs": 0}, {"lr_mask": 0.0},
-     {"classifier_milestones": (1.5,)}, {"target_class": -1}, {"norm_weight": -1.0}],
+     {"classifier_milestones": (1.5,)}, {"target_class": -1}, {"norm_weight": -1.0}, {"bf16": "yes"}],
 )  # fmt: skip
 def test_invalid_settings_are_refused(options):
     with pytest.raises(ConfigError):
@@ -122,6 +125,29 @@ def test_training_is_seeded_and_leaves_the_global_rng_alone():
         weights.append([p.detach().clone() for p in model.parameters()])
         assert 0 <= result.attack_success_rate <= 1 and len(result.history) == 2
     assert all(torch.equal(a, b) for a, b in zip(*weights, strict=True))
+
+
+def test_bf16_runs_the_networks_under_autocast_and_auto_follows_the_device(monkeypatch):
+    """``bf16=True`` trains the classifier and generators under bf16 autocast (other weights than fp32, still
+    finite); ``"auto"`` on a device without native bf16 is the fp32 run, bit for bit."""
+    train, test = _tiny_task()
+    config = InputAwareConfig(
+        batch_size=16, epochs=1, mask_epochs=1, generator_channels=4, backdoor_ratio=0.25
+    )
+
+    def weights(bf16):
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 2)
+        )
+        torch.manual_seed(3)
+        model.load_state_dict({k: torch.randn_like(v) for k, v in model.state_dict().items()})
+        train_input_aware(model, train, dataclasses.replace(config, bf16=bf16), seed=7, test=test)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    fp32, bf16 = weights(False), weights(True)
+    assert torch.isfinite(bf16).all() and not torch.equal(fp32, bf16)
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+    assert torch.equal(weights("auto"), fp32)
 
 
 def test_settings_that_leave_no_trainable_batch_are_refused():

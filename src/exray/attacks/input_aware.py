@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from exray.errors import ConfigError, InputError
-from exray.models.runtime import frozen, model_device
+from exray.models.runtime import bf16_autocast, frozen, model_device
 from exray.options import Options, check_int, check_real
 from exray.train.data import EvalSet, TrainSet
 from exray.utils import derive_seed
@@ -80,8 +80,9 @@ class InputAwareConfig(Options):
     [target_label], ``backdoor_ratio`` [p_attack] and ``cross_ratio`` [p_cross] per batch,
     ``diversity_weight`` [lambda_div], ``norm_weight`` [lambda_norm], ``mask_density``, ``mask_epochs``
     (the mask network's own training, 25), ``epochs`` of joint training [n_iters], ``batch_size``
-    [batchsize], learning rates [lr_C, lr_G, lr_M], the decays (×0.1) at fractions of the epochs, and the
-    generators' size.
+    [batchsize], learning rates [lr_C, lr_G, lr_M], the decays (×0.1) at fractions of the epochs, the
+    generators' size, and ``bf16`` (true, false or ``"auto"``: bf16 autocast of the networks' forward
+    passes, as :class:`exray.train.TrainConfig`'s; the diversity loss is computed in fp32).
 
     The decays: the authors' mask milestones (10 and 20 of 25 epochs) as fractions; the classifier and the
     generator decay at 1/2 and 3/4 of the epochs, where the authors decay at 100, 200, 300, 400 (classifier)
@@ -105,6 +106,7 @@ class InputAwareConfig(Options):
     mask_milestones: tuple[float, ...] = (0.4, 0.8)
     generator_channels: int = 16
     generator_steps: int = 2
+    bf16: bool | str = False
 
     def __post_init__(self) -> None:
         check_int("target_class", self.target_class, 0)
@@ -127,6 +129,8 @@ class InputAwareConfig(Options):
                 "with the diversity loss, backdoor_ratio must be <= 0.5: each backdoored image needs a "
                 f"partner row of the second pass, got {self.backdoor_ratio}"
             )
+        if not isinstance(self.bf16, bool) and self.bf16 != "auto":
+            raise ConfigError(f"bf16 must be true, false or 'auto', got {self.bf16!r:.60}")
         for name in ("diversity_weight", "norm_weight"):
             check_real(name, getattr(self, name), 0.0)
         self._fraction("mask_density", closed=False)
@@ -182,7 +186,8 @@ def _backdoor(
 def _diversity(
     first: torch.Tensor, second: torch.Tensor, made_first: torch.Tensor, made_second: torch.Tensor
 ):
-    """The authors' diversity loss: mean over rows of ‖x − x'‖ / ‖g(x) − g(x')‖ (RMS distances)."""
+    """The authors' diversity loss: mean over rows of ‖x − x'‖ / ‖g(x) − g(x')‖ (RMS distances), in fp32."""
+    first, second, made_first, made_second = (x.float() for x in (first, second, made_first, made_second))
     images = (first - second).pow(2).mean(dim=(1, 2, 3)).sqrt()
     made = (made_first - made_second).pow(2).mean(dim=(1, 2, 3)).sqrt()
     return (images / (made + _EPSILON)).mean()
@@ -255,8 +260,9 @@ def _train(
         ):
             n = min(len(first), len(second))
             x1, x2 = images[first[:n]].to(device), images[second[:n]].to(device)
-            m1, m2 = TriggerGenerator.threshold(mask(x1)), TriggerGenerator.threshold(mask(x2))
-            norm = F.relu(m1 - config.mask_density).mean()
+            with bf16_autocast(device, config.bf16):
+                m1, m2 = TriggerGenerator.threshold(mask(x1)), TriggerGenerator.threshold(mask(x2))
+            norm = F.relu(m1.float() - config.mask_density).mean()
             loss = config.norm_weight * norm + config.diversity_weight * _diversity(x1, x2, m1, m2)
             optimizer_m.zero_grad()
             loss.backward()
@@ -286,21 +292,22 @@ def _train(
             if rows is None:
                 continue  # a short last batch: too few rows for the backdoored and partner images
             num_bd, num_cross = rows
-            stamped, patterns1 = _backdoor(x1[:num_bd], x1[:num_bd], pattern, mask)
-            crossed, _ = _backdoor(
-                x1[num_bd : num_bd + num_cross], x2[num_bd : num_bd + num_cross], pattern, mask
-            )
-            inputs = torch.cat([stamped, crossed, x1[num_bd + num_cross :]])
-            targets = torch.cat([torch.full_like(y1[:num_bd], config.target_class), y1[num_bd:]])
-            logits = classifier(inputs)
-            loss = F.cross_entropy(logits, targets)
+            with bf16_autocast(device, config.bf16):
+                stamped, patterns1 = _backdoor(x1[:num_bd], x1[:num_bd], pattern, mask)
+                crossed, _ = _backdoor(
+                    x1[num_bd : num_bd + num_cross], x2[num_bd : num_bd + num_cross], pattern, mask
+                )
+                inputs = torch.cat([stamped, crossed, x1[num_bd + num_cross :]])
+                targets = torch.cat([torch.full_like(y1[:num_bd], config.target_class), y1[num_bd:]])
+                logits = classifier(inputs)
+                loss = F.cross_entropy(logits, targets)
+                # the authors pair the backdoored images with the *next* rows of the second pass
+                partners = pattern(x2[num_bd : 2 * num_bd]) if config.diversity_weight else None
             totals["cross_entropy"] += loss.item()
             totals["backdoor_accuracy"] += (
                 (logits[:num_bd].argmax(1) == config.target_class).float().mean().item()
             )
-            if config.diversity_weight:
-                # the authors pair the backdoored images with the *next* rows of the second pass
-                partners = pattern(x2[num_bd : 2 * num_bd])
+            if partners is not None:
                 loss = loss + config.diversity_weight * _diversity(
                     x1[:num_bd], x2[num_bd : 2 * num_bd], patterns1, partners
                 )

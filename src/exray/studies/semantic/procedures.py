@@ -148,7 +148,8 @@ def _hidden(t: Task) -> Trained:
 
 
 def _input_aware(t: Task) -> Trained:
-    config = InputAwareConfig(target_class=t.target, **t.settings)
+    # the zoo's precision unless the attack's settings name one
+    config = InputAwareConfig(target_class=t.target, **{"bf16": t.draw.training.bf16, **t.settings})
     train = TrainSet(t.clean.images, t.clean.labels)
     result = train_input_aware(t.model, train, config, seed=t.draw.train_seed, test=t.test)
     trigger = {"type": "input_aware", "source_classes": "all", "target_class": t.target}
