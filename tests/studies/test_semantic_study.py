@@ -31,6 +31,12 @@ def test_the_study_evaluates_each_attack_group(tmp_path):
     assert len(table) == len(results["rows"])
     assert "| reflection |" in (tmp_path / "out" / "study-semantic.md").read_text()
     assert (tmp_path / "out" / "evaluation" / "evaluation.json").is_file()
+    record = json.loads((tmp_path / "out" / "study-semantic.json").read_text())
+    stages = record["seconds"]  # each stage's wall time, for the study's budget
+    assert set(stages) == {"zoo", "trained_attacks", "evaluation", "total"}
+    assert stages["total"] >= stages["zoo"] + stages["trained_attacks"] + stages["evaluation"] > 0
+    assert results["stage_seconds"] == stages and record["versions"]["torch"]
+    assert "Wall time of this run" in (tmp_path / "out" / "study-semantic.md").read_text()
 
 
 def test_specs_are_checked_and_the_shipped_one_is_valid():

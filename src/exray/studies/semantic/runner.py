@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 
 from exray.evaluation import evaluate_zoo
@@ -18,7 +19,7 @@ from exray.files import read_json
 from exray.studies.output import write_study_files
 from exray.studies.semantic.spec import SemanticStudySpec
 from exray.studies.semantic.trained import TRAIN_THREADS, TRAINING_ORDER, trained_model_job
-from exray.utils import run_pooled
+from exray.utils import run_pooled, versions
 from exray.zoo import cached_build, read_metadata
 
 STEM = "study-semantic"
@@ -35,13 +36,23 @@ PAPER["wanet"] = PAPER["warp"]  # the same attack, trained by its own recipe
 
 
 def build_population(
-    spec: SemanticStudySpec, out: Path, *, workers: int, progress: bool, cache_root: str | Path | None
+    spec: SemanticStudySpec,
+    out: Path,
+    *,
+    workers: int,
+    progress: bool,
+    cache_root: str | Path | None,
+    seconds: dict[str, float] | None = None,
 ) -> tuple[Path, dict[str, str]]:
     """``out/population``: links to the zoo's models that passed their quality bar and to the trained attacks'
     models that passed theirs (built into ``out/trained`` by ``workers`` processes, cached), and the trained
-    models that failed, with the reason (the study goes on without them)."""
+    models that failed, with the reason (the study goes on without them). ``seconds`` receives the wall
+    time of the zoo (``zoo``) and of the trained attacks (``trained_attacks``)."""
     failures: dict[str, str] = {}
+    seconds = {} if seconds is None else seconds
+    start = time.perf_counter()
     zoo = cached_build(spec.zoo, cache_root, workers=workers, progress=progress, allow_failed=True)
+    seconds["zoo"] = time.perf_counter() - start
     for row in read_metadata(zoo):
         if row.get("status", "ok") != "ok":
             failures[row["name"]] = (
@@ -55,6 +66,7 @@ def build_population(
     jobs = [(attack, index) for attack in costliest_first for index in range(attack.models)]
     tasks = [(spec.zoo, attack, index, out / "trained") for attack, index in jobs]
     pool = min(workers, max(len(jobs), 1))
+    start = time.perf_counter()
     with tqdm(total=len(jobs), desc="trained attacks", unit="model", disable=not progress or not jobs) as bar:
         for i, config, died in run_pooled(trained_model_job, tasks, pool, TRAIN_THREADS):
             attack, index = jobs[i]
@@ -64,6 +76,7 @@ def build_population(
             elif config["quality"]["passed"]:
                 members[attack.name(index)] = out / "trained" / attack.name(index)
             bar.update()
+    seconds["trained_attacks"] = time.perf_counter() - start
     population = out / "population"
     if population.exists():
         shutil.rmtree(population)
@@ -103,11 +116,13 @@ def run_semantic_study(
     cache_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """Build (or reuse) the population, evaluate ABS and ABS + EX-RAY per attack group (an attack with its own
-    ABS options in its own evaluation, against the same clean models), write the study table."""
-    out, start = Path(out), time.perf_counter()
+    ABS options in its own evaluation, against the same clean models), write the study table and the wall
+    time of each stage of this run (work reused from a cache counts only its reading)."""
+    out, start, seconds = Path(out), time.perf_counter(), {}
     population, failures = build_population(
-        spec, out, workers=workers, progress=progress, cache_root=cache_root
+        spec, out, workers=workers, progress=progress, cache_root=cache_root, seconds=seconds
     )
+    stage = time.perf_counter()
     models, _ = read_truth(population)
     present = sorted({m.group for m in models if m.group is not None})
     separate = [a for a in spec.attacks if a.scanner_options and a.attack in present]
@@ -117,7 +132,9 @@ def run_semantic_study(
         config = spec.evaluation(shared if separate else None)
         results.append(evaluate_zoo(population, out / "evaluation", config=config, progress=progress))
         files.update(results[-1].files)
+        seconds["evaluation"] = time.perf_counter() - stage
     for attack in separate:
+        stage = time.perf_counter()
         config = spec.evaluation((attack.attack,), **attack.scanner_options)
         result = evaluate_zoo(
             population, out / f"evaluation-{attack.attack}", config=config, progress=progress
@@ -125,6 +142,7 @@ def run_semantic_study(
         result.rows = [row for row in result.rows if row.group == attack.attack]
         results.append(result)
         files.update({f"{attack.attack}-{key}": path for key, path in result.files.items()})
+        seconds[f"evaluation-{attack.attack}"] = time.perf_counter() - stage
     rows = []
     for result in results:
         abs_options = {**spec.scan.scanner_options, **result.config.scanner_options}
@@ -147,14 +165,23 @@ def run_semantic_study(
                 }
             )
     trojans = _population_rows(spec, population)
-    written = write_study_files(out, STEM, _markdown(spec, rows, trojans, failures), rows, list(rows[0]))
+    seconds["total"] = time.perf_counter() - start
+    record = {
+        "seconds": seconds,
+        "workers": workers,
+        "threads": torch.get_num_threads(),
+        "versions": versions(),
+    }
+    markdown = _markdown(spec, rows, trojans, failures, seconds)
+    written = write_study_files(out, STEM, markdown, rows, list(rows[0]), results=record)
     return {
         "rows": rows,
         "trojans": trojans,
         "population": str(population),
         "failed": failures,
         "files": {**written, **files},
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds["total"],
+        "stage_seconds": seconds,
     }
 
 
@@ -163,6 +190,7 @@ def _markdown(
     rows: list[dict[str, Any]],
     trojans: list[dict[str, Any]],
     failures: dict[str, str],
+    seconds: dict[str, float],
 ) -> str:
     header = "| attack | method | trojaned | clean | TP | FP | accuracy | ABS size bound | paper |"
     lines = [f"# Semantic-backdoor study `{spec.name}`", "", header, "|---|---|---|---|---|---|---|---|---|"]
@@ -184,4 +212,6 @@ def _markdown(
     if failures:
         lines += ["", "Models left out (below their quality bar, or failed):", ""]
         lines += [f"- {name}: {reason}" for name, reason in sorted(failures.items())]
+    stages = ", ".join(f"{name} {value:.0f} s" for name, value in seconds.items())
+    lines += ["", f"Wall time of this run (work reused from a cache counts only its reading): {stages}."]
     return "\n".join(lines) + "\n"
