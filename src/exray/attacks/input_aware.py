@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from exray.errors import ConfigError, InputError
-from exray.models.runtime import bf16_autocast, frozen, model_device
+from exray.models.runtime import bf16_autocast, check_bf16, frozen, model_device
 from exray.options import Options, check_int, check_real
 from exray.train.data import EvalSet, TrainSet
 from exray.utils import derive_seed
@@ -129,8 +129,7 @@ class InputAwareConfig(Options):
                 "with the diversity loss, backdoor_ratio must be <= 0.5: each backdoored image needs a "
                 f"partner row of the second pass, got {self.backdoor_ratio}"
             )
-        if not isinstance(self.bf16, bool) and self.bf16 != "auto":
-            raise ConfigError(f"bf16 must be true, false or 'auto', got {self.bf16!r:.60}")
+        check_bf16(self.bf16)
         for name in ("diversity_weight", "norm_weight"):
             check_real(name, getattr(self, name), 0.0)
         self._fraction("mask_density", closed=False)

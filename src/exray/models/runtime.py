@@ -66,13 +66,16 @@ def native_bf16(device: torch.device) -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
+def check_bf16(bf16: object) -> None:
+    """A :class:`ConfigError` unless ``bf16`` is a setting :func:`resolve_bf16` takes: true, false, "auto"."""
+    if not isinstance(bf16, bool) and bf16 != "auto":
+        raise ConfigError(f"bf16 must be true, false or 'auto', got {bf16!r:.60}")
+
+
 def resolve_bf16(bf16: bool | str, device: torch.device) -> bool:
     """A ``bf16`` setting as run on ``device``: ``"auto"`` is :func:`native_bf16`, a bool itself."""
-    if bf16 == "auto":
-        return native_bf16(device)
-    if not isinstance(bf16, bool):
-        raise ConfigError(f"bf16 must be true, false or 'auto', got {bf16!r}")
-    return bf16
+    check_bf16(bf16)
+    return native_bf16(device) if bf16 == "auto" else bool(bf16)
 
 
 def bf16_autocast(device: torch.device, enabled: bool | str = True) -> AbstractContextManager[object]:

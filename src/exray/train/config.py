@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from exray.errors import ConfigError
+from exray.models.runtime import check_bf16
 from exray.train.adversarial import AdversarialConfig
 
 Optimizer = Literal["adamw", "sgd"]
@@ -78,8 +79,7 @@ class TrainConfig:
         for name in ("channels_last", "eval_every_epoch", "nesterov"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if not isinstance(self.bf16, bool) and self.bf16 != "auto":
-            raise ConfigError(f"bf16 must be true, false or 'auto', got {self.bf16!r}")
+        check_bf16(self.bf16)
         if self.optimizer not in ("adamw", "sgd"):
             raise ConfigError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.schedule not in ("onecycle", "cosine", "constant", "multistep"):
