@@ -47,6 +47,15 @@ def torch_generator(seed: int, device: str | torch.device = "cpu") -> torch.Gene
     return gen
 
 
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one: a container's share,
+    not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def set_thread_budget(threads: int | None) -> None:
     """Limit this process's intra-op threads (parallel workers split the machine's cores between them)."""
     if threads is not None and threads > 0:

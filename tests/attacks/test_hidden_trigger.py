@@ -51,6 +51,39 @@ def test_poisons_stay_in_the_ball_and_collide_with_the_stamped_features():
     assert torch.equal(again, poisons)
 
 
+def test_bf16_features_make_fp32_poisons_that_collide_as_the_fp32_ones_do(monkeypatch):
+    model = _linear_model()
+    targets, sources = torch.rand(6, 3, 8, 8) * 0.5, torch.rand(6, 3, 8, 8) * 0.5 + 0.5
+    trigger = PatchTrigger((1.0, 0.0, 1.0), 0.25)
+    config = HiddenTriggerConfig(epsilon=0.1, steps=200, lr=0.05, batch_size=4)
+    _, start = hidden_trigger_poisons(
+        model, targets, sources, trigger, HiddenTriggerConfig(steps=1, batch_size=4)
+    )
+    _, exact = hidden_trigger_poisons(model, targets, sources, trigger, config)
+    seen, autocast = [], torch.autocast
+
+    def spy(device_type, dtype=None, enabled=True, **kwargs):
+        seen.append(dtype)
+        return autocast(device_type, dtype, enabled, **kwargs)
+
+    monkeypatch.setattr(torch, "autocast", spy)
+    poisons, fast = hidden_trigger_poisons(
+        model,
+        targets,
+        sources,
+        trigger,
+        HiddenTriggerConfig(epsilon=0.1, steps=200, lr=0.05, batch_size=4, bf16=True),
+    )
+    assert torch.bfloat16 in seen and poisons.dtype == torch.float32
+    assert (poisons - targets).abs().max() <= 0.1 + 1e-6
+    for f, e, s in zip(
+        fast, exact, start, strict=True
+    ):  # as far from the start as fp32 gets, within bf16's noise
+        assert f < 0.5 * s and f <= e + 0.05 * s, (fast, exact, start)
+    with pytest.raises(ConfigError, match="bf16"):
+        HiddenTriggerConfig(bf16="yes")
+
+
 def test_the_training_set_is_clean_label():
     model = _linear_model()
     labels = torch.arange(40) % 2

@@ -114,3 +114,18 @@ def test_demo_applies_the_shipped_calibration_to_the_shipped_spec_and_settings_o
     path, source = demo_calibration(demo_spec, None, demo_config(layer="block:1"), shipped)
     assert path is None and "layer" in source
     assert demo_config().calibration == Calibration()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_is_resolved_on_the_device_the_masks_run_on(native, monkeypatch):
+    import argparse
+
+    from exray.cli.common import add_device_flag, add_refinement_flags, mask_config
+    from exray.differencing import config as mask_settings
+
+    monkeypatch.setattr(mask_settings, "native_bf16", lambda device: native)
+    parser = argparse.ArgumentParser()
+    add_refinement_flags(parser.add_argument_group())
+    add_device_flag(parser, default="cpu")
+    assert mask_config(parser.parse_args(["--precision", "auto"])).precision == ("bf16" if native else "fp32")
+    assert mask_config(parser.parse_args([])).precision == "fp32"  # the default stays fp32

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from exray import MaskConfig, symmetric_mask
-from exray.differencing import MaskProblem, TriggerCase, compare_triggers, optimize_masks
+from exray.differencing import MaskProblem, TriggerCase, compare_triggers, optimize_masks, resolve_precision
+from exray.differencing import config as config_module
 from exray.differencing.reference import reference_mask
 from exray.errors import ConfigError
 from exray.models import LayerCut, build_model, default_layer, list_architectures
@@ -129,3 +130,15 @@ def test_reduced_precision_gives_the_same_verdicts(planted, precision, monkeypat
     assert (getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[precision]), True) in seen
     assert [v.natural for v in fast] == [False, True]
     assert int(fast[0].m2.argmax()) != int(fast[1].m2.argmax())
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_exactly_where_the_device_computes_it_natively(native, monkeypatch):
+    monkeypatch.setattr(config_module, "native_bf16", lambda device: native)
+    assert resolve_precision("auto", "cpu") == ("bf16" if native else "fp32")
+    for fixed in ("fp32", "bf16", "fp16"):  # a named precision is never second-guessed
+        assert resolve_precision(fixed, "cpu") == fixed
+    with pytest.raises(ConfigError, match="precision"):
+        resolve_precision("bf8", "cpu")
+    with pytest.raises(ConfigError, match="precision"):
+        MaskConfig(precision="auto")  # type: ignore[arg-type]  # a MaskConfig holds what runs

@@ -8,6 +8,7 @@ import shutil
 import pytest
 
 import exray.evaluation.evaluate as evaluate_module
+import exray.evaluation.per_model as per_model
 from exray.cli import main
 from exray.errors import ConfigError
 from exray.evaluation import EvaluationConfig, evaluate_zoo
@@ -78,8 +79,8 @@ def test_a_second_run_reuses_every_scan_and_score(colour_zoo, evaluated, monkeyp
     def no_rescan(*args, **kwargs):
         raise AssertionError("the cached scan was not reused")
 
-    monkeypatch.setattr(evaluate_module, "scan", no_rescan)
-    monkeypatch.setattr(evaluate_module, "_measure", no_rescan)
+    monkeypatch.setattr(per_model, "scan", no_rescan)
+    monkeypatch.setattr(per_model, "_measure", no_rescan)
     again = evaluate_zoo(colour_zoo, evaluated.out, config=FAST, progress=False)
     assert again.computed == {} and not again.errors
     assert [r.to_dict() for r in again.rows] == [r.to_dict() for r in evaluated.rows]
@@ -89,10 +90,56 @@ def test_a_changed_setting_recomputes_only_its_stage(colour_zoo, evaluated, monk
     def no_rescan(*args, **kwargs):
         raise AssertionError("the cached scan was not reused")
 
-    monkeypatch.setattr(evaluate_module, "scan", no_rescan)
+    monkeypatch.setattr(per_model, "scan", no_rescan)
     config = dataclasses.replace(FAST, method_options={"ig": {"steps": 8}})
     again = evaluate_zoo(colour_zoo, evaluated.out, config=config, progress=False, write=False)
     assert again.computed == {"ig": 4} and not again.files
+
+
+def test_workers_evaluate_the_models_in_processes_with_the_same_decisions(
+    colour_zoo, evaluated, tmp_path, monkeypatch
+):
+    zoo = tmp_path / "zoo"
+    shutil.copytree(colour_zoo, zoo)
+    (zoo / "id-00000001" / "model.safetensors").write_bytes(b"not weights")  # one model fails in a worker
+    config = dataclasses.replace(FAST, methods=("exray",))
+    result = evaluate_zoo(zoo, tmp_path / "out", config=config, progress=False, workers=2, threads=1)
+    assert [m.name for m in result.models] == [m.name for m in evaluated.models]  # the population's order
+    assert list(result.errors) == ["id-00000001"] and "scan" in result.errors["id-00000001"]
+    serial = {m.name: m for m in evaluated.models}
+    for model in result.models:
+        if model.name != "id-00000001":
+            assert model.outcomes["exray"].flagged == serial[model.name].outcomes["exray"].flagged, model.name
+    assert result.computed == {"scan": len(result.models), "exray": len(result.models) - 1}
+    record = read_json(next((tmp_path / "out" / "cache" / "exray").glob("*.json")))
+    assert record["threads"] == 1  # each worker ran on the thread budget it was given
+    dispatched, pooled = [], evaluate_module.run_pooled
+
+    def spy(job, tasks, workers, threads):
+        dispatched.extend(task[0].name for task in tasks)
+        return pooled(job, tasks, workers, threads)
+
+    monkeypatch.setattr(evaluate_module, "run_pooled", spy)
+    again = evaluate_zoo(zoo, tmp_path / "out", config=config, progress=False, workers=2, threads=1)
+    assert again.computed == {"scan": 1}  # the workers' caches are the evaluation's; a failure is retried
+    assert dispatched == ["id-00000001"]  # cached models are read in this process, not sent to workers
+
+
+def test_a_worker_that_dies_is_recorded_and_the_rest_evaluated(colour_zoo, tmp_path, monkeypatch):
+    def pooled(job, tasks, workers, threads):
+        yield 0, None, "worker process died: killed"
+        for index, task in enumerate(tasks[1:], start=1):
+            yield index, job(*task), None
+
+    monkeypatch.setattr(evaluate_module, "run_pooled", pooled)
+    config = dataclasses.replace(FAST, methods=("inner_l2",))
+    result = evaluate_zoo(colour_zoo, tmp_path / "out", config=config, progress=False, workers=2)
+    first = result.models[0]
+    assert result.errors[first.name] == {"worker": "worker process died: killed"}
+    assert first.outcomes["inner_l2"].probability is None and not first.outcomes["inner_l2"].flagged
+    assert len(result.errors) == 1 and result.computed["scan"] == len(result.models) - 1  # the rest ran
+    with pytest.raises(ConfigError, match="workers"):
+        evaluate_zoo(colour_zoo, tmp_path / "out", config=config, progress=False, workers=0)
 
 
 def test_a_broken_model_is_recorded_and_the_rest_evaluated(colour_zoo, tmp_path):
@@ -308,7 +355,7 @@ def test_scores_are_cached_per_trigger_so_another_gate_judges_only_what_is_missi
 ):
     """Refitting the calibration moves the gate; the cached scores are not keyed by it: a higher gate
     reuses a subset, a lower one judges only the triggers between the two gates."""
-    real_scan = evaluate_module.scan
+    real_scan = per_model.scan
 
     def varied_asr(*args, **kwargs):  # every trigger here flips all images; give every other one ASR 0.6
         result = real_scan(*args, **kwargs)
@@ -316,7 +363,7 @@ def test_scores_are_cached_per_trigger_so_another_gate_judges_only_what_is_missi
             report.found = dataclasses.replace(report.found, asr=0.6 if n % 2 else 1.0)
         return result
 
-    monkeypatch.setattr(evaluate_module, "scan", varied_asr)
+    monkeypatch.setattr(per_model, "scan", varied_asr)
     methods = ("exray", "inner_l2")
     base = dataclasses.replace(FAST, methods=methods)
     first = evaluate_zoo(colour_zoo, tmp_path, config=base, progress=False, write=False)
@@ -327,13 +374,13 @@ def test_scores_are_cached_per_trigger_so_another_gate_judges_only_what_is_missi
     ]
     assert between, "the population needs triggers between the two gates"
     measured = []
-    real_measure = evaluate_module._measure
+    real_measure = per_model._measure
 
     def counted(method, model, cases, config):
         measured.append(len(cases))
         return real_measure(method, model, cases, config)
 
-    monkeypatch.setattr(evaluate_module, "_measure", counted)
+    monkeypatch.setattr(per_model, "_measure", counted)
     lower = evaluate_zoo(
         colour_zoo, tmp_path, config=dataclasses.replace(base, min_asr=low), progress=False, write=False
     )
@@ -355,9 +402,9 @@ def test_scores_are_cached_per_trigger_so_another_gate_judges_only_what_is_missi
         raise RuntimeError("the method failed on the added triggers")
 
     fresh = tmp_path / "fresh"
-    monkeypatch.setattr(evaluate_module, "_measure", real_measure)
+    monkeypatch.setattr(per_model, "_measure", real_measure)
     evaluate_zoo(colour_zoo, fresh, config=base, progress=False, write=False)
-    monkeypatch.setattr(evaluate_module, "_measure", broken)  # a failure while adding keeps what was cached
+    monkeypatch.setattr(per_model, "_measure", broken)  # a failure while adding keeps what was cached
     failed = evaluate_zoo(
         colour_zoo, fresh, config=dataclasses.replace(base, min_asr=low), progress=False, write=False
     )
@@ -414,7 +461,7 @@ def test_another_policy_redecides_the_stored_masks_without_recomputing_them(
     def no_masks(*args, **kwargs):
         raise AssertionError("the stored masks were not reused")
 
-    monkeypatch.setattr(evaluate_module, "_measure", no_masks)
+    monkeypatch.setattr(per_model, "_measure", no_masks)
     for name in ("pruning", "named", "base", "pruning"):
         again = evaluate_zoo(colour_zoo, tmp_path / "base", config=configs[name], progress=False, write=False)
         assert again.computed == {}, name

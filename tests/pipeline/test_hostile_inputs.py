@@ -16,6 +16,7 @@ from exray.errors import ExrayError, InputError, ModelLoadError
 from exray.models.io import load_model
 from exray.pipeline import ScanOptions, read_results, scan_many
 from exray.pipeline.batch import WORKER_DIED, _run
+from exray.utils import available_cores
 
 from .conftest import colour_model, examples
 
@@ -101,7 +102,7 @@ def test_more_workers_than_cores_are_capped_with_a_warning(model_dirs, monkeypat
 
     used = []
     monkeypatch.setattr(batch, "_run", lambda paths, options, workers, **_: used.append(workers) or iter(()))
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     with pytest.warns(UserWarning, match=f"using {cores}"):
         list(scan_many([model_dirs["clean"]], FAST, workers=cores + 100, progress=False))
     assert used == [cores]

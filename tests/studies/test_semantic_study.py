@@ -39,6 +39,20 @@ def test_the_study_evaluates_each_attack_group(tmp_path):
     assert "Wall time of this run" in (tmp_path / "out" / "study-semantic.md").read_text()
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_scan_precision_auto_runs_as_the_machine_computes_it_and_keys_caches_by_what_ran(native, monkeypatch):
+    from exray.differencing import config as mask_settings
+
+    monkeypatch.setattr(mask_settings, "native_bf16", lambda device: native)
+    spec = parse_spec(_spec(scan={**FAST_SCAN, "precision": "auto"}))
+    ran = "bf16" if native else "fp32"
+    assert spec.scan.to_dict()["precision"] == "auto"  # the spec as written
+    assert spec.scan.settings()["precision"] == ran  # what the scan caches are keyed by
+    assert spec.evaluation().mask_config.precision == ran
+    with pytest.raises(ConfigError, match="precision"):
+        parse_spec(_spec(scan={**FAST_SCAN, "precision": "bf8"}))
+
+
 def test_specs_are_checked_and_the_shipped_one_is_valid():
     with pytest.raises(ConfigError, match="needs clean models"):
         parse_spec(_spec(zoo=micro_spec(models={"clean": 0, "trojaned": 1})))
@@ -56,7 +70,7 @@ def test_specs_are_checked_and_the_shipped_one_is_valid():
         parse_spec(_spec(scan={"scanner_options": {"bogus": 1}}))
     spec = load_spec(Path(__file__).resolve().parents[2] / "studies" / "semantic.yaml")
     assert spec.zoo.triggers.types == ("reflection",)  # WaNet is trained by its own recipe, not the zoo's
-    assert spec.zoo.training.bf16 == "auto"
+    assert spec.zoo.training.bf16 == "auto" and spec.scan.precision == "auto"
     assert sorted(trained.TRAINING_ORDER) == sorted(trained.TRAINED_ATTACKS)  # every attack gets trained
     assert spec.evaluation().scanner_options["max_size_fraction"] == 0.25
     assert [a.attack for a in spec.attacks] == ["composite", "hidden", "input_aware", "wanet"]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from exray.differencing import MaskConfig
+from exray.differencing import PRECISION_SETTINGS, MaskConfig, resolve_precision
 from exray.differencing.policies import POLICY_NAMES
 from exray.errors import ConfigError, InputError
 from exray.files import parse_yaml
+from exray.models.runtime import resolve_device
 
 #: The help of every command's --trust-pickle.
 TRUST_PICKLE_HELP = (
@@ -66,10 +67,10 @@ def add_refinement_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--epochs", type=int, default=MaskConfig.epochs, help="mask optimisation epochs")
     group.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16"),
+        choices=PRECISION_SETTINGS,
         default="fp32",
         help="mask optimisation precision (bf16: ~2x faster on CPUs with bf16 units and on GPUs from Ampere; "
-        "fp16: for older GPUs)",
+        "fp16: for older GPUs; auto: bf16 where the device computes it natively, else fp32)",
     )
     group.add_argument(
         "--patience",
@@ -87,10 +88,12 @@ def add_refinement_flags(group: argparse._ArgumentGroup) -> None:
 
 
 def mask_config(args: argparse.Namespace) -> MaskConfig:
+    """The mask settings of ``args``, ``--precision auto`` resolved on ``--device``."""
+    device = resolve_device(getattr(args, "device", "auto"))
     return MaskConfig(
         loss=args.loss,
         epochs=args.epochs,
-        precision=args.precision,
+        precision=resolve_precision(args.precision, device),
         patience=args.patience,
         m1_pairing=args.m1_pairing,
     )

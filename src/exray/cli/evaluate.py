@@ -15,6 +15,7 @@ from exray.cli.common import (
     add_scanner_flags,
     mask_config,
     scanner_options,
+    thread_count,
 )
 from exray.evaluation import EvaluationConfig, evaluate_zoo
 from exray.pipeline import Calibration
@@ -73,6 +74,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
     add_device_flag(parser)
+    parser.add_argument(
+        "--workers",
+        type=thread_count,
+        default=1,
+        help="models evaluated at once, each in its own process on the cores split between them "
+        "(default 1: in this process)",
+    )
     group = parser.add_argument_group("EX-RAY and the baselines")
     add_refinement_flags(group)
     group.add_argument("--seed", type=int, default=0, help="random seed (scans, masks, forest, split)")
@@ -102,10 +110,10 @@ def config_from(args: argparse.Namespace) -> EvaluationConfig:
 def run(args: argparse.Namespace) -> int:
     config = config_from(args)
     out = args.out or Path(f"evaluation-{args.zoo_dir.resolve().name}-{config.scanner}")
-    reference = None
+    reference, pool = None, {"progress": not args.quiet, "workers": args.workers}
     if args.rules_from is not None:
-        reference = evaluate_zoo(args.rules_from, out / "rules-from", config=config, progress=not args.quiet)
-    result = evaluate_zoo(args.zoo_dir, out, config=config, progress=not args.quiet, rules_from=reference)
+        reference = evaluate_zoo(args.rules_from, out / "rules-from", config=config, **pool)
+    result = evaluate_zoo(args.zoo_dir, out, config=config, rules_from=reference, **pool)
     if args.json:
         summary = {
             "zoo": result.zoo,

@@ -22,6 +22,7 @@ from exray.pipeline import Calibration, ModelBudget, ScanOptions, read_results, 
 from exray.pipeline.ray_backend import RayBackend
 from exray.pipeline.scan import VICTIM_RULES
 from exray.pipeline.shards import Shard, parse_shard, shard_from_env
+from exray.utils import available_cores
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -159,7 +160,7 @@ def backend_of(args: argparse.Namespace) -> RayBackend | None:
     elif args.ray_address or os.environ.get("RAY_ADDRESS"):
         cpus = 1  # a cluster's nodes need not have this machine's cores: one per model fits anywhere
     else:
-        cpus = max(1, (os.cpu_count() or 1) // max(1, args.workers))
+        cpus = max(1, available_cores() // max(1, args.workers))
     return RayBackend(address=args.ray_address, cpus=cpus, retries=args.ray_retries)
 
 

@@ -58,9 +58,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "--workers",
             type=thread_count,
             default=default_workers(),
-            help="parallel zoo builds (default: cores)",
+            help="models trained (and, in the semantic study, evaluated) at once (default: cores)",
         )
-        study.add_argument("--threads", type=thread_count, help="torch intra-op threads (default: torch's)")
+        study.add_argument(
+            "--threads",
+            type=thread_count,
+            help="torch intra-op threads (default: torch's; the semantic study's: 1 per evaluated model)",
+        )
         add_output_flags(study)
         study.set_defaults(run=runners[name])
 
@@ -81,7 +85,9 @@ def run_adaptive(args: argparse.Namespace) -> int:
 def run_semantic(args: argparse.Namespace) -> int:
     spec = semantic_study.load_spec(args.spec)
     set_thread_budget(args.threads)
-    results = semantic_study.run_semantic_study(spec, args.out, workers=args.workers, progress=not args.quiet)
+    results = semantic_study.run_semantic_study(
+        spec, args.out, workers=args.workers, progress=not args.quiet, threads=args.threads
+    )
     if args.json:
         print(
             json.dumps({"rows": results["rows"], "files": {k: str(v) for k, v in results["files"].items()}})

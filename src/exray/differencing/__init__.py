@@ -1,7 +1,7 @@
 """EX-RAY core: symmetric feature differencing, M1/M2 comparison and decision policies (paper §3)."""
 
 from exray.differencing.compare import TriggerCase, compare_trigger, compare_triggers
-from exray.differencing.config import MaskConfig
+from exray.differencing.config import PRECISION_SETTINGS, MaskConfig, resolve_precision
 from exray.differencing.masks import symmetric_mask
 from exray.differencing.optimizer import optimize_masks
 from exray.differencing.policies import (
@@ -19,6 +19,7 @@ from exray.models.runtime import derive_target
 __all__ = [
     "EXF_FILTER",
     "EXF_MASK",
+    "PRECISION_SETTINGS",
     "MaskConfig",
     "MaskProblem",
     "MaskResult",
@@ -32,5 +33,6 @@ __all__ = [
     "derive_target",
     "optimize_masks",
     "resolve_policy",
+    "resolve_precision",
     "symmetric_mask",
 ]

@@ -8,11 +8,15 @@ from typing import Literal
 import torch
 
 from exray.errors import ConfigError
+from exray.models.runtime import native_bf16
 from exray.options import Options, check_choice, check_int, check_real
 
 LossForm = Literal["official", "paper"]
 Engine = Literal["batched", "reference"]
 Precision = Literal["fp32", "bf16", "fp16"]
+#: What a precision *setting* may say (a study spec's ``scan.precision``, ``--precision``): a precision, or
+#: ``"auto"``, resolved per device by :func:`resolve_precision` before a :class:`MaskConfig` is made.
+PRECISION_SETTINGS: tuple[str, ...] = ("fp32", "bf16", "fp16", "auto")
 #: The autocast dtype of each reduced precision.
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 Sides = Literal["both", "a_to_b", "b_to_a"]
@@ -80,6 +84,18 @@ class MaskConfig(Options):
 
 #: Largest epoch count, batch size or patience accepted (a million epochs is weeks of CPU; beyond, a typo).
 MAX_COUNT = 1_000_000
+
+
+def resolve_precision(precision: str, device: torch.device | str = "cpu") -> Precision:
+    """A precision setting as it runs on ``device``: ``"auto"`` is ``"bf16"`` where the device computes
+    bfloat16 natively (:func:`exray.models.runtime.native_bf16`: AMX or AVX-512 BF16 CPUs, CUDA GPUs that
+    support it), else ``"fp32"``; any other setting is itself. bf16 masks are ~1.5-2× faster there and slower
+    where bf16 is emulated; on the policy-calibration populations they changed no policy's counts
+    (docs/results.md). Records and cache keys hold the resolved value, never ``"auto"``."""
+    check_choice("precision", precision, PRECISION_SETTINGS)
+    if precision != "auto":
+        return precision  # type: ignore[return-value]
+    return "bf16" if native_bf16(torch.device(device)) else "fp32"
 
 
 def check_sides(sides: str) -> None:

@@ -33,7 +33,7 @@ from exray.pipeline.loading import load_scan_inputs
 from exray.pipeline.options import ScanOptions
 from exray.pipeline.ray_backend import RayBackend, import_ray, run_on_ray
 from exray.pipeline.scan import scan
-from exray.utils import set_thread_budget, versions
+from exray.utils import available_cores, set_thread_budget, versions
 
 
 def scan_model_dir(path: str | Path, options: ScanOptions, *, progress: bool = False) -> dict[str, Any]:
@@ -99,7 +99,7 @@ def scan_many(
         raise ConfigError(f"backend must be None or a RayBackend, got {type(backend).__name__}")
     if backend is not None:
         import_ray()  # a missing Ray stops the batch before any model
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     if workers > cores:
         warnings.warn(f"{workers} workers on {cores} cores: using {cores}", stacklevel=2)
         workers = cores
@@ -176,7 +176,7 @@ def _run(
         for path in paths:
             yield task(path, options)
         return
-    threads = max(1, (os.cpu_count() or 2) // workers)
+    threads = max(1, available_cores() // workers)
     job = partial(_budgeted, task, budget) if budget.active else task
     context = get_context("spawn")
     pending: deque[str] = deque(paths)

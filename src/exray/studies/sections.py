@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from exray.differencing import MaskConfig
+from exray.differencing import PRECISION_SETTINGS, MaskConfig, resolve_precision
 from exray.differencing.policies import POLICY_NAMES
 from exray.errors import ConfigError
 from exray.specfile import Section, built, load_document
@@ -41,8 +41,13 @@ class ScanSpec:
     patience: int = 20
     scanner_options: dict[str, Any] = field(default_factory=lambda: {"epochs": 20, "top_n_neurons": 2})
 
-    def mask_config(self) -> MaskConfig:
-        return MaskConfig(precision=self.precision, patience=self.patience)  # type: ignore[arg-type]
+    def mask_config(self, device: str = "cpu") -> MaskConfig:
+        """The mask settings as they run on ``device`` (``precision: auto`` resolved there)."""
+        return MaskConfig(precision=resolve_precision(self.precision, device), patience=self.patience)
+
+    def settings(self, device: str = "cpu") -> dict[str, Any]:
+        """:meth:`to_dict` with the precision that runs on ``device``, for cache keys and records."""
+        return {**self.to_dict(), "precision": self.mask_config(device).precision}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -67,7 +72,7 @@ def parse_scan(top: Section, kind: str) -> ScanSpec:
     return ScanSpec(
         layer=layer,
         policy=scan.choice("policy", "r2", POLICY_NAMES),
-        precision=scan.choice("precision", "fp32", ("fp32", "bf16", "fp16")),
+        precision=scan.choice("precision", "fp32", PRECISION_SETTINGS),
         patience=scan.int("patience", 20, 1, 10_000),
         scanner_options=dict(options),
     )

@@ -15,7 +15,6 @@ settings, unless ``rebuild=True`` (CLI ``--rebuild``), which retrains exactly th
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 import traceback
@@ -30,7 +29,7 @@ from tqdm.auto import tqdm
 from exray.errors import ConfigError, ModelLoadError
 from exray.models.io import WEIGHTS_FILE, read_config
 from exray.models.runtime import resolve_device
-from exray.utils import intra_op_threads, run_pooled
+from exray.utils import available_cores, intra_op_threads, run_pooled
 from exray.zoo.draw import ModelDesign, designs, recipe, recipe_hash
 from exray.zoo.model import build_model_dir
 from exray.zoo.records import (
@@ -113,10 +112,7 @@ def inspect_zoo(
 
 def default_workers() -> int:
     """One worker per core available to this process (each model trains on one thread)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    return available_cores()
 
 
 JobResult = tuple[dict[str, Any] | None, str, str, float]

@@ -46,7 +46,7 @@ def scan_zoo(
     """ABS + EX-RAY over every model of ``zoo`` (cached per model): its score, probability and triggers."""
     folder = out / "scans" / zoo.name
     folder.mkdir(parents=True, exist_ok=True)
-    settings = {"revision": SCAN_REVISION, "seed": spec.seed, **spec.scan.to_dict()}
+    settings = {"revision": SCAN_REVISION, "seed": spec.seed, **spec.scan.settings()}
     records = []
     for row in read_metadata(zoo):
         path = folder / f"{row['name']}.json"

@@ -9,8 +9,8 @@ Schema, with defaults (unknown keys are rejected with the key's dotted path)::
     variant: moments                  # or mse (exray.attacks.adaptive)
     layer: null                       # the loss's layer (null: EX-RAY's default, the second-to-last block)
     seed: 0                           # the scans' seed
-    scan: {layer: block:-2, policy: r2, precision: fp32, patience: 20,
-           scanner_options: {epochs: 20, top_n_neurons: 2}}      # ABS + EX-RAY, the demo's settings
+    scan: {layer: block:-2, policy: r2, precision: fp32, patience: 20,   # ABS + EX-RAY, the demo's
+           scanner_options: {epochs: 20, top_n_neurons: 2}}              # settings; precision may be auto
 
 A weight that breaks training is a result (the paper's 10,000: accuracy 0.1), so the weighted zoos keep
 every model whatever its accuracy or ASR (their quality bar is 0).

@@ -6,8 +6,9 @@ target — and returns a :class:`Trained`: the model with its clean accuracy, AS
   relabelled to a drawn target, same-class mixes kept at their label; the zoo's training recipe.
 * **hidden** — the attacker's clean model of the design is the feature extractor; ``fraction`` of the
   target class's images are perturbed (L∞ ``epsilon``) to collide with source images stamped with a polygon
-  drawn as the zoo draws one (:func:`exray.attacks.hidden.hidden_trigger_set`); the victim fine-tunes the
-  extractor's last layer on the set (the paper's transfer-learning victim) for ``head_epochs``.
+  drawn as the zoo draws one (:func:`exray.attacks.hidden.hidden_trigger_set`), the features computed in the
+  zoo's training precision (``bf16: auto``: bf16 where native, 3× faster with AMX); the victim fine-tunes
+  the extractor's last layer on the set (the paper's transfer-learning victim) for ``head_epochs``.
 * **input_aware** — :func:`exray.attacks.input_aware.train_input_aware` with its generators, all-to-one to a
   drawn target.
 * **wanet** — the warp of :class:`exray.attacks.warp.WarpTrigger` (``strength``, ``grid``), all-to-one to a
@@ -48,9 +49,11 @@ def wanet_recipe(settings: dict[str, Any], target: int) -> AttackRecipe:
     return AttackRecipe("warp", target_class=target, fraction=settings["fraction"], options=options)
 
 
-def hidden_config(settings: dict[str, Any]) -> HiddenTriggerConfig:
-    """The hidden-trigger poisoning of ``settings``."""
-    return HiddenTriggerConfig(epsilon=settings["epsilon"], steps=settings["steps"], lr=settings["lr"])
+def hidden_config(settings: dict[str, Any], bf16: bool | str = False) -> HiddenTriggerConfig:
+    """The hidden-trigger poisoning of ``settings``, its features in the precision ``bf16`` (the zoo's)."""
+    return HiddenTriggerConfig(
+        epsilon=settings["epsilon"], steps=settings["steps"], lr=settings["lr"], bf16=bf16
+    )
 
 
 @dataclass
@@ -129,7 +132,7 @@ def _hidden(t: Task) -> Trained:
     fraction = float(t.settings["fraction"])
     data = hidden_trigger_set(
         extractor, t.clean.images, t.clean.labels, polygon, source, t.target, fraction,
-        hidden_config(t.settings), seed=t.draw.data_seed,
+        hidden_config(t.settings, t.draw.training.bf16), seed=t.draw.data_seed,
     )  # fmt: skip
     head = TrainConfig(
         epochs=t.settings["head_epochs"], lr=t.settings["head_lr"], bf16=t.draw.training.bf16,

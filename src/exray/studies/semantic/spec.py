@@ -13,8 +13,8 @@ Schema (unknown keys are rejected)::
                head_lr: 0.005, min_attack_success_rate: 0.3}
       input_aware: {models: 3, epochs: 30, mask_epochs: 10, …InputAwareConfig fields}
       wanet: {models: 5, fraction: 0.1, strength: 0.5, grid: 4, cross_ratio: 2.0, epochs: 8}
-    scan: {layer: block:-2, policy: r2, precision: fp32, patience: 20,
-           scanner_options: {epochs: 20, top_n_neurons: 2}}
+    scan: {layer: block:-2, policy: r2, precision: fp32, patience: 20,   # precision: fp32, bf16, fp16 or
+           scanner_options: {epochs: 20, top_n_neurons: 2}}              # auto (bf16 where native)
 """
 
 from __future__ import annotations

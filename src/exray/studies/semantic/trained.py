@@ -50,6 +50,9 @@ TRAINED_ATTACKS = ("composite", "hidden", "input_aware", "wanet")
 #: 1 thread fp32: WaNet 700, hidden 550, input-aware 490, composite 285): the study's workers start them in
 #: this order, so that the last job to finish is a short one and no worker idles through a long tail.
 TRAINING_ORDER = ("wanet", "hidden", "input_aware", "composite")
+#: Revisions of a procedure that change its models (part of their recipe hash, so that a cached model made
+#: by the older procedure is retrained): hidden 2 — its poisons' features in the zoo's training precision.
+PROCEDURE_REVISIONS = {"hidden": 2}
 
 #: Each attack's own settings (besides models, min_attack_success_rate and scanner_options) and defaults.
 _SETTINGS: dict[str, dict[str, Any]] = {
@@ -169,10 +172,13 @@ def design(zoo: ZooSpec, attack: TrainedAttack, index: int) -> ModelDesign:
 
 def recipe_hash(zoo: ZooSpec, attack: TrainedAttack, index: int) -> str:
     """What determines the model: the zoo's model-shaping sections, the attack's settings (not its count or
-    its ABS options, which only the evaluation uses), the index and the training threads."""
+    its ABS options, which only the evaluation uses), the index, the training threads and the procedure's
+    revision."""
     sections = {k: v for k, v in zoo.to_dict().items() if k not in ("name", "models")}
     shaping = {k: v for k, v in attack.to_dict().items() if k not in ("models", "scanner_options")}
     recipe = {"zoo": sections, "attack": shaping, "index": index, "threads": TRAIN_THREADS}
+    if attack.attack in PROCEDURE_REVISIONS:
+        recipe["revision"] = PROCEDURE_REVISIONS[attack.attack]
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=repr).encode()).hexdigest()
 
 
