@@ -16,7 +16,6 @@ Run it on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import time
 from datetime import date
@@ -26,6 +25,7 @@ import torch
 import exray
 from exray.pipeline import ScanOptions, scan_many
 from exray.pipeline.ray_backend import RayBackend, import_ray
+from exray.utils import available_cores
 from exray.zoo import cached_build, read_metadata
 
 
@@ -48,7 +48,7 @@ def main() -> None:
     zoo = cached_build("zoos/tiny.yaml", progress=True)
     paths = [str(zoo / row["name"]) for row in read_metadata(zoo)] * args.repeat
     options = ScanOptions(refine=None, scanner_options={"epochs": args.epochs}, device="cpu")
-    cores = os.cpu_count() or 1
+    cores = available_cores()
     machine = platform.processor() or platform.machine()
     print(
         f"# bench_scale — exray {exray.__version__}, {date.today()}, {machine}, {cores} cores, "

@@ -39,6 +39,16 @@ THREADS = _env_int("EXRAY_TEST_THREADS", 1, 1)
 torch.set_num_threads(THREADS)
 
 
+@pytest.fixture(autouse=True)
+def two_cores_at_least(monkeypatch):
+    """Tests run the parallel paths (two worker processes) on any machine: on a 1-core runner exray would
+    cap two workers at one with a warning (an error under the suite's filterwarnings)."""
+    from exray import utils
+
+    if utils.available_cores() < 2:
+        monkeypatch.setattr(utils, "available_cores", lambda: 2)
+
+
 def fixture_seed(base: int) -> int:
     """The seed a trained fixture uses: ``base`` shifted by ``EXRAY_TEST_SEED``."""
     return base + SEED_OFFSET

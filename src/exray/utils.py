@@ -5,8 +5,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import platform
+import warnings
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any
@@ -56,6 +58,16 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def cap_workers(workers: int, stacklevel: int = 3) -> int:
+    """``workers``, or the available cores with a warning when it asks for more (more processes than cores
+    only contend for them); ``stacklevel`` points the warning at the user's call (3: the caller's caller)."""
+    cores = available_cores()
+    if workers > cores:
+        warnings.warn(f"{workers} workers on {cores} cores: using {cores}", stacklevel=stacklevel)
+        return cores
+    return workers
+
+
 def set_thread_budget(threads: int | None) -> None:
     """Limit this process's intra-op threads (parallel workers split the machine's cores between them)."""
     if threads is not None and threads > 0:
@@ -98,22 +110,98 @@ def run_pooled(
 ) -> Iterator[tuple[int, Any, str | None]]:
     """``job(*task)`` for every task — in this process when ``workers`` is 1, else in ``workers`` spawned
     processes, each with ``threads`` intra-op threads — yielding ``(index, result, None)`` as each finishes,
-    or ``(index, None, reason)`` when its worker process died. A job reports its own errors in its result."""
+    or ``(index, None, reason)`` when its worker process died. A job reports its own errors in its result.
+
+    A dead worker (``kill -9``, the OOM killer, a crash in native code) breaks the whole pool and every task
+    in flight with it: the pool is replaced, the tasks that were in flight run again one at a time, and only
+    a task whose worker dies even alone is reported dead — once a fresh worker has been seen to run an
+    empty task (else :class:`~exray.errors.ExrayError`: no worker can run here); the others go on in
+    parallel, as :func:`exray.pipeline.batch.scan_many` does for scans. Stopping early (an exception in the
+    consumer, Ctrl-C) kills the workers."""
     if workers == 1:
         for index, task in enumerate(tasks):
             yield index, job(*task), None
         return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=set_thread_budget, initargs=(threads,)
-    ) as pool:
-        futures = {pool.submit(job, *task): index for index, task in enumerate(tasks)}
-        try:
-            for future in as_completed(futures):
-                try:
-                    yield futures[future], future.result(), None
-                except BrokenProcessPool as err:
-                    yield futures[future], None, f"worker process died: {err}"
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    pending: deque[int] = deque(range(len(tasks)))
+    suspects: deque[int] = deque()  # in flight when a pool broke: each runs again alone
+    while pending or suspects:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=set_thread_budget, initargs=(threads,)
+        ) as pool:
+            inflight: dict[Future, int] = {}
+            alone: int | None = None  # the suspect running by itself, if any
+            broken = False
+            try:
+                while not broken:
+                    if suspects and not inflight:
+                        alone = suspects.popleft()
+                        broken = not _submit(pool, inflight, job, tasks, alone, suspects)
+                        alone = None if broken else alone
+                    while (
+                        not broken and alone is None and not suspects and pending and len(inflight) < workers
+                    ):
+                        broken = not _submit(pool, inflight, job, tasks, pending.popleft(), pending)
+                    if not inflight:
+                        break
+                    done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        index = inflight.pop(future)
+                        try:
+                            result = future.result()
+                        except BrokenProcessPool as err:
+                            broken = True
+                            if index == alone:
+                                check_workers_run(context, threads)
+                                yield index, None, f"worker process died (it also dies alone): {err}"
+                            else:
+                                suspects.append(index)
+                            continue
+                        alone = None if index == alone else alone
+                        yield index, result, None
+                suspects.extend(inflight.values())  # the pool is broken: nothing in flight will finish
+            except BaseException:
+                kill_workers(pool)
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+
+
+def _submit(
+    pool: ProcessPoolExecutor,
+    inflight: dict[Future, int],
+    job: Callable[..., Any],
+    tasks: Any,
+    index: int,
+    queue: deque[int],
+) -> bool:
+    """Submit task ``index``; if the pool broke since the last wait, put it back at the head of ``queue``
+    (it never ran: it keeps its place) and return False."""
+    try:
+        inflight[pool.submit(job, *tasks[index])] = index
+    except BrokenProcessPool:
+        queue.appendleft(index)
+        return False
+    return True
+
+
+def kill_workers(pool: ProcessPoolExecutor) -> None:
+    """Kill every worker process of ``pool`` (ProcessPoolExecutor has no public handle on them)."""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.kill()
+
+
+def check_workers_run(context: Any, threads: int) -> None:
+    """Raise :class:`~exray.errors.ExrayError` unless a fresh worker process runs an empty task."""
+    from exray.errors import ExrayError
+
+    try:
+        with ProcessPoolExecutor(
+            1, mp_context=context, initializer=set_thread_budget, initargs=(threads,)
+        ) as pool:
+            pool.submit(os.getpid).result()
+    except BrokenProcessPool:
+        raise ExrayError(
+            "worker processes die even on an empty task (a process limit, a failing start-up, or a script "
+            'that starts parallel work without an `if __name__ == "__main__":` guard); rerun with one '
+            "worker (--workers 1)"
+        ) from None

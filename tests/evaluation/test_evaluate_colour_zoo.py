@@ -9,6 +9,7 @@ import pytest
 
 import exray.evaluation.evaluate as evaluate_module
 import exray.evaluation.per_model as per_model
+from exray import utils
 from exray.cli import main
 from exray.errors import ConfigError
 from exray.evaluation import EvaluationConfig, evaluate_zoo
@@ -103,7 +104,8 @@ def test_workers_evaluate_the_models_in_processes_with_the_same_decisions(
     shutil.copytree(colour_zoo, zoo)
     (zoo / "id-00000001" / "model.safetensors").write_bytes(b"not weights")  # one model fails in a worker
     config = dataclasses.replace(FAST, methods=("exray",))
-    result = evaluate_zoo(zoo, tmp_path / "out", config=config, progress=False, workers=2, threads=1)
+    monkeypatch.setattr(utils, "available_cores", lambda: 2)  # two worker processes on any machine
+    result = evaluate_zoo(zoo, tmp_path / "out", config=config, progress=False, workers=2, threads=3)
     assert [m.name for m in result.models] == [m.name for m in evaluated.models]  # the population's order
     assert list(result.errors) == ["id-00000001"] and "scan" in result.errors["id-00000001"]
     serial = {m.name: m for m in evaluated.models}
@@ -112,7 +114,7 @@ def test_workers_evaluate_the_models_in_processes_with_the_same_decisions(
             assert model.outcomes["exray"].flagged == serial[model.name].outcomes["exray"].flagged, model.name
     assert result.computed == {"scan": len(result.models), "exray": len(result.models) - 1}
     record = read_json(next((tmp_path / "out" / "cache" / "exray").glob("*.json")))
-    assert record["threads"] == 1  # each worker ran on the thread budget it was given
+    assert record["threads"] == 3  # each worker ran on the thread budget it was given (no machine's default)
     dispatched, pooled = [], evaluate_module.run_pooled
 
     def spy(job, tasks, workers, threads):
@@ -120,26 +122,29 @@ def test_workers_evaluate_the_models_in_processes_with_the_same_decisions(
         return pooled(job, tasks, workers, threads)
 
     monkeypatch.setattr(evaluate_module, "run_pooled", spy)
-    again = evaluate_zoo(zoo, tmp_path / "out", config=config, progress=False, workers=2, threads=1)
+    again = evaluate_zoo(zoo, tmp_path / "out", config=config, progress=False, workers=2, threads=3)
     assert again.computed == {"scan": 1}  # the workers' caches are the evaluation's; a failure is retried
     assert dispatched == ["id-00000001"]  # cached models are read in this process, not sent to workers
 
 
 def test_a_worker_that_dies_is_recorded_and_the_rest_evaluated(colour_zoo, tmp_path, monkeypatch):
-    def pooled(job, tasks, workers, threads):
+    def pooled(job, tasks, workers, threads):  # run_pooled when task 0 kills its worker even alone
         yield 0, None, "worker process died: killed"
         for index, task in enumerate(tasks[1:], start=1):
             yield index, job(*task), None
 
     monkeypatch.setattr(evaluate_module, "run_pooled", pooled)
+    monkeypatch.setattr(utils, "available_cores", lambda: 2)  # two workers on any machine
     config = dataclasses.replace(FAST, methods=("inner_l2",))
     result = evaluate_zoo(colour_zoo, tmp_path / "out", config=config, progress=False, workers=2)
     first = result.models[0]
-    assert result.errors[first.name] == {"worker": "worker process died: killed"}
+    assert result.errors[first.name] == {"scan": "worker process died: killed"}  # reported as unscanned
     assert first.outcomes["inner_l2"].probability is None and not first.outcomes["inner_l2"].flagged
     assert len(result.errors) == 1 and result.computed["scan"] == len(result.models) - 1  # the rest ran
     with pytest.raises(ConfigError, match="workers"):
         evaluate_zoo(colour_zoo, tmp_path / "out", config=config, progress=False, workers=0)
+    with pytest.warns(UserWarning, match="3 workers on 2 cores: using 2"):
+        evaluate_zoo(colour_zoo, tmp_path / "out", config=config, progress=False, workers=3)
 
 
 def test_a_broken_model_is_recorded_and_the_rest_evaluated(colour_zoo, tmp_path):
@@ -188,13 +193,19 @@ def test_config_validation(colour_zoo, tmp_path):
         evaluate_zoo(colour_zoo, tmp_path, config=FAST, methods=["exray"])
 
 
-def test_command_line(colour_zoo, tmp_path, capsys):
+def test_command_line(colour_zoo, tmp_path, capsys, monkeypatch):
+    import exray.cli.evaluate as command
+
     out = tmp_path / "cli"
     argv = ["evaluate", str(colour_zoo), "--out", str(out), "--methods", "inner_l2", "exray"]
     assert main([*argv, "--epochs", "100", "--quiet"]) == 0
     printed = capsys.readouterr()
     assert "EX-RAY" in printed.out and "Inner L2" in printed.out and "index.html" in printed.err
-    assert main([*argv, "--epochs", "100", "--quiet", "--json"]) == 0  # from the cache
+    asked, real = [], command.evaluate_zoo
+    monkeypatch.setattr(command, "evaluate_zoo", lambda *a, **k: asked.append(k["workers"]) or real(*a, **k))
+    monkeypatch.setattr(utils, "available_cores", lambda: 2)
+    assert main([*argv, "--epochs", "100", "--quiet", "--json", "--workers", "2"]) == 0  # from the cache
+    assert asked == [2]
     summary = json.loads(capsys.readouterr().out)
     assert [r["method"] for r in summary["rows"] if r["group"] == "all"] == ["abs", "inner_l2", "exray"]
     assert main(["evaluate", str(tmp_path / "missing"), "--out", str(out), "--quiet"]) == 2

@@ -10,13 +10,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from exray import utils
 from exray.cli import main
 from exray.differencing import TriggerCase, compare_triggers
 from exray.errors import ExrayError, InputError, ModelLoadError
 from exray.models.io import load_model
 from exray.pipeline import ScanOptions, read_results, scan_many
 from exray.pipeline.batch import WORKER_DIED, _run
-from exray.utils import available_cores
 
 from .conftest import colour_model, examples
 
@@ -52,10 +52,10 @@ def test_a_machine_where_no_worker_runs_stops_the_batch_instead_of_blaming_the_m
     cannot run even an empty task the batch stops — no error record blames the model."""
     import exray.pipeline.batch as batch
 
-    def no_worker_runs(context, budget):  # what _check_workers_run finds when every worker dies at start
+    def no_worker_runs(context, budget):  # what check_workers_run finds when every worker dies at start
         raise ExrayError("worker processes die even on an empty task")
 
-    monkeypatch.setattr(batch, "_check_workers_run", no_worker_runs)
+    monkeypatch.setattr(batch, "check_workers_run", no_worker_runs)
     with pytest.raises(ExrayError, match="empty task"):
         list(_run(["a"], ScanOptions(), workers=2, task=always_dying_task))
 
@@ -102,7 +102,7 @@ def test_more_workers_than_cores_are_capped_with_a_warning(model_dirs, monkeypat
 
     used = []
     monkeypatch.setattr(batch, "_run", lambda paths, options, workers, **_: used.append(workers) or iter(()))
-    cores = available_cores()
+    cores = utils.available_cores()  # as exray sees it (tests/conftest.py: at least 2)
     with pytest.warns(UserWarning, match=f"using {cores}"):
         list(scan_many([model_dirs["clean"]], FAST, workers=cores + 100, progress=False))
     assert used == [cores]

@@ -51,6 +51,8 @@ def test_the_study_trains_each_weight_and_writes_table_7(tmp_path):
     stamps = [p.stat().st_mtime_ns for p in scans]
     again = run_adaptive_study(spec, tmp_path / "out", cache_root=tmp_path / "cache")
     assert [p.stat().st_mtime_ns for p in scans] == stamps and again["table"] == results["table"]
+    record = json.loads(scans[0].read_text())
+    assert record["settings"]["precision"] == results["mask_precision"] == "fp32"  # keyed by what ran
 
 
 def test_table_7_rates():

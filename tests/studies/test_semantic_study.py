@@ -12,6 +12,7 @@ from tests.zoo.conftest import micro_spec
 from exray.cli import main
 from exray.errors import ConfigError
 from exray.studies.semantic import load_spec, parse_spec, procedures, run_semantic_study, trained
+from exray.zoo.draw import draw_model
 
 
 def _spec(**overrides):
@@ -19,8 +20,22 @@ def _spec(**overrides):
     return {"name": "semantic-micro", "zoo": zoo, "scan": FAST_SCAN} | overrides
 
 
-def test_the_study_evaluates_each_attack_group(tmp_path):
-    results = run_semantic_study(parse_spec(_spec()), tmp_path / "out", cache_root=tmp_path / "cache")
+def test_the_study_evaluates_each_attack_group(tmp_path, monkeypatch):
+    from exray.studies.semantic import runner
+
+    asked, real = [], runner.evaluate_zoo
+
+    def evaluate(*args, workers, threads, **kwargs):  # the study's models evaluated in this process
+        asked.append((workers, threads))
+        return real(*args, workers=1, threads=threads, **kwargs)
+
+    monkeypatch.setattr(runner, "evaluate_zoo", evaluate)
+    results = run_semantic_study(
+        parse_spec(_spec()), tmp_path / "out", cache_root=tmp_path / "cache", workers=2
+    )
+    assert asked == [(2, runner.EVALUATION_THREADS)]  # the study's workers, one thread per model
+    scores = next((tmp_path / "out" / "evaluation" / "cache" / "exray").glob("*.json"))
+    assert json.loads(scores.read_text())["threads"] == runner.EVALUATION_THREADS
     groups = {(r["attack"], r["method"]) for r in results["rows"]}
     assert {("reflection", "ABS"), ("reflection", "EX-RAY"), ("warp", "ABS"), ("warp", "EX-RAY")} <= groups
     for row in results["rows"]:
@@ -36,6 +51,7 @@ def test_the_study_evaluates_each_attack_group(tmp_path):
     assert set(stages) == {"zoo", "trained_attacks", "evaluation", "total"}
     assert stages["total"] >= stages["zoo"] + stages["trained_attacks"] + stages["evaluation"] > 0
     assert results["stage_seconds"] == stages and record["versions"]["torch"]
+    assert record["mask_precision"] == "fp32" and record["evaluation_threads"] == runner.EVALUATION_THREADS
     assert "Wall time of this run" in (tmp_path / "out" / "study-semantic.md").read_text()
 
 
@@ -191,6 +207,60 @@ def test_the_hidden_trigger_victim_changes_only_its_last_layer():
     head = last_to_run(victim, data.images[:1], torch.nn.Linear)
     assert changed == {f"{head}.weight", f"{head}.bias"}, changed  # BatchNorm's running statistics kept
     assert all(p.requires_grad for p in victim.parameters())
+
+
+@pytest.mark.parametrize("bf16", ["auto", False])
+def test_the_hidden_triggers_poisons_are_made_in_the_zoos_training_precision(bf16, monkeypatch):
+    class Stop(Exception):
+        pass
+
+    made = []
+
+    def poisons(*args, **kwargs):  # stands in for hidden_trigger_set: what the procedure asked for
+        made.append(args[7])
+        raise Stop
+
+    zoo = study_zoo(2, 2, types=["reflection"], source_modes=["all"], fraction=[0.5, 0.5])
+    zoo["training"] = {**zoo.get("training", {}), "bf16": bf16}
+    spec = parse_spec(_spec(zoo=zoo, attacks=MICRO_ATTACKS))
+    hidden = spec.attacks[1]
+    draw = draw_model(spec.zoo, trained.design(spec.zoo, hidden, 0), 0)
+    monkeypatch.setattr(procedures, "train_model", lambda *args, **kwargs: None)  # the extractor: not needed
+    monkeypatch.setattr(procedures, "hidden_trigger_set", poisons)
+    with pytest.raises(Stop):
+        procedures.PROCEDURES["hidden"](procedures.task(spec.zoo, hidden.settings, draw))
+    assert made[0].bf16 == bf16
+
+
+@pytest.mark.parametrize("ran", [True, False])
+def test_a_trained_model_is_reused_only_if_auto_ran_in_the_precision_it_runs_here(ran, tmp_path, monkeypatch):
+    class Trains(Exception):
+        pass
+
+    def procedure(task):
+        raise Trains
+
+    spec = parse_spec(_spec(attacks=MICRO_ATTACKS))
+    composite = spec.attacks[0]
+    finished = tmp_path / composite.name(0)
+    finished.mkdir()
+    recipe = {"recipe_hash": trained.recipe_hash(spec.zoo, composite, 0)}
+    config = {"study_attack": recipe, "training": {"bf16": "auto", "bf16_resolved": ran}}
+    (finished / "config.json").write_text(json.dumps(config))
+    monkeypatch.setitem(trained.PROCEDURES, "composite", procedure)
+    monkeypatch.setattr(trained, "native_bf16", lambda device: ran)  # the machine it was trained on
+    assert trained.build_trained_model(spec.zoo, composite, 0, tmp_path) == config
+    monkeypatch.setattr(trained, "native_bf16", lambda device: not ran)  # another kind of machine
+    with pytest.raises(Trains):
+        trained.build_trained_model(spec.zoo, composite, 0, tmp_path)
+
+
+def test_a_procedure_revision_retrains_only_its_attacks_models(monkeypatch):
+    spec = parse_spec(_spec(attacks=MICRO_ATTACKS))
+    now = {a.attack: trained.recipe_hash(spec.zoo, a, 0) for a in spec.attacks}
+    monkeypatch.setattr(trained, "PROCEDURE_REVISIONS", {})
+    before = {a.attack: trained.recipe_hash(spec.zoo, a, 0) for a in spec.attacks}
+    assert {a for a in now if now[a] != before[a]} == {"hidden"}
 
 
 def test_attacks_the_population_cannot_carry_are_refused_before_training():

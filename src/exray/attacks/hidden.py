@@ -33,7 +33,7 @@ from torch import nn
 from exray.errors import ConfigError, InputError
 from exray.models.hooks import capture, capture_inputs, last_to_run
 from exray.models.layers import resolve_layer
-from exray.models.runtime import bf16_autocast, check_bf16, frozen, model_device
+from exray.models.runtime import bf16_autocast, check_bf16, frozen, model_device, resolve_bf16
 from exray.options import Options, check_layer, check_real
 from exray.train.data import AttackSet, TrainSet
 from exray.triggers.base import Trigger
@@ -78,7 +78,7 @@ class FeatureExtractor:
     def __init__(
         self, model: nn.Module, layer: str | None, sample: torch.Tensor, *, bf16: bool | str = False
     ) -> None:
-        self.model, self.bf16 = model, bf16
+        self.model, self.bf16 = model, resolve_bf16(bf16, model_device(model))
         if layer is None:
             name = last_to_run(model, sample, nn.Linear)
             if name is None:

@@ -63,7 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         study.add_argument(
             "--threads",
             type=thread_count,
-            help="torch intra-op threads (default: torch's; the semantic study's: 1 per evaluated model)",
+            help="torch intra-op threads of this process (default: torch's); in the semantic study, of each "
+            "evaluated model (default 1); zoo and trained-attack models always train on 1",
         )
         add_output_flags(study)
         study.set_defaults(run=runners[name])

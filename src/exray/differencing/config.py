@@ -14,9 +14,10 @@ from exray.options import Options, check_choice, check_int, check_real
 LossForm = Literal["official", "paper"]
 Engine = Literal["batched", "reference"]
 Precision = Literal["fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 #: What a precision *setting* may say (a study spec's ``scan.precision``, ``--precision``): a precision, or
 #: ``"auto"``, resolved per device by :func:`resolve_precision` before a :class:`MaskConfig` is made.
-PRECISION_SETTINGS: tuple[str, ...] = ("fp32", "bf16", "fp16", "auto")
+PRECISION_SETTINGS: tuple[str, ...] = (*PRECISIONS, "auto")
 #: The autocast dtype of each reduced precision.
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 Sides = Literal["both", "a_to_b", "b_to_a"]
@@ -72,7 +73,7 @@ class MaskConfig(Options):
         if self.patience is not None:
             check_int("patience", self.patience, 1, MAX_COUNT)
         check_choice("engine", self.engine, ("batched", "reference"))
-        check_choice("precision", self.precision, ("fp32", "bf16", "fp16"))
+        check_choice("precision", self.precision, PRECISIONS)
         check_choice("m1_pairing", self.m1_pairing, ("random", "index"))
         if self.engine == "reference" and (
             self.loss != "official" or self.patience is not None or self.precision != "fp32"

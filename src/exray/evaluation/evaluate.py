@@ -44,30 +44,79 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from exray.errors import ConfigError
+from exray.errors import ConfigError, ExrayError
 from exray.evaluation.config import EvaluationConfig
 from exray.evaluation.decide import check_reference, decide
 from exray.evaluation.outcome import ModelEvaluation
-from exray.evaluation.per_model import evaluate_job, evaluate_model, make_run
+from exray.evaluation.per_model import EvaluationRun, evaluate_job, evaluate_model, make_run
 from exray.evaluation.report import write_outputs
 from exray.evaluation.result import EvaluationResult
 from exray.evaluation.table import build_rows
-from exray.evaluation.truth import read_truth
+from exray.evaluation.truth import ModelTruth, read_truth
+from exray.options import check_int
 from exray.refinement import list_methods
-from exray.utils import available_cores, intra_op_threads, run_pooled
+from exray.utils import available_cores, cap_workers, intra_op_threads, run_pooled
 
 
 def _check_workers(workers: object, threads: object) -> tuple[int, int | None]:
-    """``(workers, threads)`` checked; ``threads`` for more than one worker defaults to the cores split
-    between them."""
-    for name, value in (("workers", workers), ("threads", threads)):
-        if value is None and name == "threads":
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1024:
-            raise ConfigError(f"{name} must be an integer in [1, 1024], got {value!r:.40}")
+    """``(workers, threads)`` checked, ``workers`` capped at the cores; ``threads`` for more than one worker
+    defaults to the cores split between them."""
+    check_int("workers", workers, 1, 1024)
+    if threads is not None:
+        check_int("threads", threads, 1, 1024)
+    workers = cap_workers(workers, stacklevel=4)  # type: ignore[arg-type]  # at evaluate_zoo's caller
     if workers > 1 and threads is None:
         threads = max(1, available_cores() // workers)
     return workers, threads  # type: ignore[return-value]
+
+
+def _evaluate_models(
+    models: list[ModelTruth],
+    run: EvaluationRun,
+    cache_root: Path,
+    workers: int,
+    threads: int | None,
+    bar: Any,
+) -> tuple[list[ModelEvaluation], dict[str, dict[str, dict[str, Any]]]]:
+    """Every model's evaluation and method records, in the population's order: in this process, or — with
+    ``workers`` > 1 — read here from the caches where they hold everything, computed by worker processes
+    otherwise."""
+    records: dict[str, dict[str, dict[str, Any]]] = {}
+    if workers == 1:
+        evaluations = []
+        for truth in models:
+            evaluation, records[truth.name] = evaluate_model(truth, run)  # type: ignore[misc]
+            evaluations.append(evaluation)
+            bar.update()
+        return evaluations, records
+    found: list[ModelEvaluation | None] = [None] * len(models)
+    due = []
+    for index, truth in enumerate(models):
+        cached = evaluate_model(truth, run, compute=False)
+        if cached is None:
+            due.append(index)
+        else:
+            found[index], records[truth.name] = cached
+            bar.update()
+    tasks = [(models[index], run.config, cache_root) for index in due]
+    for position, done, died in run_pooled(evaluate_job, tasks, min(workers, len(due) or 1), threads):
+        index = due[position]
+        truth = models[index]
+        if done is None:  # its worker died even alone (out of memory, a crash in native code)
+            found[index], records[truth.name] = ModelEvaluation(truth, None), {}
+            found[index].errors["scan"] = str(died)  # never scanned: reported as such
+        else:
+            found[index], records[truth.name], seconds, computed = done
+            for stage, value in seconds.items():
+                run.add_time(stage, value)
+            for stage, count in computed.items():
+                run.computed[stage] = run.computed.get(stage, 0) + count
+        bar.set_postfix_str(truth.name)
+        bar.update()
+    missing = [models[i].name for i, e in enumerate(found) if e is None]
+    if missing:  # run_pooled reports every task; a gap would silently shrink the population
+        raise ExrayError(f"the worker pool reported no result for {missing}")
+    return found, records  # type: ignore[return-value]
 
 
 def evaluate_zoo(
@@ -95,12 +144,15 @@ def evaluate_zoo(
     of being fitted here (out of sample). A reference that shares a model (same weights) with this
     population, or that was run with other settings, raises :class:`~exray.errors.ConfigError`.
 
-    ``workers``: models evaluated at once, each in its own process with ``threads`` intra-op threads
-    (default: the machine's cores split between the workers); 1 (default) evaluates them in this process,
-    with ``threads`` threads if given. The cores are best spent as processes: masks of one model use two
-    threads at ~75 % efficiency on a 2-core CPU. The results do not depend on ``workers`` except through the
-    thread count (another float summation order), which each cached record notes. ``seconds`` sums the
-    models' compute times (over workers: more than the wall time).
+    ``workers``: models evaluated at once (at most the available cores), each in its own process with
+    ``threads`` intra-op threads (default: the cores split between the workers, however few models are
+    left to compute, so that the records keep one thread count); 1 (default) evaluates them in this
+    process, with ``threads`` threads if given (on 2 cores, 2 × 1 evaluated ×1.06 faster than 1 × 2:
+    ``benchmarks/bench_eval_workers.py``). The results depend on ``workers`` only through the thread
+    count (another float summation order), which each cached record notes; a worker whose process dies
+    (e.g. out of memory) costs only its model (:func:`exray.utils.run_pooled`). Workers are fresh
+    processes: scanners, methods or architectures registered at run time in this process are not
+    registered there. ``seconds`` sums the models' compute times (over workers: more than the wall time).
     """
     config = _resolve_config(config, methods, scanner)
     out = Path(out)
@@ -129,42 +181,11 @@ def evaluate_zoo(
         models = [m for m in models if m not in left_out]
     workers, threads = _check_workers(workers, threads)
     run = make_run(config, out / "cache")
-    evaluations: list[ModelEvaluation | None] = [None] * len(models)
-    records: dict[str, dict[str, dict[str, Any]]] = {}
-    budget = (
-        intra_op_threads(threads) if threads else nullcontext()
-    )  # also for a lone job run in this process
+    # the thread budget also holds for a lone due model, which run_pooled runs in this process
+    budget = intra_op_threads(threads) if threads else nullcontext()
     with tqdm(total=len(models), desc="evaluate", unit="model", disable=not progress) as bar, budget:
         run.progress = bar
-        if workers == 1:
-            for index, truth in enumerate(models):
-                evaluations[index], records[truth.name] = evaluate_model(truth, run)  # type: ignore[misc]
-                bar.update()
-        else:  # what the caches hold is read here; the rest is computed by the workers
-            due = []
-            for index, truth in enumerate(models):
-                cached = evaluate_model(truth, run, compute=False)
-                if cached is None:
-                    due.append(index)
-                else:
-                    evaluations[index], records[truth.name] = cached
-                    bar.update()
-            tasks = [(models[index], config, out / "cache") for index in due]
-            for position, done, died in run_pooled(evaluate_job, tasks, min(workers, len(due) or 1), threads):
-                index = due[position]
-                truth = models[index]
-                if done is None:  # the worker process died (out of memory, a crash in native code)
-                    evaluations[index], records[truth.name] = ModelEvaluation(truth, None), {}
-                    evaluations[index].errors["worker"] = str(died)
-                else:
-                    evaluations[index], records[truth.name], seconds, computed = done
-                    for stage, value in seconds.items():
-                        run.add_time(stage, value)
-                    for stage, count in computed.items():
-                        run.computed[stage] = run.computed.get(stage, 0) + count
-                bar.set_postfix_str(truth.name)
-                bar.update()
-    evaluations = [e for e in evaluations if e is not None]
+        evaluations, records = _evaluate_models(models, run, out / "cache", workers, threads, bar)
     start = time.perf_counter()
     thresholds, fitted = decide(evaluations, records, config, run.methods, rules_from)
     run.add_time("population", time.perf_counter() - start)

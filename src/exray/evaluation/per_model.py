@@ -71,7 +71,8 @@ def evaluate_model(
     truth: ModelTruth, run: EvaluationRun, compute: bool = True
 ) -> tuple[ModelEvaluation, dict[str, dict[str, Any]]] | None:
     """Scan (or reuse the cached scan of) one model and run (or reuse) every method on its triggers.
-    ``compute=False``: only from the caches — ``None`` if anything is missing."""
+    ``compute=False``: only from the caches — ``None`` if anything is missing (a record judged at a lower
+    gate with no trigger in between is still re-saved at this gate, as in a computing run)."""
     config = run.config
     evaluation = ModelEvaluation(truth, None)
     records: dict[str, dict[str, Any]] = {}

@@ -10,11 +10,9 @@ recorded and the batch goes on.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import time
 import traceback
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -33,7 +31,14 @@ from exray.pipeline.loading import load_scan_inputs
 from exray.pipeline.options import ScanOptions
 from exray.pipeline.ray_backend import RayBackend, import_ray, run_on_ray
 from exray.pipeline.scan import scan
-from exray.utils import available_cores, set_thread_budget, versions
+from exray.utils import (
+    available_cores,
+    cap_workers,
+    check_workers_run,
+    kill_workers,
+    set_thread_budget,
+    versions,
+)
 
 
 def scan_model_dir(path: str | Path, options: ScanOptions, *, progress: bool = False) -> dict[str, Any]:
@@ -99,10 +104,7 @@ def scan_many(
         raise ConfigError(f"backend must be None or a RayBackend, got {type(backend).__name__}")
     if backend is not None:
         import_ray()  # a missing Ray stops the batch before any model
-    cores = available_cores()
-    if workers > cores:
-        warnings.warn(f"{workers} workers on {cores} cores: using {cores}", stacklevel=2)
-        workers = cores
+    workers = cap_workers(workers)
     if out is not None:
         out = check_writable(out, "results file")
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -217,7 +219,7 @@ def _run(
                         alone = None if path == alone else alone
                     pending.extendleft(reversed(list(inflight.values())))
                     inflight.clear()
-                    _kill_workers(pool)
+                    kill_workers(pool)
                     broken = True
                 for future in done:
                     path = inflight.pop(future)
@@ -236,7 +238,7 @@ def _run(
             if path != alone:
                 suspects.append(path)
                 continue
-            _check_workers_run(context, threads)
+            check_workers_run(context, threads)
             yield error_record(path, options, WORKER_DIED)
 
 
@@ -320,12 +322,6 @@ class _Clock:
         return [inflight.pop(f) for f in late]
 
 
-def _kill_workers(pool: ProcessPoolExecutor) -> None:
-    """Kill every worker process of ``pool`` (ProcessPoolExecutor has no public handle on them)."""
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        process.kill()
-
-
 def _submit(
     pool: ProcessPoolExecutor,
     inflight: dict[Future, str],
@@ -341,18 +337,3 @@ def _submit(
         queue.appendleft(path)
         return False
     return True
-
-
-def _check_workers_run(context: Any, threads: int) -> None:
-    """Raise :class:`ExrayError` unless a fresh worker process runs an empty task."""
-    try:
-        with ProcessPoolExecutor(
-            1, mp_context=context, initializer=set_thread_budget, initargs=(threads,)
-        ) as pool:
-            pool.submit(os.getpid).result()
-    except BrokenProcessPool:
-        raise ExrayError(
-            "worker processes die even on an empty task (a process limit, a failing start-up, or a script "
-            'that starts a parallel scan without an `if __name__ == "__main__":` guard); rerun with '
-            "--workers 1"
-        ) from None

@@ -24,6 +24,7 @@ from exray.errors import ConfigError
 from exray.models.runtime import resolve_device
 from exray.pipeline.budget import BudgetExceeded, ModelBudget, enforced
 from exray.pipeline.options import ScanOptions
+from exray.utils import available_cores
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def run_on_ray(
     started_here = not ray.is_initialized()
     if started_here:
         address = backend.address or os.environ.get("RAY_ADDRESS") or None
-        local = {} if address else {"num_cpus": os.cpu_count() or 1}
+        local = {} if address else {"num_cpus": available_cores()}
         ray.init(
             address=address,
             include_dashboard=False,

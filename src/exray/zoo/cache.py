@@ -15,7 +15,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from exray.errors import ExrayError
-from exray.models.runtime import resolve_device
+from exray.models.runtime import native_bf16, resolve_device
 from exray.version import __version__
 from exray.zoo.build import build_zoo
 from exray.zoo.records import ZOO_FILE
@@ -30,16 +30,26 @@ def cache_root(root: str | Path | None = None) -> Path:
     return Path(env) if env else Path.home() / ".cache" / "exray"
 
 
+def uses_auto_bf16(spec: ZooSpec) -> bool:
+    """Whether some model of ``spec`` trains under ``bf16: auto`` (the training section or an
+    architecture's override), whose precision depends on the machine."""
+    settings = [spec.training.bf16, *(a.training.get("bf16") for a in spec.architectures)]
+    return "auto" in settings
+
+
 def cache_dir(
     spec: ZooSpec, root: str | Path | None = None, *, train_threads: int = 1, device: str = "cpu"
 ) -> Path:
     """Where :func:`cached_build` puts ``spec``: ``<root>/zoos/<name>-<hash of spec and exray version>``,
-    with ``-t<N>`` appended for a build whose models train on N > 1 threads and ``-cuda`` for one that
-    trains on a GPU (other weights)."""
+    with ``-t<N>`` appended for a build whose models train on N > 1 threads, ``-cuda`` for one that
+    trains on a GPU, and ``-bf16`` or ``-fp32`` for a spec with ``bf16: auto``, by what it runs on this
+    device (other weights: a cache shared by machines keeps them apart)."""
     key = hashlib.sha256(f"{spec.digest()}:{__version__}".encode()).hexdigest()[:16]
     suffix = f"-t{train_threads}" if train_threads != 1 else ""
-    kind = resolve_device(device).type
-    suffix += "" if kind == "cpu" else f"-{kind}"
+    resolved = resolve_device(device)
+    suffix += "" if resolved.type == "cpu" else f"-{resolved.type}"
+    if uses_auto_bf16(spec):
+        suffix += "-bf16" if native_bf16(resolved) else "-fp32"
     return cache_root(root) / "zoos" / f"{spec.name}-{key}{suffix}"
 
 

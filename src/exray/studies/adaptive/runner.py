@@ -132,6 +132,7 @@ def run_adaptive_study(
     calibration = Calibration()
     return {
         "study": spec.to_dict(),
+        "mask_precision": spec.scan.mask_config().precision,  # what precision: auto ran here
         "clean": clean,
         "trojaned": {f"{w:g}": records for w, records in by_weight.items()},
         "table": table7(clean, by_weight, calibration),

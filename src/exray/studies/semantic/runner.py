@@ -108,7 +108,7 @@ def _population_rows(spec: SemanticStudySpec, population: Path) -> list[dict[str
 
 
 #: Intra-op threads of each model's scan and masks: one, so that the study's numbers do not depend on
-#: ``workers`` (two single-thread processes also evaluate ~1.3× faster than one two-thread process).
+#: ``workers`` (as every model trains on one); the cores go to worker processes.
 EVALUATION_THREADS = 1
 
 
@@ -137,7 +137,6 @@ def run_semantic_study(
     separate = [a for a in spec.attacks if a.scanner_options and a.attack in present]
     shared = tuple(g for g in present if g not in {a.attack for a in separate})
     results, files = [], {}
-    # each model is scanned on `threads` threads whatever the worker count, as every model trains on one
     pool = {"progress": progress, "workers": workers, "threads": threads}
     if shared:
         config = spec.evaluation(shared if separate else None)
@@ -180,7 +179,7 @@ def run_semantic_study(
         "workers": workers,
         "threads": torch.get_num_threads(),
         "evaluation_threads": threads,
-        "mask_precision": spec.scan.mask_config().precision,
+        "mask_precision": results[0].config.mask_config.precision if results else None,  # what ran
         "versions": versions(),
     }
     markdown = _markdown(spec, rows, trojans, failures, seconds)

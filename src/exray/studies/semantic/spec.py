@@ -30,6 +30,8 @@ from exray.studies.semantic.trained import TrainedAttack, check_against, parse_a
 from exray.zoo.schema import ZooSpec
 
 KIND = "semantic study spec"
+#: Where the study's models run (precision: auto resolves there).
+STUDY_DEVICE = "cpu"
 
 
 @dataclass(frozen=True)
@@ -49,8 +51,8 @@ class SemanticStudySpec:
             seed=self.seed,
             layer=self.scan.layer,
             policy=self.scan.policy,
-            mask_config=self.scan.mask_config(),
-            device="cpu",
+            mask_config=self.scan.mask_config(STUDY_DEVICE),
+            device=STUDY_DEVICE,
             groups=groups,
         )
 

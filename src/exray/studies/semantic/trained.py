@@ -184,11 +184,14 @@ def recipe_hash(zoo: ZooSpec, attack: TrainedAttack, index: int) -> str:
 
 def build_trained_model(zoo: ZooSpec, attack: TrainedAttack, index: int, out: Path) -> dict[str, Any]:
     """Train model ``index`` of ``attack`` (redrawn below the quality bar) and write its directory
-    ``out/<attack>-<index>``, or return the finished one's config when its recipe is unchanged."""
+    ``out/<attack>-<index>``, or return the finished one's config when its recipe is unchanged and, under
+    ``bf16: auto``, it was trained in the precision auto runs here."""
     final, recipe = out / attack.name(index), recipe_hash(zoo, attack, index)
     if (final / "config.json").is_file():
         config = read_config(final)
-        if config.get("study_attack", {}).get("recipe_hash") == recipe:
+        ran_bf16 = config.get("training", {}).get("bf16_resolved")  # recorded where bf16 was "auto"
+        same_precision = ran_bf16 is None or ran_bf16 == native_bf16(torch.device("cpu"))
+        if config.get("study_attack", {}).get("recipe_hash") == recipe and same_precision:
             return config
     start, the_design = time.perf_counter(), design(zoo, attack, index)
     attempts: list[tuple[float, ModelDraw, Trained]] = []
