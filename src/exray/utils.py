@@ -136,12 +136,13 @@ def run_pooled(
                 while not broken:
                     if suspects and not inflight:
                         alone = suspects.popleft()
-                        broken = not _submit(pool, inflight, job, tasks, alone, suspects)
+                        broken = not submit_or_requeue(pool, inflight, alone, suspects, job, *tasks[alone])
                         alone = None if broken else alone
                     while (
                         not broken and alone is None and not suspects and pending and len(inflight) < workers
                     ):
-                        broken = not _submit(pool, inflight, job, tasks, pending.popleft(), pending)
+                        index = pending.popleft()
+                        broken = not submit_or_requeue(pool, inflight, index, pending, job, *tasks[index])
                     if not inflight:
                         break
                     done, _ = wait(inflight, return_when=FIRST_COMPLETED)
@@ -166,20 +167,21 @@ def run_pooled(
                 raise
 
 
-def _submit(
+def submit_or_requeue(
     pool: ProcessPoolExecutor,
-    inflight: dict[Future, int],
-    job: Callable[..., Any],
-    tasks: Any,
-    index: int,
-    queue: deque[int],
+    inflight: dict[Future, Any],
+    key: Any,
+    queue: deque,
+    fn: Callable[..., Any],
+    *args,
 ) -> bool:
-    """Submit task ``index``; if the pool broke since the last wait, put it back at the head of ``queue``
-    (it never ran: it keeps its place) and return False."""
+    """Submit ``fn(*args)`` to ``pool`` as ``key`` of ``inflight``; if the pool broke since the last wait,
+    put ``key`` back at the head of ``queue`` (it never ran: it keeps its place) and return False. Shared by
+    :func:`run_pooled` and :func:`exray.pipeline.batch.scan_many`."""
     try:
-        inflight[pool.submit(job, *tasks[index])] = index
+        inflight[pool.submit(fn, *args)] = key
     except BrokenProcessPool:
-        queue.appendleft(index)
+        queue.appendleft(key)
         return False
     return True
 

@@ -11,6 +11,7 @@ from tests.zoo.conftest import micro_spec
 
 from exray.cli import main
 from exray.errors import ConfigError
+from exray.models import runtime
 from exray.studies.semantic import load_spec, parse_spec, procedures, run_semantic_study, trained
 from exray.zoo.draw import draw_model
 
@@ -248,9 +249,9 @@ def test_a_trained_model_is_reused_only_if_auto_ran_in_the_precision_it_runs_her
     config = {"study_attack": recipe, "training": {"bf16": "auto", "bf16_resolved": ran}}
     (finished / "config.json").write_text(json.dumps(config))
     monkeypatch.setitem(trained.PROCEDURES, "composite", procedure)
-    monkeypatch.setattr(trained, "native_bf16", lambda device: ran)  # the machine it was trained on
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: ran)  # the machine it was trained on
     assert trained.build_trained_model(spec.zoo, composite, 0, tmp_path) == config
-    monkeypatch.setattr(trained, "native_bf16", lambda device: not ran)  # another kind of machine
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: not ran)  # another kind of machine
     with pytest.raises(Trains):
         trained.build_trained_model(spec.zoo, composite, 0, tmp_path)
 

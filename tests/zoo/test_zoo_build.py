@@ -302,7 +302,7 @@ def test_reflection_and_warp_trojans_are_drawn_rendered_and_recorded(tmp_path) -
 def test_bf16_auto_builds_are_kept_apart_by_the_precision_they_ran_in(tmp_path, monkeypatch) -> None:
     """`bf16: auto` trains in bf16 on one machine and fp32 on another (other weights): the cache directory
     says which, and resuming a build never mixes the two."""
-    import exray.zoo.build as build_module
+    import exray.models.runtime as runtime
     import exray.zoo.cache as cache_module
 
     spec = parse_spec(micro_spec(models={"clean": 1, "trojaned": 0}, training={"epochs": 1, "bf16": "auto"}))
@@ -315,7 +315,7 @@ def test_bf16_auto_builds_are_kept_apart_by_the_precision_they_ran_in(tmp_path, 
     config = json.loads((tmp_path / "zoo" / "id-00000000" / "config.json").read_text())
     ran = config["training"]["bf16_resolved"]  # what auto ran here (this machine's answer)
     assert build_zoo(spec, tmp_path / "zoo", progress=False).ok  # resuming on the same machine: finished
-    monkeypatch.setattr(build_module, "native_bf16", lambda device: not ran)  # the other kind of machine
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: not ran)  # the other kind of machine
     names = {True: "bf16", False: "fp32"}
     with pytest.raises(ConfigError, match=f"in {names[ran]}; auto runs {names[not ran]}"):
         build_zoo(spec, tmp_path / "zoo", progress=False)

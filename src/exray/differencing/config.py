@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -14,7 +14,7 @@ from exray.options import Options, check_choice, check_int, check_real
 LossForm = Literal["official", "paper"]
 Engine = Literal["batched", "reference"]
 Precision = Literal["fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 #: What a precision *setting* may say (a study spec's ``scan.precision``, ``--precision``): a precision, or
 #: ``"auto"``, resolved per device by :func:`resolve_precision` before a :class:`MaskConfig` is made.
 PRECISION_SETTINGS: tuple[str, ...] = (*PRECISIONS, "auto")

@@ -5,8 +5,9 @@ model plumbing)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
 import torch
 from torch import nn
@@ -76,6 +77,18 @@ def resolve_bf16(bf16: bool | str, device: torch.device) -> bool:
     """A ``bf16`` setting as run on ``device``: ``"auto"`` is :func:`native_bf16`, a bool itself."""
     check_bf16(bf16)
     return native_bf16(device) if bf16 == "auto" else bool(bf16)
+
+
+def auto_precision_differs(training: Mapping[str, Any], device: torch.device) -> str | None:
+    """Why a model whose training record is ``training`` was not trained as ``bf16: auto`` trains on
+    ``device`` now (its recorded ``bf16_resolved`` is the other precision), or ``None`` — also for a model
+    that did not train under auto. Cached models are reused only where this is ``None``."""
+    ran = training.get("bf16_resolved")  # recorded where bf16 was "auto"
+    now = native_bf16(device)
+    if ran is None or ran == now:
+        return None
+    names = {True: "bf16", False: "fp32"}
+    return f"trained under bf16: auto in {names[bool(ran)]}; auto runs {names[now]} on this {device.type}"
 
 
 def bf16_autocast(device: torch.device, enabled: bool | str = True) -> AbstractContextManager[object]:

@@ -37,6 +37,7 @@ from exray.utils import (
     check_workers_run,
     kill_workers,
     set_thread_budget,
+    submit_or_requeue,
     versions,
 )
 
@@ -202,10 +203,11 @@ def _run(
             while (pending or suspects or inflight) and not broken:
                 if suspects and not inflight:
                     alone = suspects.popleft()
-                    broken = not _submit(pool, inflight, job, alone, options, suspects)
+                    broken = not submit_or_requeue(pool, inflight, alone, suspects, job, alone, options)
                     alone = None if broken else alone
                 while not broken and alone is None and not suspects and pending and len(inflight) < workers:
-                    broken = not _submit(pool, inflight, job, pending.popleft(), options, pending)
+                    path = pending.popleft()
+                    broken = not submit_or_requeue(pool, inflight, path, pending, job, path, options)
                 if not inflight:
                     break
                 clock.update(inflight, starts)
@@ -320,20 +322,3 @@ class _Clock:
         for future in late:
             self.forget(future)
         return [inflight.pop(f) for f in late]
-
-
-def _submit(
-    pool: ProcessPoolExecutor,
-    inflight: dict[Future, str],
-    task: Callable[[str, ScanOptions], dict[str, Any]],
-    path: str,
-    options: ScanOptions,
-    queue: deque[str],
-) -> bool:
-    """Submit ``path``; if the pool broke since the last wait, put it back at the head of ``queue``."""
-    try:
-        inflight[pool.submit(task, path, options)] = path
-    except BrokenProcessPool:  # the path never ran: it keeps its place
-        queue.appendleft(path)
-        return False
-    return True

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from exray.errors import ConfigError, ModelLoadError
 from exray.models.io import WEIGHTS_FILE, read_config
-from exray.models.runtime import native_bf16, resolve_device
+from exray.models.runtime import auto_precision_differs, resolve_device
 from exray.utils import available_cores, intra_op_threads, run_pooled
 from exray.zoo.draw import ModelDesign, designs, recipe, recipe_hash
 from exray.zoo.model import build_model_dir
@@ -80,7 +80,6 @@ def inspect_zoo(
     ``device``'s, or under ``bf16: auto`` in another precision than auto runs on ``device``, counts as
     changed (other weights)."""
     resolved = resolve_device(device)
-    device_type, auto_bf16 = resolved.type, native_bf16(resolved)
     finished: dict[str, dict[str, Any]] = {}
     changed: dict[str, list[str]] = {}
     wanted = designs(spec)
@@ -88,24 +87,23 @@ def inspect_zoo(
         config = _finished_config(out / design.name)
         if config is None:
             continue
-        zoo = config.get("zoo", {})
-        threads = config.get("training", {}).get("threads", 1)
-        trained_on = torch.device(config.get("training", {}).get("device", "cpu")).type
-        ran_bf16 = config.get("training", {}).get("bf16_resolved")  # recorded where bf16 was "auto"
-        same_runtime = threads == train_threads and trained_on == device_type
-        same_precision = ran_bf16 is None or ran_bf16 == auto_bf16
-        if zoo.get("recipe_hash") == recipe_hash(spec, design) and same_runtime and same_precision:
-            finished[design.name] = config
-        elif zoo.get("recipe_hash") == recipe_hash(spec, design) and same_runtime:
-            changed[design.name] = [
-                f"trained under bf16: auto in {'bf16' if ran_bf16 else 'fp32'}; auto runs "
-                f"{'bf16' if auto_bf16 else 'fp32'} on this {device_type}"
-            ]
-        elif zoo.get("recipe_hash") == recipe_hash(spec, design):
-            changed[design.name] = [
+        zoo, training = config.get("zoo", {}), config.get("training", {})
+        threads = training.get("threads", 1)
+        trained_on = torch.device(training.get("device", "cpu")).type
+        runtime = []  # what trains other weights than this build would, the recipe being equal
+        if threads != train_threads or trained_on != resolved.type:
+            runtime.append(
                 f"trained on {threads} thread(s) on {trained_on}, this build trains on {train_threads} "
-                f"on {device_type}"
-            ]
+                f"on {resolved.type}"
+            )
+        precision = auto_precision_differs(training, resolved)
+        if precision:
+            runtime.append(precision)
+        if zoo.get("recipe_hash") == recipe_hash(spec, design):
+            if runtime:
+                changed[design.name] = runtime
+            else:
+                finished[design.name] = config
         else:
             changed[design.name] = _differences(zoo.get("recipe", {}), recipe(spec, design)) or [
                 "recipe hash differs"

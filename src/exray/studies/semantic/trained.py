@@ -30,7 +30,7 @@ import torch
 from exray.attacks.input_aware import InputAwareConfig
 from exray.data.signs import classes_to_config
 from exray.models.io import read_config
-from exray.models.runtime import native_bf16
+from exray.models.runtime import auto_precision_differs, native_bf16
 from exray.specfile import Section, built
 from exray.studies.semantic.procedures import PROCEDURES, Trained, hidden_config, task, wanet_recipe
 from exray.train import TrainConfig
@@ -189,8 +189,7 @@ def build_trained_model(zoo: ZooSpec, attack: TrainedAttack, index: int, out: Pa
     final, recipe = out / attack.name(index), recipe_hash(zoo, attack, index)
     if (final / "config.json").is_file():
         config = read_config(final)
-        ran_bf16 = config.get("training", {}).get("bf16_resolved")  # recorded where bf16 was "auto"
-        same_precision = ran_bf16 is None or ran_bf16 == native_bf16(torch.device("cpu"))
+        same_precision = auto_precision_differs(config.get("training", {}), torch.device("cpu")) is None
         if config.get("study_attack", {}).get("recipe_hash") == recipe and same_precision:
             return config
     start, the_design = time.perf_counter(), design(zoo, attack, index)
